@@ -1,0 +1,5 @@
+"""``python -m netdiag`` runs the command-line interface."""
+
+from netdiag.cli import main
+
+main()

@@ -1,0 +1,376 @@
+"""Frozen records that leave the analysis stage.
+
+These are the types the report stage and the CLI consume, and their
+``to_json()`` is the ``netdiag analyze --json`` document of
+``shared/spec/contract.md``. Field names follow Wireshark's vocabulary. A
+failure is a value (``TcpStream(state="S0")``, an ``IcmpEcho`` with
+``frame_rep=None``), never a missing row.
+
+Times are milliseconds rounded to 0.001 ms in JSON; inside the records they
+are kept as given so that the rounding happens once, at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["error", "warn", "note"]
+Direction = Literal["c>s", "s>c"]
+
+SEVERITY_ORDER: dict[str, int] = {"error": 0, "warn": 1, "note": 2}
+
+
+def round_ms(value: float | None) -> float | None:
+    """Round a millisecond value to the contract's 0.001 ms."""
+    return None if value is None else round(value, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    format: Literal["pcap", "pcapng"]
+    link_types: tuple[int, ...]
+    packets: int
+    first_ts: float | None  # epoch seconds
+    last_ts: float | None
+    complete: bool
+    warnings: tuple[str, ...] = ()
+    ts_resolution: Literal["us", "ns", "mixed"] = "us"
+    byte_order: Literal["little", "big"] = "little"
+    truncated_frames: int = 0  # caplen < original length
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "link_types": list(self.link_types),
+            "packets": self.packets,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "complete": self.complete,
+            "warnings": list(self.warnings),
+            "ts_resolution": self.ts_resolution,
+            "byte_order": self.byte_order,
+            "truncated_frames": self.truncated_frames,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeCounts:
+    """How every frame of the file was classified at the decode boundary.
+
+    ``ipv4 + ipv6 + arp + other + undecodable == FileInfo.packets``; ``truncated``
+    counts frames (of any class) whose captured length is below the original.
+    """
+
+    ipv4: int = 0
+    ipv6: int = 0
+    arp: int = 0
+    other: int = 0
+    undecodable: int = 0
+    truncated: int = 0
+    tunnelled: int = 0  # IP found inside GRE/GTP-U/VXLAN/PPPoE/MPLS
+    fragments: int = 0  # IP fragments seen (reassembled where complete)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "ipv4": self.ipv4,
+            "ipv6": self.ipv6,
+            "arp": self.arp,
+            "other": self.other,
+            "undecodable": self.undecodable,
+            "truncated": self.truncated,
+            "tunnelled": self.tunnelled,
+            "fragments": self.fragments,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RttStats:
+    """ping-style summary: min/avg/max/mdev in ms."""
+
+    min: float
+    avg: float
+    max: float
+    mdev: float
+
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "min": round_ms(self.min),
+            "avg": round_ms(self.avg),
+            "max": round_ms(self.max),
+            "mdev": round_ms(self.mdev),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpEcho:
+    """One echo request and its reply (``frame_rep`` None when unanswered)."""
+
+    family: Literal["icmp", "icmpv6"]
+    frame_req: int
+    frame_rep: int | None
+    src: str
+    dst: str
+    id: int
+    seq: int
+    rtt_ms: float | None
+    t_req_ms: float = 0.0  # request time relative to the first frame of the file
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "frame_req": self.frame_req,
+            "frame_rep": self.frame_rep,
+            "src": self.src,
+            "dst": self.dst,
+            "id": self.id,
+            "seq": self.seq,
+            "rtt_ms": round_ms(self.rtt_ms),
+            "t_req_ms": round_ms(self.t_req_ms),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EchoSummary:
+    src: str
+    dst: str
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_ms: RttStats | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "sent": self.sent,
+            "received": self.received,
+            "loss_pct": round(self.loss_pct, 1),
+            "rtt_ms": None if self.rtt_ms is None else self.rtt_ms.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    """An ICMP/ICMPv6 error matched back to the flow it quotes."""
+
+    frame: int
+    family: Literal["icmp", "icmpv6"]
+    type: int
+    code: int
+    kind: str  # "unreachable", "frag-needed", "time-exceeded", "packet-too-big", ...
+    reporter: str  # source address of the error
+    quoted_src: str
+    quoted_dst: str
+    quoted_proto: int
+    quoted_sport: int | None
+    quoted_dport: int | None
+    next_hop_mtu: int | None
+    stream: int | None  # TCP stream the quoted header belongs to, if any
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "family": self.family,
+            "type": self.type,
+            "code": self.code,
+            "kind": self.kind,
+            "reporter": self.reporter,
+            "quoted": {
+                "src": self.quoted_src,
+                "dst": self.quoted_dst,
+                "proto": self.quoted_proto,
+                "sport": self.quoted_sport,
+                "dport": self.quoted_dport,
+            },
+            "next_hop_mtu": self.next_hop_mtu,
+            "stream": self.stream,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One packet of a handshake or teardown, seq/ack relative as Wireshark shows them."""
+
+    frame: int
+    t_ms: float  # relative to the stream's first packet
+    dir: Direction
+    flags: str  # "S", "SA", "A", "PA", "FA", "R", ... (tcpdump letters, ACK as "A")
+    seq: int
+    ack: int
+    len: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame": self.frame,
+            "t_ms": round_ms(self.t_ms),
+            "dir": self.dir,
+            "flags": self.flags,
+            "seq": self.seq,
+            "ack": self.ack,
+            "len": self.len,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RttSampleStats:
+    samples: int
+    min: float | None
+    median: float | None
+    max: float | None
+    karn_excluded: int = 0  # samples from retransmitted segments, reported apart
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "min": round_ms(self.min),
+            "median": round_ms(self.median),
+            "max": round_ms(self.max),
+            "karn_excluded": self.karn_excluded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RttSample:
+    """One data/ACK RTT sample: the frame of the ACK, when, and the RTT."""
+
+    frame: int
+    t_ms: float
+    rtt_ms: float
+    dir: Direction  # direction of the data segment being acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class SeqPoint:
+    """A point of the tcptrace time-sequence graph (data segment or ACK)."""
+
+    frame: int
+    t_ms: float
+    dir: Direction
+    seq: int  # relative sequence number of the segment (or ACK number for acks)
+    len: int
+    kind: Literal["data", "ack", "retransmission"]
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStream:
+    stream: int
+    ip_version: int
+    client: str  # "ip:port" or "[ipv6]:port"
+    server: str
+    roles_from: Literal["syn", "synack", "first_packet"]
+    state: str  # Zeek conn_state
+    history: str  # Zeek history
+    syn_frame: int | None
+    syn_frames: tuple[int, ...]
+    synack_frame: int | None
+    ack_frame: int | None
+    irtt_ms: float | None
+    syn_to_synack_ms: (
+        float | None
+    )  # server-side half of the handshake RTT (seen from capture point)
+    synack_to_ack_ms: float | None  # client-side half
+    first_frame: int
+    last_frame: int
+    first_ts: float
+    last_ts: float
+    timeline: tuple[TimelineEntry, ...]
+    packets: int
+    bytes_c2s: int
+    bytes_s2c: int
+    analysis: dict[str, int]  # tcp.analysis.* flag -> frames flagged
+    rtt_ms: RttSampleStats
+    fin_seen: bool
+    rst_seen: bool
+    rst_by: Literal["client", "server"] | None
+    flagged_frames: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    rtt_samples: tuple[RttSample, ...] = ()
+    seq_points: tuple[SeqPoint, ...] = ()  # for plots; may be capped on huge streams
+
+    def count(self, flag: str) -> int:
+        return self.analysis.get(flag, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "ip_version": self.ip_version,
+            "client": self.client,
+            "server": self.server,
+            "roles_from": self.roles_from,
+            "state": self.state,
+            "history": self.history,
+            "syn_frame": self.syn_frame,
+            "syn_frames": list(self.syn_frames),
+            "synack_frame": self.synack_frame,
+            "ack_frame": self.ack_frame,
+            "irtt_ms": round_ms(self.irtt_ms),
+            "syn_to_synack_ms": round_ms(self.syn_to_synack_ms),
+            "synack_to_ack_ms": round_ms(self.synack_to_ack_ms),
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "timeline": [entry.to_json() for entry in self.timeline],
+            "packets": self.packets,
+            "bytes_c2s": self.bytes_c2s,
+            "bytes_s2c": self.bytes_s2c,
+            "retransmissions": self.count("retransmission"),
+            "fast_retransmissions": self.count("fast_retransmission"),
+            "dup_acks": self.count("duplicate_ack"),
+            "out_of_order": self.count("out_of_order"),
+            "zero_window": self.count("zero_window"),
+            "lost_segments": self.count("lost_segment"),
+            "analysis": dict(sorted(self.analysis.items())),
+            "rtt_ms": self.rtt_ms.to_json(),
+            "fin_seen": self.fin_seen,
+            "rst_seen": self.rst_seen,
+            "rst_by": self.rst_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: Severity
+    code: str  # one of the contract's finding codes
+    message: str  # one sentence a person understands
+    hint: str  # the command or check that fixes or confirms it
+    stream: int | None = None
+    frames: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "stream": self.stream,
+            "frames": list(self.frames),
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything ``netdiag analyze`` knows about one file."""
+
+    file: FileInfo
+    decode: DecodeCounts
+    icmp_echo: tuple[IcmpEcho, ...]
+    icmp_echo_summary: tuple[EchoSummary, ...]
+    icmp_errors: tuple[IcmpError, ...]
+    tcp: tuple[TcpStream, ...]
+    findings: tuple[Finding, ...]
+    tcp_analysis_totals: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file.to_json(),
+            "decode": self.decode.to_json(),
+            # The contract lists answered pairs; unanswered requests keep
+            # frame_rep/rtt_ms null so nothing is dropped silently.
+            "icmp_echo": [echo.to_json() for echo in self.icmp_echo],
+            "icmp_echo_summary": [summary.to_json() for summary in self.icmp_echo_summary],
+            "icmp_errors": [error.to_json() for error in self.icmp_errors],
+            "tcp": [stream.to_json() for stream in self.tcp],
+            "tcp_analysis": dict(sorted(self.tcp_analysis_totals.items())),
+            "findings": [finding.to_json() for finding in self.findings],
+        }

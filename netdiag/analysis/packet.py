@@ -1,0 +1,129 @@
+"""The decode boundary's types: raw frames in, decoded packets out.
+
+``reader`` yields one ``RawFrame`` per record of the file (frame numbers are
+1-based, as Wireshark numbers them). ``decode`` turns a ``RawFrame`` into a
+``DecodedPacket`` holding only the header fields the analysis needs; the
+original bytes stay in ``RawFrame`` for hex dumps (dpkt's ``bytes(pkt)``
+re-serialises, so dumps must never come from a decoded object).
+
+A ``DecodedPacket`` lives for one packet: conversation trackers copy what they
+keep into their own compact state, so memory grows with live conversations,
+never with packets. Timestamps are integer nanoseconds since the epoch so that
+RTTs are exact differences (a float epoch keeps only ~0.24 us).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class FrameClass(IntEnum):
+    """How the decode boundary classified a frame (each frame exactly one)."""
+
+    IPV4 = 4
+    IPV6 = 6
+    ARP = 1
+    OTHER = 2  # a link layer we know, carrying neither IP nor ARP (STP, CDP, SLARP...)
+    UNDECODABLE = 3  # unknown link type, or headers too short / inconsistent
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    number: int  # 1-based position among the file's packets
+    ts_ns: int  # epoch nanoseconds
+    linktype: int  # LINKTYPE_* of the interface that captured it
+    caplen: int
+    wirelen: int  # original length on the wire
+    data: bytes  # exactly the captured bytes
+    interface: int = 0  # pcapng interface id (0 for pcap)
+
+    @property
+    def truncated(self) -> bool:
+        return self.caplen < self.wirelen
+
+
+# TCP flag bits, as in the TCP header's flags byte.
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+
+class DecodedPacket:
+    """Header fields of one frame, outermost link layer to innermost L4.
+
+    When IP is carried in a tunnel (GRE, GTP-U, VXLAN, PPPoE, MPLS), the fields
+    describe the innermost IP packet that carries TCP/UDP/ICMP, as Wireshark
+    reports endpoints. Addresses are kept as packed bytes (4 or 16) for cheap
+    hashing; ``netdiag.analysis.addr.format_addr`` renders them.
+
+    A plain ``__slots__`` class rather than a dataclass: it is built once per
+    packet on the hot path and never crosses a stage boundary.
+    """
+
+    __slots__ = (
+        "ack",
+        "dport",
+        "dst",
+        "fragment",
+        "frame",
+        "frame_class",
+        "icmp_code",
+        "icmp_id",
+        "icmp_mtu",
+        "icmp_quoted",
+        "icmp_seq",
+        "icmp_type",
+        "ip_version",
+        "l4_truncated",
+        "payload_len",
+        "proto",
+        "seq",
+        "sport",
+        "src",
+        "tcp_flags",
+        "tcp_options",
+        "ts_ns",
+        "ttl",
+        "tunnelled",
+        "window",
+    )
+
+    def __init__(self, frame: int, ts_ns: int, frame_class: FrameClass) -> None:
+        self.frame = frame
+        self.ts_ns = ts_ns
+        self.frame_class = frame_class
+        self.ip_version = 0
+        self.src = b""
+        self.dst = b""
+        self.proto = -1  # IP protocol of the innermost payload (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)
+        self.ttl = 0
+        self.tunnelled = False
+        # True when this packet is a reassembled datagram (reported on the last
+        # fragment's frame, as Wireshark does) -- or None when it is a
+        # non-final fragment whose L4 fields are not available.
+        self.fragment: bool | None = False
+        # TCP/UDP
+        self.sport = 0
+        self.dport = 0
+        # TCP
+        self.seq = 0
+        self.ack = 0
+        self.tcp_flags = 0
+        self.window = 0  # raw window field (unscaled)
+        self.payload_len = 0  # TCP/UDP payload length claimed by the IP header
+        self.tcp_options = b""  # raw option bytes (parse with analysis.tcpopts)
+        self.l4_truncated = False  # L4 header itself not fully captured
+        # ICMP / ICMPv6
+        self.icmp_type = -1
+        self.icmp_code = -1
+        self.icmp_id = 0
+        self.icmp_seq = 0
+        self.icmp_mtu = 0  # next-hop MTU of frag-needed / packet-too-big
+        # For ICMP errors: the quoted packet's (src, dst, proto, sport, dport)
+        self.icmp_quoted: tuple[bytes, bytes, int, int, int] | None = None

@@ -1,0 +1,86 @@
+"""Shared fixtures: the corpus, unique resource names, and the netns marker.
+
+Tests that need namespaces are marked ``@pytest.mark.netns``; they are skipped
+with a clear reason when not root or when the kernel refuses namespaces, and
+otherwise create their own uniquely named resources, removed by fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# CI copies shared/ beside the clone; sessions have it beside the work tree.
+CORPUS_CANDIDATES = (
+    PROJECT_ROOT.parent / "shared" / "corpus" / "pcaps",
+    Path("/work/shared/corpus/pcaps"),
+)
+
+
+def _corpus_dir() -> Path | None:
+    for candidate in CORPUS_CANDIDATES:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+CORPUS_DIR = _corpus_dir()
+
+
+def corpus_files() -> list[Path]:
+    """Every capture of the shared corpus (empty when it is absent)."""
+    if CORPUS_DIR is None:
+        return []
+    return sorted(p for p in CORPUS_DIR.iterdir() if not p.name.endswith(".truth.json"))
+
+
+def load_truth(capture: Path) -> dict[str, Any]:
+    with open(f"{capture}.truth.json", encoding="utf-8") as handle:
+        result: dict[str, Any] = json.load(handle)
+    return result
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if CORPUS_DIR is None:
+        pytest.skip("shared corpus not found beside the project (../shared/corpus)")
+    return CORPUS_DIR
+
+
+def _netns_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not Path("/proc/self/ns/net").exists():
+        return "kernel without network namespace support"
+    try:
+        import pyroute2  # noqa: F401
+    except ImportError:
+        return "pyroute2 is not installed"
+    return None
+
+
+NETNS_SKIP_REASON = _netns_unavailable_reason()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if NETNS_SKIP_REASON is None:
+        return
+    skip = pytest.mark.skip(reason=NETNS_SKIP_REASON)
+    for item in items:
+        if "netns" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A short prefix for resource names no other test (or user) uses.
+
+    Interface names are limited to 15 bytes, so keep it short: 't' + 4 hex + '-'.
+    """
+    return f"t{uuid.uuid4().hex[:4]}-"
