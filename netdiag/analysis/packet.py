@@ -81,6 +81,7 @@ class DecodedPacket:
         "icmp_type",
         "ip_version",
         "l4_truncated",
+        "link_header_len",
         "payload_len",
         "proto",
         "seq",
@@ -98,6 +99,10 @@ class DecodedPacket:
         self.frame = frame
         self.ts_ns = ts_ns
         self.frame_class = frame_class
+        # Length of the link-layer header as tcpdump counts it (Ethernet: 14
+        # plus VLAN tags; SLL: 16; NULL: 4; raw IP: 0): where `tcpdump -X`
+        # starts its dump. -1 when the link type is unknown.
+        self.link_header_len = -1
         self.ip_version = 0
         self.src = b""
         self.dst = b""
