@@ -1,0 +1,118 @@
+"""Every error a user can cause: one line on stderr, the contract's exit code, no traceback.
+
+These run the real CLI in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SETPRIV = shutil.which("setpriv")
+# An unprivileged user cannot reach this machine's Python (it lives under /root),
+# so "not root" is simulated the way it really fails: a process without
+# capabilities (what a user, or a container without CAP_SYS_ADMIN, has).
+needs_setpriv = pytest.mark.skipif(
+    SETPRIV is None or os.geteuid() != 0, reason="needs root and setpriv to drop capabilities"
+)
+
+
+def run_cli(*arguments: str, drop_capabilities: bool = False) -> subprocess.CompletedProcess[str]:
+    prefix = [SETPRIV or "setpriv", "--bounding-set", "-all", "--inh-caps", "-all"]
+    return subprocess.run(
+        [*(prefix if drop_capabilities else []), sys.executable, "-m", "netdiag", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "an error must say something on stderr"
+    assert lines[0].startswith("netdiag: error:"), lines
+    assert len(lines) <= 2, lines  # the error, and at most one line of advice
+
+
+def test_analyze_missing_file(tmp_path: Path) -> None:
+    result = run_cli("analyze", str(tmp_path / "nope.pcap"))
+    assert_one_line_error(result, 2)
+    assert "nope.pcap" in result.stderr
+
+
+def test_analyze_directory(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("analyze", str(tmp_path)), 2)
+
+
+def test_analyze_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    assert_one_line_error(run_cli("analyze", str(empty)), 2)
+
+
+def test_analyze_not_a_capture(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a capture\n" * 10)
+    assert_one_line_error(run_cli("analyze", str(text)), 2)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to test permission denied as another user"
+)
+def test_analyze_permission_denied(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.pcap"
+    secret.write_bytes(b"\xd4\xc3\xb2\xa1" + b"\x00" * 20)
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)
+    result = run_cli("analyze", str(secret), user=65534)
+    assert_one_line_error(result, 2)
+
+
+def test_hexdump_missing_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("hexdump", str(tmp_path / "nope.pcap")), 2)
+
+
+def test_run_port_out_of_range() -> None:
+    result = run_cli("run", "--port", "70000")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+@needs_setpriv
+def test_run_not_root_is_environment_error() -> None:
+    result = run_cli("run", "--prefix", "nr-", drop_capabilities=True)
+    assert_one_line_error(result, 3)
+    assert "root" in result.stderr
+
+
+def test_run_unknown_scenario() -> None:
+    assert_one_line_error(run_cli("run", "--scenario", "no-such-fault"), 2)
+
+
+def test_run_bad_topology_file(tmp_path: Path) -> None:
+    topology = tmp_path / "bad.yaml"
+    topology.write_text("namespaces: [ns1, ns2\nlinks: {}\n")
+    result = run_cli("run", "--topology", str(topology))
+    assert_one_line_error(result, 2)
+    assert "bad.yaml" in result.stderr
+
+
+def test_help_is_quick_to_import() -> None:
+    """`netdiag --help` must not import the heavy libraries (startup time)."""
+    probe = (
+        "import sys, netdiag.cli;"
+        "heavy = [m for m in ('scapy', 'matplotlib', 'pyroute2', 'dpkt') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == ""
