@@ -34,10 +34,18 @@ def addresses_in_frame(frame: bytes) -> list[ipaddress.IPv4Address]:
     """
     found = []
     for offset in range(len(frame) - 20):
-        if frame[offset] == 0x45:
+        if frame[offset] == 0x45 and header_checksum_ok(frame[offset : offset + 20]):
             for start in (offset + 12, offset + 16):
                 found.append(ipaddress.IPv4Address(frame[start : start + 4]))
     return found
+
+
+def header_checksum_ok(header: bytes) -> bool:
+    """A real IPv4 header sums to 0xffff (keeps random payload bytes from matching)."""
+    total = sum(int.from_bytes(header[index : index + 2], "big") for index in range(0, 20, 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
 
 
 @pytest.mark.netns
