@@ -39,6 +39,15 @@ class FileInfo:
     ts_resolution: Literal["us", "ns", "mixed"] = "us"
     byte_order: Literal["little", "big"] = "little"
     truncated_frames: int = 0  # caplen < original length
+    # Exact epoch nanoseconds of the first/last frame that has a time (a float
+    # epoch keeps only ~0.24 us; pcapng offsets can be far larger).
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+    # pcapng blocks tshark lists as frames but that carry no packet (custom
+    # blocks); they are included in ``packets`` so frame numbers agree.
+    non_packet_frames: int = 0
+    frames_without_timestamp: int = 0  # simple packet blocks and custom blocks
+    captured_bytes: int = 0  # sum of captured lengths
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -68,6 +68,7 @@ class DecodedPacket:
 
     __slots__ = (
         "ack",
+        "arp_op",
         "dport",
         "dst",
         "fragment",
@@ -132,3 +133,6 @@ class DecodedPacket:
         self.icmp_mtu = 0  # next-hop MTU of frag-needed / packet-too-big
         # For ICMP errors: the quoted packet's (src, dst, proto, sport, dport)
         self.icmp_quoted: tuple[bytes, bytes, int, int, int] | None = None
+        # ARP: the opcode (1 request, 2 reply); src/dst then hold the sender and
+        # target protocol (IPv4) addresses. 0 for every other frame.
+        self.arp_op = 0

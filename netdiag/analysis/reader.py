@@ -1,0 +1,671 @@
+"""Streaming reader of pcap and pcapng files: the analysis stage's input.
+
+``CaptureReader`` yields one ``RawFrame`` per frame, numbered from 1 as
+Wireshark numbers them, and afterwards describes the file in a ``FileInfo``.
+It reads the file in fixed-size chunks and parses record headers with
+precompiled ``struct`` objects, so memory stays flat whatever the file size
+and no per-packet object outlives the packet.
+
+Why not dpkt's readers: they hide the captured and original lengths (snaplen
+truncation becomes invisible), apply the first pcapng interface's link type
+and timestamp resolution to every packet, ignore simple packet blocks and
+later sections, and end silently at a cut-short record. Here:
+
+* pcap: the four magics (micro/nanosecond, either byte order), plus the
+  "modified" (Kuznetzov) variant with its longer record header.
+* pcapng: any number of sections (each resets the interfaces and may change
+  byte order), interfaces with their own link type, ``if_tsresol`` (power of
+  10 or 2) and ``if_tsoffset``; enhanced, simple and obsolete packet blocks;
+  custom blocks become frames without a packet (tshark 4.0 lists them, and
+  frame numbers must agree with it); every other block is skipped.
+* Damage never raises: a file cut inside a record, trailing garbage, an
+  implausible length or a malformed block ends the reading with a warning
+  saying where, and ``FileInfo.complete`` false. Only a file that is not a
+  capture at all (or cannot be opened) raises, before any frame is yielded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from netdiag.analysis.model import FileInfo
+from netdiag.analysis.packet import RawFrame
+from netdiag.errors import CaptureFormatError, InputError
+
+# Link type given to pcapng frames that are not packets (custom blocks): the
+# decoder classifies them as "other", as tshark shows them with no encapsulation.
+LINKTYPE_NONE = -1
+
+# libpcap's MAXIMUM_SNAPLEN: no capture tool writes a larger record, so a
+# larger length means the record header is garbage. Checked before any buffer
+# is allocated for the record.
+MAX_CAPLEN = 262144
+# Largest non-packet pcapng block we load into memory to parse (SHB, IDB);
+# blocks we skip are never loaded, whatever their size.
+MAX_PARSED_BLOCK = 1 << 20
+CHUNK_SIZE = 1 << 20
+MAX_WARNINGS = 20
+
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_IDB = 0x00000001
+PCAPNG_PB = 0x00000002  # obsolete packet block
+PCAPNG_SPB = 0x00000003
+PCAPNG_EPB = 0x00000006
+PCAPNG_CUSTOM = (0x00000BAD, 0x40000BAD)
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+OPT_ENDOFOPT = 0
+IF_TSRESOL = 9
+IF_TSOFFSET = 14
+
+NS_PER_S = 1_000_000_000
+
+# pcap magic (as the first four bytes read) -> byte order, ns resolution, record header size
+_PCAP_MAGICS: dict[bytes, tuple[Literal["little", "big"], bool, int]] = {
+    b"\xd4\xc3\xb2\xa1": ("little", False, 16),
+    b"\xa1\xb2\xc3\xd4": ("big", False, 16),
+    b"\x4d\x3c\xb2\xa1": ("little", True, 16),
+    b"\xa1\xb2\x3c\x4d": ("big", True, 16),
+    # Kuznetzov's patched libpcap: 8 more bytes per record (ifindex, protocol, type)
+    b"\x34\xcd\xb2\xa1": ("little", False, 24),
+    b"\xa1\xb2\xcd\x34": ("big", False, 24),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+_STRUCTS = {
+    "little": (struct.Struct("<IIII"), struct.Struct("<IHHiIII")),
+    "big": (struct.Struct(">IIII"), struct.Struct(">IHHiIII")),
+}
+
+
+@dataclass(slots=True)
+class _Interface:
+    """One pcapng interface: how to turn its timestamps into epoch nanoseconds.
+
+    ``ts_ns = ts * multiplier // divisor + offset_ns``: a power-of-ten
+    resolution up to 1 ns needs only the multiplication, a finer one or a
+    power of two also the (exact, integer) division.
+    """
+
+    linktype: int
+    snaplen: int
+    multiplier: int = 1000  # default if_tsresol is 10^-6
+    divisor: int = 1
+    offset_ns: int = 0
+    resolution: Literal["us", "ns"] = "us"
+
+
+class _DamagedBlockError(Exception):
+    """Raised inside the reader when the file cannot be read further."""
+
+
+class CaptureReader:
+    """A pcap/pcapng file opened read-only, iterated as ``RawFrame`` objects.
+
+    Use as a context manager. Iterating reads the file once, front to back;
+    ``info()`` is complete once the iteration has finished.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file = _open_capture(self.path)
+        try:
+            head = self._file.read(24)
+            self._file_size = self._regular_size()
+            if not head:
+                raise InputError(f"capture file {self.path} is empty (0 bytes)")
+            self._format: Literal["pcap", "pcapng"]
+            self._byte_order: Literal["little", "big"] = "little"
+            self._pcap_nanoseconds = False
+            self._pcap_record_size = 16
+            self._pcap_linktype = 0
+            self._pcap_snaplen = 0
+            self._parse_file_header(head)
+        except BaseException:
+            self._file.close()
+            raise
+        # Reading state, reset by each iteration.
+        self._buffer = b""
+        self._position = 0  # position of the next unread byte in _buffer
+        self._buffer_offset = 0  # file offset of _buffer[0]
+        self._reset_state()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _regular_size(self) -> int | None:
+        mode = os.fstat(self._file.fileno())
+        return mode.st_size if stat.S_ISREG(mode.st_mode) else None
+
+    def _parse_file_header(self, head: bytes) -> None:
+        magic = head[:4]
+        if magic in _PCAP_MAGICS:
+            self._format = "pcap"
+            self._byte_order, self._pcap_nanoseconds, self._pcap_record_size = _PCAP_MAGICS[magic]
+            if len(head) < 24:
+                raise CaptureFormatError(
+                    f"capture file {self.path} is cut short inside its pcap file header "
+                    f"({len(head)} of 24 bytes)"
+                )
+            prefix = "<" if self._byte_order == "little" else ">"
+            _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(
+                prefix + "HHiIII", head, 4
+            )
+            # The upper bits of the link-type field carry FCS length flags.
+            self._pcap_linktype = network & 0xFFFF
+            self._pcap_snaplen = snaplen
+            self._header_size = 24
+            return
+        if magic == PCAPNG_MAGIC:
+            self._format = "pcapng"
+            if len(head) < 12:
+                raise CaptureFormatError(
+                    f"capture file {self.path} is cut short inside its first pcapng block"
+                )
+            if head[8:12] == b"\x4d\x3c\x2b\x1a":
+                self._byte_order = "little"
+            elif head[8:12] == b"\x1a\x2b\x3c\x4d":
+                self._byte_order = "big"
+            else:
+                raise CaptureFormatError(
+                    f"{self.path} is not a pcap or pcapng capture "
+                    "(pcapng magic without a byte-order magic)"
+                )
+            self._header_size = 0
+            return
+        raise CaptureFormatError(
+            f"{self.path} is not a pcap or pcapng capture (starts with {head[:8].hex(' ')})"
+        )
+
+    # -- context manager -------------------------------------------------------
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    # -- state -------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self._frames = 0
+        self._finished = False
+        self._damaged = False
+        self._warnings: list[str] = []
+        self._suppressed_warnings = 0
+        self._link_types: list[int] = []
+        self._resolutions: set[str] = set()
+        self._first_ts_ns: int | None = None
+        self._last_ts_ns: int | None = None
+        self._truncated = 0
+        self._first_truncated = 0
+        self._invalid_ts = 0
+        self._first_invalid_ts = 0
+        self._non_packet_frames = 0
+        self._untimed_frames = 0
+        self._captured_bytes = 0
+        self._sections = 0
+        self._interfaces = 0
+
+    def _warn(self, message: str) -> None:
+        if len(self._warnings) < MAX_WARNINGS:
+            self._warnings.append(message)
+        else:
+            self._suppressed_warnings += 1
+
+    def _stop(self, message: str) -> None:
+        """Record why reading ended early; the file is then not complete."""
+        self._damaged = True
+        self._warn(message)
+
+    def _add_link_type(self, linktype: int) -> None:
+        if linktype not in self._link_types:
+            self._link_types.append(linktype)
+
+    def info(self) -> FileInfo:
+        """What is known about the file; final once iteration has finished."""
+        warnings = list(self._warnings)
+        if self._truncated:
+            warnings.append(
+                f"{self._truncated} frame(s) cut by the capture's snapshot length "
+                f"(captured length < original length), first frame {self._first_truncated}: "
+                "their payload is incomplete"
+            )
+        if self._invalid_ts:
+            warnings.append(
+                f"{self._invalid_ts} frame(s) with an invalid timestamp (fraction of a second "
+                f"out of range), first frame {self._first_invalid_ts}: carried into the seconds"
+            )
+        if self._suppressed_warnings:
+            warnings.append(f"{self._suppressed_warnings} more warning(s) not shown")
+        if self._format == "pcap":
+            resolution: Literal["us", "ns", "mixed"] = "ns" if self._pcap_nanoseconds else "us"
+        elif len(self._resolutions) > 1:
+            resolution = "mixed"
+        else:
+            resolution = "ns" if "ns" in self._resolutions else "us"
+        first = self._first_ts_ns
+        last = self._last_ts_ns
+        return FileInfo(
+            path=self.path,
+            format=self._format,
+            link_types=tuple(self._link_types),
+            packets=self._frames,
+            first_ts=None if first is None else first / NS_PER_S,
+            last_ts=None if last is None else last / NS_PER_S,
+            complete=self._finished and not self._damaged,
+            warnings=tuple(warnings),
+            ts_resolution=resolution,
+            byte_order=self._byte_order,
+            truncated_frames=self._truncated,
+            first_ts_ns=first,
+            last_ts_ns=last,
+            non_packet_frames=self._non_packet_frames,
+            frames_without_timestamp=self._untimed_frames,
+            captured_bytes=self._captured_bytes,
+        )
+
+    # -- buffered input ------------------------------------------------------------
+
+    def _fill(self, needed: int) -> bool:
+        """Make ``needed`` bytes available from ``_position``; False when the file ends first."""
+        buffer = self._buffer[self._position :]
+        self._buffer_offset += self._position
+        self._position = 0
+        while len(buffer) < needed:
+            chunk = self._file.read(max(CHUNK_SIZE, needed - len(buffer)))
+            if not chunk:
+                self._buffer = buffer
+                return False
+            buffer += chunk
+        self._buffer = buffer
+        return True
+
+    def _skip(self, length: int) -> bool:
+        """Skip ``length`` bytes without loading them; False when the file ends first."""
+        if self._position + length <= len(self._buffer):
+            self._position += length
+            return True
+        target = self._buffer_offset + self._position + length
+        if self._file_size is not None:
+            if target > self._file_size:
+                return False
+            self._file.seek(target)
+        else:
+            remaining = target - self._buffer_offset - len(self._buffer)
+            while remaining > 0:
+                chunk = self._file.read(min(CHUNK_SIZE, remaining))
+                if not chunk:
+                    return False
+                remaining -= len(chunk)
+        self._buffer = b""
+        self._buffer_offset = target
+        self._position = 0
+        return True
+
+    def _offset(self) -> int:
+        return self._buffer_offset + self._position
+
+    def _bytes_left(self) -> int:
+        """Bytes from the current position to the end of the file (as far as known)."""
+        if self._file_size is not None:
+            return self._file_size - self._offset()
+        return len(self._buffer) - self._position
+
+    # -- iteration -------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[RawFrame]:
+        self._reset_state()
+        self._file.seek(self._header_size)
+        self._buffer = b""
+        self._buffer_offset = self._header_size
+        self._position = 0
+        if self._format == "pcap":
+            self._add_link_type(self._pcap_linktype)
+            frames = self._iter_pcap()
+        else:
+            frames = self._iter_pcapng()
+        yield from frames
+        self._finished = True
+
+    def _iter_pcap(self) -> Iterator[RawFrame]:
+        record_struct = _STRUCTS[self._byte_order][0]
+        unpack_record = record_struct.unpack_from
+        record_size = self._pcap_record_size
+        linktype = self._pcap_linktype
+        fraction_limit = NS_PER_S if self._pcap_nanoseconds else 1_000_000
+        fraction_scale = 1 if self._pcap_nanoseconds else 1000
+        number = 0
+        captured_bytes = 0
+        first_ts: int | None = None
+        ts_ns = 0
+        buffer = self._buffer
+        position = self._position
+        try:
+            while True:
+                if len(buffer) - position < record_size:
+                    self._position = position
+                    if not self._fill(record_size):
+                        if len(self._buffer) > self._position:
+                            self._stop(
+                                f"file cut short at byte {self._offset()} inside the record "
+                                f"header of frame {number + 1} "
+                                f"({len(self._buffer) - self._position} of {record_size} bytes)"
+                            )
+                        return
+                    buffer = self._buffer
+                    position = self._position
+                seconds, fraction, caplen, wirelen = unpack_record(buffer, position)
+                if caplen > MAX_CAPLEN:
+                    self._position = position
+                    self._stop(
+                        f"corrupt record header at byte {self._offset()} (frame {number + 1} "
+                        f"claims {caplen} captured bytes): trailing garbage or damage, "
+                        "stopped reading there"
+                    )
+                    return
+                end = position + record_size + caplen
+                if end > len(buffer):
+                    self._position = position
+                    if not self._fill(record_size + caplen):
+                        self._stop(
+                            f"file cut short at byte {self._offset()} inside frame {number + 1} "
+                            f"({len(self._buffer) - self._position - record_size} of {caplen} "
+                            "captured bytes present)"
+                        )
+                        return
+                    buffer = self._buffer
+                    position = self._position
+                    end = position + record_size + caplen
+                number += 1
+                if fraction >= fraction_limit:
+                    # tshark keeps the out-of-range fraction, which amounts to
+                    # carrying it into the seconds; so does this sum.
+                    self._invalid_ts += 1
+                    if self._invalid_ts == 1:
+                        self._first_invalid_ts = number
+                ts_ns = seconds * NS_PER_S + fraction * fraction_scale
+                if first_ts is None:
+                    first_ts = ts_ns
+                    self._first_ts_ns = ts_ns
+                if caplen < wirelen:
+                    self._truncated += 1
+                    if self._truncated == 1:
+                        self._first_truncated = number
+                captured_bytes += caplen
+                data = buffer[position + record_size : end]
+                position = end
+                self._frames = number
+                yield RawFrame(number, ts_ns, linktype, caplen, wirelen, data, 0)
+        finally:
+            self._frames = number
+            self._captured_bytes = captured_bytes
+            if first_ts is not None:
+                self._last_ts_ns = ts_ns
+
+    # -- pcapng --------------------------------------------------------------------
+
+    def _iter_pcapng(self) -> Iterator[RawFrame]:
+        byte_order: Literal["little", "big"] = self._byte_order
+        prefix = "<" if byte_order == "little" else ">"
+        header_struct = struct.Struct(prefix + "II")
+        epb_struct = struct.Struct(prefix + "IIIII")
+        u32 = struct.Struct(prefix + "I")
+        block_offset = 0
+        interfaces: list[_Interface] = []
+        number = 0
+        last_ts = 0
+        try:
+            while True:
+                if len(self._buffer) - self._position < 12 and not self._fill(12):
+                    left = len(self._buffer) - self._position
+                    if left:
+                        self._stop(
+                            f"file cut short at byte {self._offset()} inside a pcapng block "
+                            f"header ({left} bytes left) after frame {number}"
+                        )
+                    return
+                buffer = self._buffer
+                position = self._position
+                block_offset = self._offset()
+                block_type = u32.unpack_from(buffer, position)[0]
+                if block_type == PCAPNG_SHB:
+                    bom = buffer[position + 8 : position + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        byte_order = "little"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        byte_order = "big"
+                    else:
+                        self._stop(
+                            f"damaged pcapng section header at byte {block_offset} "
+                            f"(no byte-order magic) after frame {number}: stopped reading"
+                        )
+                        return
+                    prefix = "<" if byte_order == "little" else ">"
+                    header_struct = struct.Struct(prefix + "II")
+                    epb_struct = struct.Struct(prefix + "IIIII")
+                    u32 = struct.Struct(prefix + "I")
+                    if self._sections == 0:
+                        self._byte_order = byte_order
+                block_type, block_length = header_struct.unpack_from(buffer, position)
+                if block_length < 12 or block_length % 4:
+                    self._stop(
+                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
+                        f"invalid length {block_length}) after frame {number}: stopped reading"
+                    )
+                    return
+                left = self._bytes_left()
+                if block_length > left and self._file_size is not None:
+                    self._stop(
+                        f"file cut short at byte {block_offset} inside a pcapng block "
+                        f"(type {block_type:#x}, {left} of {block_length} bytes present) "
+                        f"after frame {number}"
+                    )
+                    return
+                is_packet = block_type in (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_PB)
+                is_custom = block_type in PCAPNG_CUSTOM
+                parsed = block_type in (PCAPNG_SHB, PCAPNG_IDB)
+                if not (is_packet or is_custom or parsed):
+                    # NRB, ISB, DSB, unknown: never loaded, whatever their size.
+                    if not self._skip(block_length):
+                        self._stop(
+                            f"file cut short at byte {block_offset} inside a pcapng block "
+                            f"(type {block_type:#x}) after frame {number}"
+                        )
+                        return
+                    continue
+                if block_length > MAX_PARSED_BLOCK + MAX_CAPLEN:
+                    self._stop(
+                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
+                        f"implausible length {block_length}) after frame {number}: "
+                        "stopped reading"
+                    )
+                    return
+                if len(self._buffer) - self._position < block_length and not self._fill(
+                    block_length
+                ):
+                    self._stop(
+                        f"file cut short at byte {block_offset} inside a pcapng block "
+                        f"(type {block_type:#x}, {len(self._buffer) - self._position} of "
+                        f"{block_length} bytes present) after frame {number}"
+                    )
+                    return
+                buffer = self._buffer
+                position = self._position
+                trailer = u32.unpack_from(buffer, position + block_length - 4)[0]
+                if trailer != block_length:
+                    self._stop(
+                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}: "
+                        f"leading length {block_length}, trailing {trailer}) after frame "
+                        f"{number}: stopped reading"
+                    )
+                    return
+                body = position + 8
+                body_end = position + block_length - 4
+                self._position = position + block_length
+                if block_type == PCAPNG_SHB:
+                    interfaces = []
+                    self._sections += 1
+                    if block_length < 28:
+                        raise _DamagedBlockError(
+                            f"section header block too short ({block_length} bytes)"
+                        )
+                    major = struct.unpack_from(prefix + "H", buffer, body + 4)[0]
+                    if major != 1:
+                        raise _DamagedBlockError(f"unsupported pcapng version {major}")
+                    _parse_options(buffer, body + 16, body_end, prefix)
+                    continue
+                if block_type == PCAPNG_IDB:
+                    interfaces.append(self._parse_interface(buffer, body, body_end, prefix))
+                    continue
+                if is_custom:
+                    number += 1
+                    data = buffer[body + 4 : body_end]
+                    self._non_packet_frames += 1
+                    self._untimed_frames += 1
+                    self._frames = number
+                    self._captured_bytes += len(data)
+                    yield RawFrame(number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0)
+                    continue
+                # A packet block.
+                timed = True
+                if block_type == PCAPNG_EPB:
+                    if block_length < 32:
+                        raise _DamagedBlockError(
+                            f"enhanced packet block too short ({block_length} bytes)"
+                        )
+                    interface_id, ts_high, ts_low, caplen, wirelen = epb_struct.unpack_from(
+                        buffer, body
+                    )
+                    data_start = body + 20
+                elif block_type == PCAPNG_PB:
+                    if block_length < 32:
+                        raise _DamagedBlockError(f"packet block too short ({block_length} bytes)")
+                    interface_id = struct.unpack_from(prefix + "H", buffer, body)[0]
+                    _, ts_high, ts_low, caplen, wirelen = epb_struct.unpack_from(buffer, body)
+                    data_start = body + 20
+                else:  # simple packet block: interface 0, no timestamp
+                    if block_length < 16:
+                        raise _DamagedBlockError(
+                            f"simple packet block too short ({block_length} bytes)"
+                        )
+                    interface_id = 0
+                    wirelen = u32.unpack_from(buffer, body)[0]
+                    data_start = body + 4
+                    ts_high = ts_low = 0
+                    timed = False
+                    caplen = min(wirelen, body_end - data_start)
+                    if interface_id < len(interfaces) and interfaces[interface_id].snaplen:
+                        caplen = min(caplen, interfaces[interface_id].snaplen)
+                if interface_id >= len(interfaces):
+                    raise _DamagedBlockError(
+                        f"packet for interface {interface_id} but the section defines "
+                        f"{len(interfaces)} interface(s)"
+                    )
+                if caplen > MAX_CAPLEN or data_start + caplen > body_end:
+                    raise _DamagedBlockError(f"packet block claims {caplen} captured bytes")
+                interface = interfaces[interface_id]
+                number += 1
+                if timed:
+                    ts = (ts_high << 32) | ts_low
+                    if interface.divisor == 1:
+                        last_ts = ts * interface.multiplier + interface.offset_ns
+                    else:
+                        last_ts = (
+                            ts * interface.multiplier // interface.divisor + interface.offset_ns
+                        )
+                    if self._first_ts_ns is None:
+                        self._first_ts_ns = last_ts
+                    self._last_ts_ns = last_ts
+                else:
+                    self._untimed_frames += 1
+                if caplen < wirelen:
+                    self._truncated += 1
+                    if self._truncated == 1:
+                        self._first_truncated = number
+                self._captured_bytes += caplen
+                self._frames = number
+                yield RawFrame(
+                    number,
+                    last_ts,
+                    interface.linktype,
+                    caplen,
+                    wirelen,
+                    buffer[data_start : data_start + caplen],
+                    interface_id,
+                )
+        except _DamagedBlockError as damage:
+            self._stop(
+                f"damaged pcapng block at byte {block_offset} after frame {number} "
+                f"({damage}): stopped reading"
+            )
+
+    def _parse_interface(self, buffer: bytes, body: int, body_end: int, prefix: str) -> _Interface:
+        if body_end - body < 8:
+            raise _DamagedBlockError("interface description block too short")
+        linktype, _reserved, snaplen = struct.unpack_from(prefix + "HHI", buffer, body)
+        interface = _Interface(linktype=linktype, snaplen=snaplen)
+        for code, value in _parse_options(buffer, body + 8, body_end, prefix):
+            if code == IF_TSRESOL and value:
+                exponent = value[0] & 0x7F
+                if value[0] & 0x80:  # 2^-exponent seconds
+                    interface.multiplier = NS_PER_S
+                    interface.divisor = 1 << exponent
+                elif exponent <= 9:
+                    interface.multiplier = 10 ** (9 - exponent)
+                    interface.divisor = 1
+                else:
+                    interface.multiplier = 1
+                    interface.divisor = 10 ** (exponent - 9)
+                fine = interface.divisor > 1 or interface.multiplier < 1000
+                interface.resolution = "ns" if fine else "us"
+            elif code == IF_TSOFFSET and len(value) >= 8:
+                interface.offset_ns = struct.unpack_from(prefix + "q", value)[0] * NS_PER_S
+        self._interfaces += 1
+        self._add_link_type(linktype)
+        self._resolutions.add(interface.resolution)
+        return interface
+
+
+def _parse_options(buffer: bytes, start: int, end: int, prefix: str) -> list[tuple[int, bytes]]:
+    """The (code, value) options of a block body; an option overrunning its block is damage."""
+    options: list[tuple[int, bytes]] = []
+    header = struct.Struct(prefix + "HH")
+    position = start
+    while position + 4 <= end:
+        code, length = header.unpack_from(buffer, position)
+        position += 4
+        if code == OPT_ENDOFOPT:
+            break
+        if position + length > end:
+            raise _DamagedBlockError(f"option {code} of length {length} overruns its block")
+        options.append((code, buffer[position : position + length]))
+        position += (length + 3) & ~3
+    return options
+
+
+def _open_capture(path: str) -> BinaryIO:
+    """Open read-only, turning the usual failures into one clear InputError line."""
+    try:
+        return open(path, "rb", buffering=0)
+    except FileNotFoundError as error:
+        raise InputError(f"capture file {path} does not exist") from error
+    except IsADirectoryError as error:
+        raise InputError(f"{path} is a directory, not a capture file") from error
+    except PermissionError as error:
+        raise InputError(f"capture file {path} cannot be read: permission denied") from error
+    except OSError as error:
+        raise InputError(f"capture file {path} cannot be opened: {error.strerror}") from error
