@@ -1,0 +1,71 @@
+"""Writing report files safely: atomic replacement and the report-folder guard.
+
+Report stage. Every file is written under a temporary name in its final
+folder and moved into place with ``os.replace`` (atomic on one filesystem),
+so a reader -- a browser refreshing the HTML, a CI job picking up the JSON --
+never sees half a file, and an interrupted run leaves the previous report
+intact. Failures become ``OutputError`` with the path and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from netdiag.errors import OutputError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    descriptor = -1
+    temporary = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(descriptor, "wb") as handle:
+            descriptor = -1  # now owned by the file object
+            handle.write(data)
+        # mkstemp creates 0600; a report is meant to be read by others too.
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+        temporary = ""
+    except OSError as error:
+        raise OutputError(
+            f"cannot write {path}: {error.strerror or error}",
+            "check the folder's permissions and free space, or choose another --out",
+        ) from error
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)
+        if temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def prepare_folder(out_dir: Path, force: bool) -> None:
+    """Create the report folder; refuse a non-empty one unless ``force``.
+
+    With ``force`` the files netdiag writes are replaced one by one and
+    nothing else in the folder is touched.
+    """
+    try:
+        if out_dir.exists():
+            if not out_dir.is_dir():
+                raise OutputError(f"{out_dir} exists and is not a folder", "choose another --out")
+            if any(out_dir.iterdir()) and not force:
+                raise OutputError(
+                    f"report folder {out_dir} already exists and is not empty",
+                    "use --force to overwrite it, or choose another --out",
+                )
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"cannot create report folder {out_dir}: {error.strerror or error}",
+            "check the folder's permissions, or choose another --out",
+        ) from error
