@@ -66,9 +66,61 @@ def dump_bytes(frame: RawFrame, link_header_len: int, link_layer: bool = False) 
     return captured[link_header_len:]
 
 
+MAX_ETHERNET_LENGTH = 1500  # above: an ethertype; at or below: an 802.3 length field
+LLC_UI = 0x03
+LLC_SAP_SNAP = 0xAA
+LLC_SAP_GLOBAL = 0xFF
+
+
+def _llc_header_len(llc: bytes, length: int) -> int:
+    """How much of an 802.2 LLC (and SNAP) header tcpdump's ``llc_print`` consumes.
+
+    3 bytes for an unnumbered (U) control field, 4 otherwise, plus 5 for a
+    SNAP header; 0 for Novell's "raw 802.3" IPX (0xffff, no LLC at all); cut
+    to what was captured or claimed when shorter.
+    """
+    available = len(llc)
+    if available < 3 or length < 3:
+        return min(available, length)
+    control = llc[2]
+    if control & 0x03 == 0x03:
+        header = 3
+    else:
+        if available < 4 or length < 4:
+            return min(available, length)
+        header = 4
+    if llc[0] == LLC_SAP_GLOBAL and llc[1] == LLC_SAP_GLOBAL:
+        return 0
+    if llc[0] & 0xFE == LLC_SAP_SNAP and llc[1] & 0xFE == LLC_SAP_SNAP and control == LLC_UI:
+        return header + 5
+    return header
+
+
+def tcpdump_header_len(frame: RawFrame, link_header_len: int) -> int:
+    """Where ``tcpdump -X`` starts dumping: the decoder's link header length, plus LLC.
+
+    For an 802.3 frame (a length instead of an ethertype, e.g. STP, CDP)
+    tcpdump counts the LLC/SNAP header into its link-layer header too, so its
+    ``-X`` dump starts at the BPDU or CDP payload.
+    """
+    if frame.linktype != 1 or link_header_len < 14:
+        return link_header_len
+    data = frame.data[: frame.caplen]
+    if len(data) < link_header_len:
+        return link_header_len
+    length_type = int.from_bytes(data[link_header_len - 2 : link_header_len], "big")
+    if length_type > MAX_ETHERNET_LENGTH:
+        return link_header_len
+    return link_header_len + _llc_header_len(data[link_header_len:], length_type)
+
+
 def hexdump_lines(frame: RawFrame, link_header_len: int, link_layer: bool = False) -> list[str]:
-    """The hex lines ``tcpdump -X`` (or ``-XX`` with ``link_layer``) prints for ``frame``."""
-    return list(hex_ascii_lines(dump_bytes(frame, link_header_len, link_layer)))
+    """The hex lines ``tcpdump -X`` (or ``-XX`` with ``link_layer``) prints for ``frame``.
+
+    ``link_header_len`` is ``DecodedPacket.link_header_len``.
+    """
+    start = tcpdump_header_len(frame, link_header_len)
+    return list(hex_ascii_lines(dump_bytes(frame, start, link_layer)))
 
 
 def tcp_flag_letters(flags: int) -> str:
