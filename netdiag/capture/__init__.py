@@ -1,0 +1,1 @@
+"""Capture inside a namespace to pcap on disk, without tcpdump (see ``sniffer``)."""

@@ -1,0 +1,160 @@
+"""``netdiag run``: the experiment with a step-by-step transcript (or ``--json``).
+
+Prints each step as it ends: a mark, the step id, what it did, the outcome,
+and the ``ip`` commands a person would type for the same effect. Exit codes
+follow the contract: 0 all expected outcomes held, 1 one did not, 2 bad
+input (via ``NetdiagError``), 3 environment, 130 Ctrl-C, 143 SIGTERM; on
+the last two everything the run created has been removed first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from netdiag.errors import ExitStatus, UsageError
+from netdiag.experiment.model import RunResult, StepResult
+
+KNOWN_SCENARIOS: tuple[str, ...] = ()
+
+
+def _print_step(console: Console, step: StepResult) -> None:
+    mark = "[green]✔[/]" if step.ok else "[red]✘[/]"
+    console.print(
+        f"{mark} [bold]{escape(step.id):<26}[/] {escape(step.title)} "
+        f"[dim]({step.elapsed_ms:.1f} ms)[/]"
+    )
+    for command in step.commands:
+        console.print(f"    [dim]$ {escape(command)}[/]")
+    colour = "green" if step.ok else "red"
+    console.print(f"    [{colour}]→ {escape(step.detail)}[/]")
+    if not step.ok and step.expected:
+        console.print(f"    [yellow]expected: {escape(step.expected)}[/]")
+
+
+def _print_summary(console: Console, result: RunResult, prefix: str, elapsed_s: float) -> None:
+    console.print()
+    for ping in result.icmp:
+        rtt = ping.rtt_ms
+        line = (
+            f"ICMP {ping.from_ns} → {ping.to}: {ping.sent} sent, {ping.received} received, "
+            f"{ping.loss_pct:.0f}% loss"
+        )
+        if rtt is not None:
+            line += (
+                f", rtt min/avg/max/mdev = {rtt.min:.3f}/{rtt.avg:.3f}/{rtt.max:.3f}/"
+                f"{rtt.mdev:.3f} ms (capture timestamps)"
+            )
+        console.print(escape(line))
+    for exchange in result.tcp:
+        console.print(
+            escape(
+                f"TCP {exchange.from_ns} → {exchange.to}: sent {exchange.message_sent!r}, "
+                f"server received {exchange.message_received!r}"
+            )
+        )
+        if exchange.bulk_bytes:
+            console.print(
+                escape(
+                    f"    bulk {exchange.bulk_bytes} bytes, verified: {exchange.bulk_verified}, "
+                    f"{exchange.bulk_throughput_mbps} Mbit/s"
+                )
+            )
+    for path in result.pcaps:
+        console.print(f"capture: {escape(path)} (kernel drops: {result.kernel_drops})")
+    for path in result.reports:
+        console.print(f"report:  {escape(path)}")
+    if result.kept:
+        option = f" --prefix {prefix}" if prefix else ""
+        first = next((step for step in result.steps if step.id == "veth-pair"), None)
+        del first
+        console.print(
+            "\n[bold]The topology is still up.[/] Enter it with, for example:\n"
+            f"    ip netns exec {escape(prefix)}ns1 bash\n"
+            f"    ip -n {escape(prefix)}ns1 addr\n"
+            f"Remove it with:\n    netdiag down{escape(option)}"
+        )
+    verdict = "[green]every expected outcome held[/]" if result.ok else "[red]FAILED[/]: "
+    if not result.ok:
+        verdict += ", ".join(step.id for step in result.steps if not step.ok)
+    console.print(f"\nrun {escape(result.run_id)}: {verdict} [dim]({elapsed_s:.2f} s)[/]")
+
+
+def execute(
+    *,
+    topology: str | None,
+    scenario: str | None,
+    count: int,
+    port: int,
+    message: str,
+    out: Path | None,
+    keep: bool,
+    bulk: int,
+    prefix: str,
+    length: int,
+    force: bool,
+    json_output: bool,
+) -> int:
+    import time
+
+    started = time.perf_counter()
+    if scenario is not None and scenario not in KNOWN_SCENARIOS:
+        raise UsageError(
+            f"unknown scenario {scenario!r}",
+            advice="scenarios are not available yet"
+            if not KNOWN_SCENARIOS
+            else f"known scenarios: {', '.join(KNOWN_SCENARIOS)}",
+        )
+    del length  # star/chain sizes: for built-in topologies that take one
+    from netdiag.topology.loader import load_topology
+
+    spec = load_topology(topology).with_prefix(prefix)
+
+    from netdiag.live.namespaces import check_environment
+
+    check_environment()
+
+    from netdiag.experiment.runner import ExperimentRunner, RunOptions
+    from netdiag.live import registry
+    from netdiag.live.signals import Terminated, terminate_as_exception
+
+    console = Console(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
+    error_console = Console(stderr=True, highlight=False)
+    abandoned = registry.abandoned_records()
+    if abandoned:
+        names = sorted({name for record in abandoned for name in record.existing_namespaces()})
+        if names:
+            error_console.print(
+                f"netdiag: note: {len(abandoned)} earlier run(s) died and left "
+                f"{', '.join(names)} behind; `netdiag clean` removes them"
+            )
+    options = RunOptions(
+        count=count, port=port, message=message, bulk=bulk, keep=keep, out=out, force=force
+    )
+    runner = ExperimentRunner(spec, options, on_step=lambda step: _print_step(console, step))
+    console.print(
+        f"[bold]netdiag run {options.run_id}[/]: topology {escape(spec.name)} "
+        f"({escape(', '.join(spec.namespace_names()))})\n"
+    )
+    try:
+        with terminate_as_exception():
+            # Import scapy now, in the root namespace and before any namespace exists,
+            # so its one-off start-up cost is not charged to a step.
+            import scapy.layers.inet  # noqa: F401
+
+            result = runner.run()
+    except KeyboardInterrupt:
+        print("netdiag: interrupted; everything the run created was removed", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except Terminated:
+        print("netdiag: terminated; everything the run created was removed", file=sys.stderr)
+        return int(ExitStatus.SIGTERM)
+    if json_output:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_summary(console, result, prefix, time.perf_counter() - started)
+    return int(ExitStatus.OK if result.ok else ExitStatus.EXPECTATION_FAILED)

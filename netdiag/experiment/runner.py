@@ -1,0 +1,767 @@
+"""The steps of ``netdiag run``, in the contract's order, each recorded as a StepResult.
+
+This is where the stages meet: a ``TopologySpec`` is built by ``LiveTopology``
+step by step (so the transcript can show each change and its ``ip``
+equivalent), traffic runs from inside the namespaces while the sniffer records
+veth0 in ns1, everything is torn down, and only then (no root needed any more)
+the pcap is analyzed and a report written.
+
+A step whose *expected outcome* does not hold is recorded ``ok=False`` and the
+run goes on (a missing route should still be pinged, captured and reported);
+a step that cannot be carried out at all (the kernel refused a change) stops
+the setup, and the steps that could not run are recorded as not run. Teardown
+happens on every path: normal end, failed step, exception, Ctrl-C, SIGTERM.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from netdiag.analysis.model import RttStats
+from netdiag.errors import NetdiagError, OutputError
+from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
+from netdiag.topology.spec import TopologySpec
+
+if TYPE_CHECKING:
+    from netdiag.analysis.model import Analysis
+    from netdiag.capture.sniffer import CaptureResult, Sniffer
+    from netdiag.live.topology import LiveTopology
+    from netdiag.traffic.icmp import EchoOutcome
+    from netdiag.traffic.tcp import Listener
+
+STEP_IDS = (
+    "veth-pair",
+    "ns1",
+    "isolation",
+    "ns2",
+    "unreachable-before-routes",
+    "routes",
+    "ping-ns2-ns1",
+    "ping-ns1-ns2",
+    f"tcp-{7096}",
+    "capture",
+    "teardown",
+)
+
+
+def new_run_id() -> str:
+    """``20261129-014512-ab12``: UTC time of the start and 4 random hex digits."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    count: int = 5
+    port: int = 7096
+    message: str = "this is a test message"
+    bulk: int = 0
+    keep: bool = False
+    out: Path | None = None  # captures/ and reports/ go under it (default: cwd)
+    force: bool = False
+    run_id: str = field(default_factory=new_run_id)
+
+    @property
+    def base(self) -> Path:
+        return self.out if self.out is not None else Path.cwd()
+
+    @property
+    def capture_dir(self) -> Path:
+        return self.base / "captures" / self.run_id
+
+    @property
+    def report_dir(self) -> Path:
+        return self.base / "reports" / self.run_id
+
+
+@dataclass
+class _Progress:
+    steps: list[StepResult] = field(default_factory=list)
+    pings: list[PingResult] = field(default_factory=list)
+    echo_identifiers: list[int] = field(default_factory=list)
+    tcp: list[TcpExchange] = field(default_factory=list)
+    capture: CaptureResult | None = None
+    pcaps: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+    aborted_at: str | None = None
+
+
+StepBody = Callable[[], tuple[bool, str]]
+
+
+class ExperimentRunner:
+    """Runs the two-namespace experiment on ``spec``; ``on_step`` sees each step as it ends."""
+
+    def __init__(
+        self,
+        spec: TopologySpec,
+        options: RunOptions,
+        on_step: Callable[[StepResult], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.on_step = on_step or (lambda _step: None)
+        self.probe = spec.experiment_probe()
+        self.progress = _Progress()
+        self.live: LiveTopology | None = None
+        self.analysis: Analysis | None = None
+        self.result: RunResult | None = None
+        self._sniffer: Sniffer | None = None
+        self._listener: Listener | None = None
+
+    # ---- names ------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return self.probe.server_namespace
+
+    @property
+    def client(self) -> str:
+        return self.probe.client_namespace
+
+    @property
+    def server_address(self) -> str:
+        return str(self.probe.server_address)
+
+    @property
+    def client_address(self) -> str:
+        return str(self.probe.client_address)
+
+    def _pcap_path(self) -> Path:
+        return self.options.capture_dir / f"{self.probe.capture_interface}.pcap"
+
+    # ---- step plumbing ----------------------------------------------------------------
+
+    def _record(self, step: StepResult) -> None:
+        self.progress.steps.append(step)
+        self.on_step(step)
+
+    def _step(
+        self,
+        step_id: str,
+        title: str,
+        commands: tuple[str, ...],
+        expected: str,
+        body: StepBody,
+        setup: bool = False,
+    ) -> bool:
+        """Run one step; a setup step that raises aborts the rest of the setup."""
+        if self.progress.aborted_at is not None:
+            self._record(
+                StepResult(
+                    step_id,
+                    False,
+                    f"not run: step {self.progress.aborted_at} failed",
+                    0.0,
+                    title,
+                    commands,
+                    expected,
+                )
+            )
+            return False
+        started = time.perf_counter()
+        try:
+            ok, detail = body()
+        except (NetdiagError, OSError) as error:
+            ok, detail = False, str(getattr(error, "message", None) or error)
+            if setup:
+                self.progress.aborted_at = step_id
+        elapsed = (time.perf_counter() - started) * 1000.0
+        self._record(StepResult(step_id, ok, detail, elapsed, title, commands, expected))
+        return ok
+
+    # ---- the run ----------------------------------------------------------------------
+
+    def prepare_output(self) -> None:
+        """Create the capture folder first: an unwritable --out fails before any change."""
+        try:
+            self.options.capture_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(
+                f"cannot create {self.options.capture_dir}: {error.strerror or error}"
+            ) from error
+        report_dir = self.options.report_dir
+        if report_dir.exists() and any(report_dir.iterdir()) and not self.options.force:
+            raise OutputError(
+                f"report folder {report_dir} exists", advice="use --force to overwrite it"
+            )
+
+    def run(self) -> RunResult:
+        """The whole experiment. Raises only for refusals before anything is created
+        (name clash, unwritable output) and for interrupts (after tearing down)."""
+        from netdiag.live.topology import LiveTopology
+
+        self.prepare_output()
+        live = LiveTopology(self.spec, self.options.run_id, command="run")
+        self.live = live
+        live.preflight()  # ResourceConflictError: nothing created, nothing to undo
+        try:
+            self._setup_steps(live)
+            self._traffic_steps(live)
+        finally:
+            self._finish(live)
+        self._analyze_and_report()
+        assert self.result is not None
+        return self.result
+
+    def _finish(self, live: LiveTopology) -> None:
+        """Stop capture, close sockets, tear down (or keep); record capture + teardown."""
+        if os.getpid() != live.owner_pid:
+            return
+        if self._sniffer is not None and self.progress.capture is None:
+            self._capture_step()
+        if self.options.keep and self.progress.aborted_at is None:
+            self._step(
+                "teardown",
+                "Leave the topology up (--keep)",
+                (f"netdiag down{_prefix_option(self.spec.prefix)}",),
+                "namespaces stay up for you to explore",
+                lambda: self._keep(live),
+            )
+        else:
+            self.progress.aborted_at = None  # teardown always runs
+            self._step(
+                "teardown",
+                "Remove everything the run created",
+                tuple(f"ip netns del {name}" for name in reversed(self.spec.namespace_names())),
+                "no namespace of this run remains",
+                lambda: self._teardown(live),
+            )
+        self.result = self._result()
+
+    def _keep(self, live: LiveTopology) -> tuple[bool, str]:
+        live.keep()
+        live.release()
+        names = ", ".join(self.spec.namespace_names())
+        return True, f"kept: {names} stay up (run record {live.record.path})"
+
+    def _teardown(self, live: LiveTopology) -> tuple[bool, str]:
+        result = live.teardown()
+        from netdiag.live.namespaces import list_namespaces
+
+        left = sorted(set(self.spec.namespace_names()) & set(list_namespaces()))
+        if result.ok and not left:
+            return True, f"removed {', '.join(result.removed) or 'nothing'}; nothing left behind"
+        problems = [*result.errors, *(f"{name} still exists" for name in left)]
+        return False, "; ".join(problems)
+
+    # ---- setup ------------------------------------------------------------------------
+
+    def _setup_steps(self, live: LiveTopology) -> None:
+        spec = self.spec
+        server_end = next(
+            end
+            for end in spec.interfaces_of(self.server)
+            if end.interface == self.probe.capture_interface
+        )
+        link = next(link for link in spec.links if server_end in link.ends)
+        client_end = link.ends[1] if link.ends[0] == server_end else link.ends[0]
+
+        def veth_pair() -> tuple[bool, str]:
+            live.create_namespaces()
+            live.create_links()
+            return True, (
+                f"{server_end.interface} in {server_end.namespace} <-> "
+                f"{client_end.interface} in {client_end.namespace}; lo up in "
+                f"{', '.join(spec.namespace_names())}"
+            )
+
+        self._step(
+            "veth-pair",
+            "Create the namespaces and the veth pair between them",
+            (
+                *(f"ip netns add {name}" for name in spec.namespace_names()),
+                *(f"ip -n {name} link set lo up" for name in spec.namespace_names()),
+                *(
+                    f"ip -n {lk.ends[0].namespace} link add {lk.ends[0].interface} type veth "
+                    f"peer name {lk.ends[1].interface} netns {lk.ends[1].namespace}"
+                    for lk in spec.links
+                ),
+            ),
+            "both ends exist, each in its own namespace",
+            veth_pair,
+            setup=True,
+        )
+
+        self._step(
+            "ns1",
+            f"Configure {self.server}: address on {server_end.interface}, link up",
+            _configure_commands(spec, self.server),
+            f"{server_end.interface} is up with {_addresses(server_end)}",
+            lambda: self._configure(live, self.server),
+            setup=True,
+        )
+
+        self._step(
+            "isolation",
+            f"Show {self.server} is isolated from the root namespace",
+            (
+                f"ip link show {server_end.interface}    # does not exist in the root namespace",
+                f"ip -4 addr | grep {self.server_address}    # not a root-namespace address",
+                f"ip netns exec {self.server} ping -c 1 {self.server_address}",
+            ),
+            "the veth ends are not in the root namespace; the namespace reaches its own address",
+            lambda: self._isolation(live, self.server, self.server_address, link),
+            setup=True,
+        )
+
+        self._step(
+            "ns2",
+            f"Configure {self.client}: address on {client_end.interface}, link up",
+            (
+                *_configure_commands(spec, self.client),
+                f"ip netns exec {self.client} ping -c 1 {self.client_address}",
+            ),
+            f"{client_end.interface} is up with {_addresses(client_end)}; "
+            f"{self.client} reaches its own address",
+            lambda: self._configure_and_self_check(live, self.client, self.client_address),
+            setup=True,
+        )
+
+        self._step(
+            "unreachable-before-routes",
+            "Without routes, each side cannot reach the other's subnet",
+            (
+                f"ip -n {self.server} route get {self.client_address}",
+                f"ip -n {self.client} route get {self.server_address}",
+                f"ip netns exec {self.client} ping -c 1 {self.server_address}",
+            ),
+            "RTNETLINK answers: Network is unreachable (both sides); sending fails the same way",
+            lambda: self._unreachable(live),
+        )
+
+        self._step(
+            "routes",
+            "Add a route to the other subnet on each side",
+            (
+                *(route.ip_command() for route in spec.routes),
+                f"ip -n {self.server} route get {self.client_address}",
+                f"ip -n {self.client} route get {self.server_address}",
+            ),
+            "route get now resolves through the veth ends",
+            lambda: self._routes(live),
+        )
+
+    def _configure(self, live: LiveTopology, namespace: str) -> tuple[bool, str]:
+        live.configure_namespace(namespace)
+        problems = []
+        details = []
+        present = set(live.addresses(namespace))
+        for end in self.spec.interfaces_of(namespace):
+            state = live.interface_state(namespace, end.interface)
+            if state is None:
+                problems.append(f"{end.interface} does not exist in {namespace}")
+                continue
+            admin_up, operational = state
+            missing = [str(a) for a in end.addresses if str(a) not in present]
+            if missing:
+                problems.append(f"{end.interface} lacks {', '.join(missing)}")
+            if end.up and not admin_up:
+                problems.append(f"{end.interface} is down")
+            carrier = "" if operational == "UP" else ", no carrier until its peer is up"
+            details.append(f"{end.interface} {_addresses(end)} up{carrier}")
+        if problems:
+            return False, "; ".join(problems)
+        return True, "; ".join(details)
+
+    def _self_echo(self, namespace: str, address: str) -> tuple[bool, str]:
+        from netdiag.traffic.icmp import echo
+
+        outcome = echo(namespace, address, address, 1, _identifier(), timeout=1.0)
+        if outcome.received == 1:
+            return True, f"{namespace} reaches its own {address}"
+        return False, f"{namespace} does not reach its own {address}: {outcome.error or 'no reply'}"
+
+    def _configure_and_self_check(
+        self, live: LiveTopology, namespace: str, address: str
+    ) -> tuple[bool, str]:
+        ok, detail = self._configure(live, namespace)
+        if not ok:
+            return ok, detail
+        echo_ok, echo_detail = self._self_echo(namespace, address)
+        from netdiag.live.topology import root_namespace_view
+
+        _names, root_addresses = root_namespace_view()
+        if address in root_addresses:
+            return False, f"{address} is also an address of the root namespace"
+        return echo_ok, f"{detail}; {echo_detail}"
+
+    def _isolation(
+        self, live: LiveTopology, namespace: str, address: str, link: object
+    ) -> tuple[bool, str]:
+        from netdiag.live.topology import root_namespace_view
+
+        root_names, root_addresses = root_namespace_view()
+        interfaces = [end.interface for lk in self.spec.links for end in lk.ends]
+        leaked = [name for name in interfaces if name in root_names]
+        problems = []
+        if leaked:
+            problems.append(f"{', '.join(leaked)} visible in the root namespace")
+        own = [str(a.address) for a in self.spec.addresses_of(namespace)]
+        local = [a for a in own if a in root_addresses]
+        if local:
+            problems.append(f"{', '.join(local)} is local to the root namespace")
+        echo_ok, echo_detail = self._self_echo(namespace, address)
+        if not echo_ok:
+            problems.append(echo_detail)
+        if problems:
+            return False, "; ".join(problems)
+        return True, (
+            f"{', '.join(interfaces)} not in the root namespace; {', '.join(own)} not local "
+            f"to it; {echo_detail}"
+        )
+
+    def _unreachable(self, live: LiveTopology) -> tuple[bool, str]:
+        from netdiag.traffic.icmp import send_attempt
+
+        results = []
+        ok = True
+        for namespace, source, destination in (
+            (self.server, self.server_address, self.client_address),
+            (self.client, self.client_address, self.server_address),
+        ):
+            lookup = live.route_get(namespace, destination)
+            sent_errno = send_attempt(namespace, source, destination)
+            if lookup.error_code != errno.ENETUNREACH or sent_errno != errno.ENETUNREACH:
+                ok = False
+            lookup_text = lookup.error or f"via {lookup.interface}"
+            send_text = os.strerror(sent_errno) if sent_errno else "sent"
+            results.append(
+                f"{namespace} -> {destination}: route get: {lookup_text}, send: {send_text}"
+            )
+        return ok, "; ".join(results)
+
+    def _routes(self, live: LiveTopology) -> tuple[bool, str]:
+        if not self.spec.routes:
+            return False, "the topology declares no routes"
+        live.add_routes()
+        results = []
+        ok = True
+        for namespace, destination, expected_interfaces in (
+            (self.server, self.client_address, self.spec.interfaces_of(self.server)),
+            (self.client, self.server_address, self.spec.interfaces_of(self.client)),
+        ):
+            lookup = live.route_get(namespace, destination)
+            names = {end.interface for end in expected_interfaces}
+            if not lookup.reachable or lookup.interface not in names:
+                ok = False
+            results.append(
+                f"{namespace}: {destination} via {lookup.interface}"
+                if lookup.reachable
+                else f"{namespace}: {destination}: {lookup.error}"
+            )
+        return ok, "; ".join(results)
+
+    # ---- traffic + capture ------------------------------------------------------------
+
+    def _traffic_steps(self, live: LiveTopology) -> None:
+        from netdiag.capture.sniffer import Sniffer
+
+        if self.progress.aborted_at is None:
+            sniffer = Sniffer(
+                self.probe.capture_namespace, self.probe.capture_interface, self._pcap_path()
+            )
+            self._sniffer = sniffer
+            live.on_teardown("the sniffer", lambda: _discard(sniffer.stop(settle=False)))
+            try:
+                sniffer.start()
+            except NetdiagError as error:
+                self._sniffer = None
+                self._record(
+                    StepResult(
+                        "capture",
+                        False,
+                        f"sniffer did not start: {error.message}",
+                        0.0,
+                        "Capture veth0 inside ns1 to pcap",
+                    )
+                )
+                self.progress.aborted_at = "capture"
+        count = self.options.count
+        for step_id, source_ns, source, destination in (
+            ("ping-ns2-ns1", self.client, self.client_address, self.server_address),
+            ("ping-ns1-ns2", self.server, self.server_address, self.client_address),
+        ):
+            self._step(
+                step_id,
+                f"ICMP echo from {source_ns} to {destination} (scapy, inside {source_ns})",
+                (f"ip netns exec {source_ns} ping -c {count} {destination}",),
+                f"{count} requests, {count} replies",
+                lambda s=source_ns, a=source, d=destination: self._ping(s, a, d),  # type: ignore[misc]
+            )
+        port = self.options.port
+        self._step(
+            f"tcp-{port}",
+            f"TCP: {self.client} connects to {self.server_address}:{port} and sends a message",
+            (
+                f"ip netns exec {self.server} nc -l {self.server_address} {port} &",
+                f"echo '{self.options.message}' | ip netns exec {self.client} nc -N "
+                f"{self.server_address} {port}",
+            ),
+            "the server receives exactly the message; both sides close with FIN",
+            lambda: self._tcp(live),
+        )
+        if self._sniffer is not None:
+            self._capture_step()
+
+    def _ping(self, namespace: str, source: str, destination: str) -> tuple[bool, str]:
+        from netdiag.traffic.icmp import echo
+
+        identifier = _identifier()
+        outcome = echo(namespace, source, destination, self.options.count, identifier)
+        self.progress.echo_identifiers.append(identifier)
+        self.progress.pings.append(_ping_result(outcome, self.options.count))
+        lost = outcome.sent - outcome.received
+        if outcome.error:
+            return False, f"{outcome.error} (nothing sent)"
+        detail = (
+            f"{outcome.sent} sent, {outcome.received} received, "
+            f"{100.0 * lost / outcome.sent if outcome.sent else 100.0:.0f}% loss"
+        )
+        return outcome.received == self.options.count and outcome.sent == self.options.count, detail
+
+    def _tcp(self, live: LiveTopology) -> tuple[bool, str]:
+        from netdiag.traffic.tcp import Listener, bulk_transfer, exchange_message
+
+        message = self.options.message.encode("utf-8")
+        listener = Listener(self.server, self.server_address, self.options.port)
+        self._listener = listener
+        live.on_teardown("the TCP listener", listener.close)
+        try:
+            outcome = exchange_message(
+                listener, self.client, self.server_address, self.options.port, message
+            )
+            bulk: tuple[int, bool | None, float | None, str | None] = (0, None, None, None)
+            if self.options.bulk and outcome.connected:
+                received, verified, throughput, bulk_error = bulk_transfer(
+                    listener, self.client, self.server_address, self.options.port, self.options.bulk
+                )
+                bulk = (received, verified, throughput, bulk_error)
+        finally:
+            listener.close()
+        received_text = (
+            None
+            if outcome.message_received is None
+            else outcome.message_received.decode("utf-8", errors="replace")
+        )
+        exchange = TcpExchange(
+            from_ns=self.client,
+            to=f"{self.server_address}:{self.options.port}",
+            connected=outcome.connected,
+            message_sent=self.options.message,
+            message_received=received_text,
+            error=outcome.error or bulk[3],
+            bulk_bytes=self.options.bulk,
+            bulk_verified=bulk[1],
+            bulk_throughput_mbps=None if bulk[2] is None else round(bulk[2], 1),
+        )
+        self.progress.tcp.append(exchange)
+        if not outcome.connected:
+            return False, f"connect failed: {outcome.error}"
+        exact = outcome.message_received == message
+        clean = outcome.fin_from_client and outcome.fin_from_server
+        parts = [
+            f"connected from port {outcome.client_port}",
+            f"server received {len(outcome.message_received or b'')} bytes "
+            + ("(exactly the message)" if exact else f"({received_text!r}, not the message)"),
+            "FIN both ways" if clean else "no clean close",
+        ]
+        ok = exact and clean
+        if self.options.bulk:
+            verified = bulk[1] is True
+            ok = ok and verified
+            throughput_text = f", {bulk[2]:.0f} Mbit/s" if bulk[2] else ""
+            parts.append(
+                f"bulk {bulk[0]}/{self.options.bulk} bytes "
+                + ("verified" if verified else f"NOT verified ({bulk[3] or 'mismatch'})")
+                + throughput_text
+            )
+        return ok, "; ".join(parts)
+
+    def _capture_step(self) -> None:
+        sniffer = self._sniffer
+        assert sniffer is not None
+        self.progress.aborted_at = None if self.progress.aborted_at != "capture" else "capture"
+
+        def stop() -> tuple[bool, str]:
+            result = sniffer.stop()
+            self.progress.capture = result
+            self.progress.pcaps.append(_display_path(Path(result.path)))
+            ok = result.ready_proven and result.drained and result.kernel_drops == 0
+            ok = ok and result.error is None and result.packets > 0
+            notes = [
+                f"{result.packets} frames -> {_display_path(Path(result.path))}",
+                f"kernel drops {result.kernel_drops}",
+                f"ready (marker seen) after {result.ready_ms:.1f} ms"
+                if result.ready_proven
+                else "readiness NOT proven",
+                "drained (end marker seen)" if result.drained else "NOT drained",
+            ]
+            if result.error:
+                notes.append(result.error)
+            return ok, "; ".join(notes)
+
+        self._step(
+            "capture",
+            f"Capture {self.probe.capture_interface} inside {self.probe.capture_namespace} to pcap",
+            (
+                f"ip netns exec {self.probe.capture_namespace} tcpdump -i "
+                f"{self.probe.capture_interface} -w {_display_path(self._pcap_path())}",
+            ),
+            "every frame of the pings and the TCP exchange written, none dropped",
+            stop,
+        )
+
+    # ---- after teardown: analysis and report ----------------------------------------------
+
+    def _result(self) -> RunResult:
+        progress = self.progress
+        return RunResult(
+            ok=all(step.ok for step in progress.steps),
+            run_id=self.options.run_id,
+            topology=self.spec.name,
+            steps=tuple(progress.steps),
+            icmp=tuple(progress.pings),
+            tcp=tuple(progress.tcp),
+            pcaps=tuple(progress.pcaps),
+            reports=tuple(progress.reports),
+            kernel_drops=None if progress.capture is None else progress.capture.kernel_drops,
+            kept=self.options.keep and all(s.ok for s in progress.steps if s.id == "teardown"),
+        )
+
+    def _analyze_and_report(self) -> None:
+        capture = self.progress.capture
+        if capture is None or self.result is None:
+            return
+        try:
+            from netdiag.analysis.analyze import analyze_file
+        except ImportError:
+            return  # the analyzer has not landed: RTTs stay empty
+        try:
+            analysis = analyze_file(Path(capture.path))
+        except NetdiagError as error:
+            self._record(StepResult("analysis", False, f"analysis failed: {error.message}", 0.0))
+            self.result = self._result()
+            return
+        self.analysis = analysis
+        pings = tuple(
+            _with_capture_rtts(ping, identifier, analysis)
+            for ping, identifier in zip(
+                self.progress.pings, self.progress.echo_identifiers, strict=False
+            )
+        )
+        self.progress.pings = list(pings)
+        self.result = self._result()
+        started = time.perf_counter()
+        from netdiag.report import write_report
+
+        try:
+            written = write_report(
+                self.options.report_dir,
+                [analysis],
+                self.result,
+                {"md", "html", "json"},
+                [],
+                self.options.force,
+            )
+            self.progress.reports = [_display_path(path) for path in written]
+            ok, detail = True, f"written to {_display_path(self.options.report_dir)}"
+        except NetdiagError as error:
+            ok, detail = False, error.message
+        self._record(
+            StepResult(
+                "report",
+                ok,
+                detail,
+                (time.perf_counter() - started) * 1000.0,
+                "Analyze the capture and write the report",
+                (
+                    f"netdiag analyze {_display_path(Path(capture.path))} "
+                    f"--out {_display_path(self.options.report_dir)}",
+                ),
+                "report.md, report.html and report.json",
+            )
+        )
+        self.result = self._result()
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _discard(_value: object) -> None:
+    return None
+
+
+def _identifier() -> int:
+    return random.randint(0x1000, 0xFFFF)
+
+
+def _prefix_option(prefix: str) -> str:
+    return f" --prefix {prefix}" if prefix else ""
+
+
+def _addresses(end: object) -> str:
+    addresses = getattr(end, "addresses", ())
+    return ", ".join(str(address) for address in addresses) or "no address"
+
+
+def _configure_commands(spec: TopologySpec, namespace: str) -> tuple[str, ...]:
+    commands: list[str] = []
+    for end in spec.interfaces_of(namespace):
+        commands.extend(
+            f"ip -n {namespace} addr add {address} dev {end.interface}" for address in end.addresses
+        )
+        if end.mtu is not None:
+            commands.append(f"ip -n {namespace} link set {end.interface} mtu {end.mtu}")
+        if end.up:
+            commands.append(f"ip -n {namespace} link set {end.interface} up")
+    return tuple(commands)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _ping_result(outcome: EchoOutcome, count: int) -> PingResult:
+    sent = outcome.sent
+    loss = 100.0 * (sent - outcome.received) / sent if sent else 100.0
+    return PingResult(
+        from_ns=outcome.namespace,
+        to=outcome.destination,
+        sent=sent,
+        received=outcome.received,
+        loss_pct=loss,
+        rtt_ms=None,
+        rtts_ms=tuple(None for _ in range(count)),
+    )
+
+
+def ping_statistics(rtts: list[float]) -> RttStats | None:
+    """min/avg/max/mdev as ping prints them (mdev: population standard deviation)."""
+    if not rtts:
+        return None
+    average = sum(rtts) / len(rtts)
+    variance = max(sum(value * value for value in rtts) / len(rtts) - average * average, 0.0)
+    return RttStats(min(rtts), average, max(rtts), math.sqrt(variance))
+
+
+def _with_capture_rtts(ping: PingResult, identifier: int, analysis: Analysis) -> PingResult:
+    """Fill a ping's RTTs from the capture's kernel timestamps (the analyzer's pairs)."""
+    by_sequence: dict[int, float | None] = {}
+    for echo in analysis.icmp_echo:
+        if echo.id == identifier and echo.dst == ping.to:
+            by_sequence[echo.seq] = echo.rtt_ms
+    per_sequence = tuple(by_sequence.get(sequence) for sequence in range(1, len(ping.rtts_ms) + 1))
+    rtts = [value for value in per_sequence if value is not None]
+    return replace(ping, rtt_ms=ping_statistics(rtts), rtts_ms=per_sequence)

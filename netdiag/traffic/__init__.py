@@ -1,0 +1,1 @@
+"""Traffic from inside namespaces: ICMP echo with scapy, TCP with kernel sockets."""
