@@ -369,6 +369,11 @@ class Analysis:
     tcp: tuple[TcpStream, ...]
     findings: tuple[Finding, ...]
     tcp_analysis_totals: dict[str, int] = field(default_factory=dict)
+    # Wireshark's tcp.analysis.ack_rtt over every frame of the file (ms).
+    ack_rtt_count: int = 0
+    ack_rtt_min_ms: float | None = None
+    ack_rtt_median_ms: float | None = None
+    ack_rtt_max_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -381,5 +386,11 @@ class Analysis:
             "icmp_errors": [error.to_json() for error in self.icmp_errors],
             "tcp": [stream.to_json() for stream in self.tcp],
             "tcp_analysis": dict(sorted(self.tcp_analysis_totals.items())),
+            "tcp_ack_rtt": {
+                "count": self.ack_rtt_count,
+                "min_ms": round_ms(self.ack_rtt_min_ms),
+                "median_ms": round_ms(self.ack_rtt_median_ms),
+                "max_ms": round_ms(self.ack_rtt_max_ms),
+            },
             "findings": [finding.to_json() for finding in self.findings],
         }

@@ -1,0 +1,108 @@
+"""The analysis orchestrator: one pass over a capture file to an ``Analysis``.
+
+``analyze_file`` streams the file once: ``CaptureReader`` yields raw frames,
+``Decoder`` turns each into a ``DecodedPacket``, and the packet goes to the
+one tracker that wants it (TCP, ICMP/ICMPv6, ARP). Nothing is kept per
+packet here; the trackers keep per-conversation state. At the end the
+trackers' records, the file description and the findings become one frozen
+``Analysis``.
+
+``analyze_files`` runs several files, in a process pool when ``jobs > 1``
+(the work is CPU-bound Python, so threads would not help). Results come back
+in the order of the paths given. Errors (a file that is not a capture, a
+missing file) are ``NetdiagError`` subclasses raised by the reader and
+propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from netdiag.analysis.decode import Decoder
+from netdiag.analysis.findings import build_findings
+from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
+from netdiag.analysis.model import Analysis
+from netdiag.analysis.packet import DecodedPacket, FrameClass
+from netdiag.analysis.reader import CaptureReader
+from netdiag.analysis.tcp import TcpTracker
+
+PROTO_TCP = 6
+PROTO_ICMP = 1
+PROTO_ICMPV6 = 58
+ICMP_PROTOCOLS = frozenset((PROTO_ICMP, PROTO_ICMPV6))
+
+
+def analyze_file(path: str | os.PathLike[str]) -> Analysis:
+    """Analyze one pcap/pcapng file in a single streaming pass."""
+    decoder = Decoder()
+    tcp = TcpTracker()
+    icmp = IcmpTracker()
+    arp = ArpTracker()
+    decode = decoder.decode
+    tcp_process = tcp.process
+    stream_of = tcp.stream_of
+    arp_class = FrameClass.ARP
+    origin_ns: int | None = None
+    with CaptureReader(path) as reader:
+        for frame in reader:
+            if origin_ns is None and frame.ts_ns:
+                origin_ns = frame.ts_ns
+            packet = decode(frame)
+            protocol = packet.proto
+            if protocol == PROTO_TCP:
+                if packet.fragment is None or _tcp_header_missing(packet):
+                    continue
+                tcp_process(packet)
+            elif protocol in ICMP_PROTOCOLS:
+                icmp.process(packet, stream_of)
+            elif packet.frame_class == arp_class:
+                arp.process(packet)
+        info = reader.info()
+    streams = tuple(tcp.finish())
+    echoes = icmp.echoes(origin_ns or 0)
+    summaries = summarize(echoes)
+    errors = icmp.errors()
+    findings = build_findings(info, streams, echoes, summaries, errors, arp.questions())
+    totals = tcp.totals()
+    ack_rtt = tcp.ack_rtt_totals()
+    return Analysis(
+        file=info,
+        decode=decoder.counts(),
+        icmp_echo=echoes,
+        icmp_echo_summary=summaries,
+        icmp_errors=errors,
+        tcp=streams,
+        findings=findings,
+        tcp_analysis_totals=totals,
+        ack_rtt_count=ack_rtt.count,
+        ack_rtt_min_ms=ack_rtt.min_ms,
+        ack_rtt_median_ms=ack_rtt.median_ms,
+        ack_rtt_max_ms=ack_rtt.max_ms,
+    )
+
+
+def _tcp_header_missing(packet: DecodedPacket) -> bool:
+    """True when not even the fixed 20-byte TCP header was captured.
+
+    The decoder then fills only the ports (flagging ``l4_truncated``);
+    Wireshark gives such a frame no ``tcp.stream`` either, because reading
+    the sequence number throws before the conversation is looked up.
+    """
+    return (
+        packet.l4_truncated
+        and not packet.tcp_flags
+        and not packet.seq
+        and not packet.ack
+        and not packet.window
+        and not packet.tcp_options
+    )
+
+
+def analyze_files(paths: Sequence[str | os.PathLike[str]], jobs: int = 1) -> list[Analysis]:
+    """Analyze several files, in order; ``jobs > 1`` spreads them over processes."""
+    if jobs <= 1 or len(paths) <= 1:
+        return [analyze_file(path) for path in paths]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        return list(pool.map(analyze_file, paths))

@@ -1,0 +1,264 @@
+"""ICMP/ICMPv6 echo matching, ICMP errors and ARP requests (analysis stage).
+
+``IcmpTracker`` pairs echo requests and replies the way Wireshark fills
+``icmp.resp_to`` / ``icmp.resptime`` in a single pass: a request waits under
+(its address pair, identifier, sequence number) -- the pair unordered, as
+Wireshark's conversation is -- and the first reply with the same key takes
+it; a later request with the same key replaces an unanswered one (the older
+stays unanswered), and a second reply to an answered request is left
+unmatched. RTTs are differences of integer nanosecond timestamps, in ms.
+
+ICMP errors (unreachable, fragmentation needed with its next-hop MTU, time
+exceeded, packet too big...) are kept with the header they quote and, for
+TCP, the stream that header belongs to at that moment.
+
+``ArpTracker`` remembers, per (sender, target) pair, whether an ARP request
+ever got a reply from the target: ``arp.unanswered`` findings come from it.
+
+State is per pending request / per ARP pair; the records returned are the
+analysis output itself (one per echo), nothing else is kept per packet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from netdiag.analysis.addr import format_addr
+from netdiag.analysis.model import EchoSummary, IcmpEcho, IcmpError, RttStats
+from netdiag.analysis.packet import DecodedPacket
+
+ECHO_REQUEST = {1: 8, 58: 128}
+ECHO_REPLY = {1: 0, 58: 129}
+
+# (protocol, type) -> kind of ICMP error; ICMPv4 3/4 is refined to frag-needed.
+ERROR_KINDS: dict[tuple[int, int], str] = {
+    (1, 3): "unreachable",
+    (1, 4): "source-quench",
+    (1, 5): "redirect",
+    (1, 11): "time-exceeded",
+    (1, 12): "parameter-problem",
+    (58, 1): "unreachable",
+    (58, 2): "packet-too-big",
+    (58, 3): "time-exceeded",
+    (58, 4): "parameter-problem",
+}
+FRAG_NEEDED_CODE = 4
+
+StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
+
+
+class _Request:
+    __slots__ = (
+        "destination",
+        "family",
+        "frame",
+        "identifier",
+        "reply_frame",
+        "reply_ts",
+        "sequence",
+        "source",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        family: Literal["icmp", "icmpv6"],
+        frame: int,
+        ts: int,
+        source: bytes,
+        destination: bytes,
+        identifier: int,
+        sequence: int,
+    ) -> None:
+        self.family: Literal["icmp", "icmpv6"] = family
+        self.frame = frame
+        self.ts = ts
+        self.source = source
+        self.destination = destination
+        self.identifier = identifier
+        self.sequence = sequence
+        self.reply_frame: int | None = None
+        self.reply_ts = 0
+
+
+class IcmpTracker:
+    """Echo pairs, per-pair summaries and ICMP errors of one file."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[int, bytes, bytes, int, int], _Request] = {}
+        self._requests: list[_Request] = []
+        self._errors: list[IcmpError] = []
+
+    def process(self, packet: DecodedPacket, stream_of: StreamLookup | None = None) -> None:
+        """Account one decoded ICMP (proto 1) or ICMPv6 (proto 58) packet."""
+        if packet.fragment is None or packet.icmp_type < 0:
+            return  # a fragment not yet reassembled, or no ICMP header captured
+        protocol = packet.proto
+        icmp_type = packet.icmp_type
+        source = packet.src
+        destination = packet.dst
+        if icmp_type == ECHO_REQUEST.get(protocol) or icmp_type == ECHO_REPLY.get(protocol):
+            low, high = (source, destination) if source <= destination else (destination, source)
+            key = (protocol, low, high, packet.icmp_id, packet.icmp_seq)
+            if icmp_type == ECHO_REQUEST[protocol]:
+                request = _Request(
+                    "icmp" if protocol == 1 else "icmpv6",
+                    packet.frame,
+                    packet.ts_ns,
+                    source,
+                    destination,
+                    packet.icmp_id,
+                    packet.icmp_seq,
+                )
+                self._requests.append(request)
+                self._pending[key] = request
+            else:
+                waiting = self._pending.pop(key, None)
+                if waiting is not None:
+                    waiting.reply_frame = packet.frame
+                    waiting.reply_ts = packet.ts_ns
+            return
+        kind = ERROR_KINDS.get((protocol, icmp_type))
+        if kind is None or packet.icmp_quoted is None:
+            return
+        if protocol == 1 and icmp_type == 3 and packet.icmp_code == FRAG_NEEDED_CODE:
+            kind = "frag-needed"
+        quoted_src, quoted_dst, quoted_proto, quoted_sport, quoted_dport = packet.icmp_quoted
+        has_ports = quoted_proto in (6, 17, 132, 33)
+        stream = None
+        if quoted_proto == 6 and stream_of is not None:
+            stream = stream_of(quoted_src, quoted_sport, quoted_dst, quoted_dport)
+        self._errors.append(
+            IcmpError(
+                frame=packet.frame,
+                family="icmp" if protocol == 1 else "icmpv6",
+                type=icmp_type,
+                code=packet.icmp_code,
+                kind=kind,
+                reporter=format_addr(source),
+                quoted_src=format_addr(quoted_src),
+                quoted_dst=format_addr(quoted_dst),
+                quoted_proto=quoted_proto,
+                quoted_sport=quoted_sport if has_ports else None,
+                quoted_dport=quoted_dport if has_ports else None,
+                next_hop_mtu=packet.icmp_mtu or None
+                if kind in ("frag-needed", "packet-too-big")
+                else None,
+                stream=stream,
+            )
+        )
+
+    def echoes(self, origin_ns: int) -> tuple[IcmpEcho, ...]:
+        """Every request in frame order; ``t_req_ms`` relative to ``origin_ns``."""
+        return tuple(
+            IcmpEcho(
+                family=request.family,
+                frame_req=request.frame,
+                frame_rep=request.reply_frame,
+                src=format_addr(request.source),
+                dst=format_addr(request.destination),
+                id=request.identifier,
+                seq=request.sequence,
+                rtt_ms=None
+                if request.reply_frame is None
+                else (request.reply_ts - request.ts) / 1e6,
+                t_req_ms=(request.ts - origin_ns) / 1e6,
+            )
+            for request in self._requests
+        )
+
+    def errors(self) -> tuple[IcmpError, ...]:
+        return tuple(self._errors)
+
+
+def summarize(echoes: tuple[IcmpEcho, ...]) -> tuple[EchoSummary, ...]:
+    """ping's summary per (src, dst): sent, received, loss, min/avg/max/mdev."""
+    groups: dict[tuple[str, str], list[IcmpEcho]] = {}
+    for echo in echoes:
+        groups.setdefault((echo.src, echo.dst), []).append(echo)
+    summaries = []
+    for (source, destination), group in groups.items():
+        rtts = [echo.rtt_ms for echo in group if echo.rtt_ms is not None]
+        sent = len(group)
+        received = len(rtts)
+        summaries.append(
+            EchoSummary(
+                src=source,
+                dst=destination,
+                sent=sent,
+                received=received,
+                loss_pct=100.0 * (sent - received) / sent if sent else 0.0,
+                rtt_ms=ping_stats(rtts),
+            )
+        )
+    return tuple(summaries)
+
+
+def ping_stats(rtts: list[float]) -> RttStats | None:
+    """min/avg/max/mdev as iputils ping prints them: mdev = sqrt(mean(x^2) - mean(x)^2)."""
+    if not rtts:
+        return None
+    count = len(rtts)
+    mean = sum(rtts) / count
+    mean_square = sum(rtt * rtt for rtt in rtts) / count
+    return RttStats(
+        min=min(rtts),
+        avg=mean,
+        max=max(rtts),
+        mdev=math.sqrt(max(0.0, mean_square - mean * mean)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ArpQuestion:
+    """ARP requests from one sender for one target, and whether the target answered."""
+
+    sender: str
+    target: str
+    requests: int
+    frames: tuple[int, ...]  # the first request frames (capped)
+    answered: bool
+
+
+MAX_ARP_FRAMES = 20
+
+
+class ArpTracker:
+    """Who asked ARP for whom, and who answered (IPv4 ARP only)."""
+
+    def __init__(self) -> None:
+        self._questions: dict[tuple[bytes, bytes], list[int]] = {}
+        self._answered: set[tuple[bytes, bytes]] = set()
+        self._counts: dict[tuple[bytes, bytes], int] = {}
+
+    def process(self, packet: DecodedPacket) -> None:
+        sender = packet.src
+        target = packet.dst
+        if len(sender) != 4 or len(target) != 4:
+            return
+        if packet.arp_op == 1:
+            if sender in (target, b"\x00\x00\x00\x00"):
+                return  # gratuitous ARP or address probe: nobody is expected to answer
+            key = (sender, target)
+            frames = self._questions.setdefault(key, [])
+            if len(frames) < MAX_ARP_FRAMES:
+                frames.append(packet.frame)
+            self._counts[key] = self._counts.get(key, 0) + 1
+        elif packet.arp_op == 2:
+            # A reply from T to S answers S's question about T.
+            self._answered.add((target, sender))
+
+    def questions(self) -> tuple[ArpQuestion, ...]:
+        return tuple(
+            ArpQuestion(
+                sender=format_addr(sender),
+                target=format_addr(target),
+                requests=self._counts[(sender, target)],
+                frames=tuple(frames),
+                answered=(sender, target) in self._answered,
+            )
+            for (sender, target), frames in self._questions.items()
+        )

@@ -1,0 +1,970 @@
+"""TCP conversation tracking with Wireshark's TCP analysis (analysis stage).
+
+``TcpTracker.process`` takes every decoded TCP packet once, in file order, and
+keeps a compact state per conversation (``_Conversation`` with two
+``_Flow`` halves); ``TcpTracker.finish`` turns the states into frozen
+``TcpStream`` records. Nothing is kept per packet except capped plot points,
+so memory grows with the number of conversations, not packets.
+
+Agreement with tshark 4.0 is the goal, so the per-packet logic follows
+Wireshark's ``packet-tcp.c`` (``dissect_tcp`` and
+``tcp_analyze_sequence_number``) step by step, with its quirks kept on
+purpose because the corpus truth files were made by it:
+
+* Conversations are keyed on the two (address, port) endpoints. A SYN whose
+  sequence number differs from the one first seen in that direction starts a
+  new stream (``reused_ports``); a SYN-ACK with a new sequence number only
+  rebases that direction and is flagged ``reused_ports``.
+* Sequence numbers are unsigned 32-bit and compared modulo 2**32; a
+  ``nextseq`` of 0 means "not known yet", as in Wireshark.
+* The window passed to the analysis is the raw header field; scaling applies
+  only to the "window full" test, once the handshake announced it (-1 unknown,
+  -2 "no scaling").
+* Flags are decided in Wireshark's order: zero-window probe, zero window,
+  lost segment, keep-alive, window update, window full, keep-alive ACK,
+  zero-window-probe ACK, duplicate ACK, ACKed unseen segment, then spurious /
+  fast retransmission / out-of-order / retransmission. In tshark 4.0 fast and
+  spurious retransmissions also carry ``tcp.analysis.retransmission``.
+* ``ack_rtt`` is the time from the oldest unacknowledged segment whose end the
+  ACK matches exactly (and is not reported when it is exactly zero).
+* The initial RTT is from the most recent SYN to the first ACK-without-SYN in
+  either direction (so a RST+ACK answering a SYN gives one).
+
+Where netdiag goes beyond Wireshark it says so: the per-stream ``rtt_ms``
+follows Karn's rule (samples whose segment was sent more than once are
+counted in ``karn_excluded``, as tcptrace reports them apart), and the Zeek
+``conn_state``/``history`` treat SYN retries with the same initial sequence
+number as one attempt.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from netdiag.analysis.addr import format_endpoint
+from netdiag.analysis.model import (
+    Direction,
+    RttSample,
+    RttSampleStats,
+    SeqPoint,
+    TcpStream,
+    TimelineEntry,
+)
+from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket
+from netdiag.analysis.tcpopts import window_scale
+
+MASK32 = 0xFFFFFFFF
+HALF32 = 0x80000000
+UINT64 = 1 << 64
+
+# Wireshark's TCP_A_* analysis bits (packet-tcp.c).
+A_RETRANSMISSION = 0x0001
+A_LOST_PACKET = 0x0002
+A_ACK_LOST_PACKET = 0x0004
+A_KEEP_ALIVE = 0x0008
+A_DUPLICATE_ACK = 0x0010
+A_ZERO_WINDOW = 0x0020
+A_ZERO_WINDOW_PROBE = 0x0040
+A_ZERO_WINDOW_PROBE_ACK = 0x0080
+A_KEEP_ALIVE_ACK = 0x0100
+A_OUT_OF_ORDER = 0x0200
+A_FAST_RETRANSMISSION = 0x0400
+A_WINDOW_UPDATE = 0x0800
+A_WINDOW_FULL = 0x1000
+A_REUSED_PORTS = 0x2000
+A_SPURIOUS_RETRANSMISSION = 0x4000
+
+A_ANY_RETRANSMISSION = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
+
+# Truth-file / JSON names of the tcp.analysis.* fields, and the bits that set
+# each. Order: as tshark's truth files list them.
+ANALYSIS_FLAGS: tuple[tuple[str, int], ...] = (
+    ("retransmission", A_ANY_RETRANSMISSION),
+    ("fast_retransmission", A_FAST_RETRANSMISSION),
+    ("spurious_retransmission", A_SPURIOUS_RETRANSMISSION),
+    ("duplicate_ack", A_DUPLICATE_ACK),
+    ("lost_segment", A_LOST_PACKET),
+    ("out_of_order", A_OUT_OF_ORDER),
+    ("zero_window", A_ZERO_WINDOW),
+    ("window_full", A_WINDOW_FULL),
+    ("keep_alive", A_KEEP_ALIVE),
+    ("reused_ports", A_REUSED_PORTS),
+    ("ack_lost_segment", A_ACK_LOST_PACKET),
+    ("keep_alive_ack", A_KEEP_ALIVE_ACK),
+    ("zero_window_probe", A_ZERO_WINDOW_PROBE),
+    ("zero_window_probe_ack", A_ZERO_WINDOW_PROBE_ACK),
+    ("window_update", A_WINDOW_UPDATE),
+)
+ANALYSIS_KEYS: tuple[str, ...] = tuple(name for name, _ in ANALYSIS_FLAGS)
+
+TCP_MAX_UNACKED_SEGMENTS = 10000  # Wireshark stops tracking beyond this many
+FAST_RETRANSMISSION_WINDOW_NS = 20_000_000  # 20 ms after the last dup ACK
+DEFAULT_OUT_OF_ORDER_NS = 3_000_000  # 3 ms when no initial RTT is known
+
+MAX_SYN_FRAMES = 50  # as the truth files list them
+MAX_TIMELINE_HANDSHAKE = 24
+MAX_TIMELINE_TEARDOWN = 24
+MAX_FLAGGED_FRAMES = 1000  # per flag per stream
+MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
+MAX_POINTS_TOTAL = 400_000
+MAX_EXACT_SAMPLES = 1_000_000  # beyond this, medians come from a reservoir
+
+SYN_ACK = SYN | ACK
+SYN_FIN_RST = SYN | FIN | RST
+
+
+def _seq_lt(x: int, y: int) -> bool:
+    """Wireshark's LT_SEQ: x before y modulo 2**32."""
+    return ((x - y) & MASK32) >= HALF32
+
+
+def _seq_gt(x: int, y: int) -> bool:
+    """Wireshark's GT_SEQ: x after y modulo 2**32."""
+    return ((y - x) & MASK32) >= HALF32
+
+
+def _seq_le(x: int, y: int) -> bool:
+    difference = (x - y) & MASK32
+    return difference == 0 or difference >= HALF32
+
+
+_FLAG_LETTERS = (
+    (FIN, "F"),
+    (SYN, "S"),
+    (RST, "R"),
+    (PSH, "P"),
+    (ACK, "A"),
+    (URG, "U"),
+    (0x40, "E"),
+    (0x80, "C"),
+)
+
+
+def flag_letters(flags: int) -> str:
+    """TCP flags as letters in scapy's order with ACK as 'A' ("S", "SA", "PA", "FA", "R")."""
+    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+
+
+class BoundedSamples:
+    """Samples (integer ns) for min/median/max with memory bounded by ``limit``.
+
+    Exact up to ``limit`` values; past that the median comes from a uniform
+    reservoir of ``limit`` values (min, max and count stay exact). The
+    generator is seeded so that a file always gives the same report.
+    """
+
+    __slots__ = ("_random", "count", "limit", "maximum", "minimum", "values")
+
+    def __init__(self, limit: int = MAX_EXACT_SAMPLES) -> None:
+        self.values = array("q")
+        self.limit = limit
+        self.count = 0
+        self.minimum = 0
+        self.maximum = 0
+        self._random: random.Random | None = None
+
+    def add(self, value_ns: int) -> None:
+        if self.count == 0 or value_ns < self.minimum:
+            self.minimum = value_ns
+        if self.count == 0 or value_ns > self.maximum:
+            self.maximum = value_ns
+        self.count += 1
+        if len(self.values) < self.limit:
+            self.values.append(value_ns)
+            return
+        if self._random is None:
+            self._random = random.Random(self.limit)
+        slot = self._random.randrange(self.count)
+        if slot < self.limit:
+            self.values[slot] = value_ns
+
+    @property
+    def exact(self) -> bool:
+        return self.count <= self.limit
+
+    def median_ns(self) -> float | None:
+        if not self.values:
+            return None
+        ordered = sorted(self.values)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return float(ordered[middle])
+        return (ordered[middle - 1] + ordered[middle]) / 2
+
+    def stats_ms(self) -> tuple[float | None, float | None, float | None]:
+        """(min, median, max) in ms, or Nones when empty."""
+        if self.count == 0:
+            return None, None, None
+        median = self.median_ns()
+        return (
+            self.minimum / 1e6,
+            None if median is None else median / 1e6,
+            self.maximum / 1e6,
+        )
+
+
+class _Segment:
+    """A segment sent and not yet acknowledged (Wireshark's tcp_unacked_t)."""
+
+    __slots__ = ("frame", "nextseq", "retransmitted", "seq", "ts")
+
+    def __init__(self, seq: int, nextseq: int, frame: int, ts: int, retransmitted: bool) -> None:
+        self.seq = seq
+        self.nextseq = nextseq
+        self.frame = frame
+        self.ts = ts
+        self.retransmitted = retransmitted
+
+
+class _Flow:
+    """One direction of a conversation: Wireshark's tcp_flow_t plus netdiag's counters."""
+
+    __slots__ = (
+        "address",
+        "base_seq",
+        "base_set",
+        "bytes",
+        "contiguous",
+        "dupacknum",
+        "fin",
+        "is_first_ack",
+        "lastack",
+        "lastack_ts",
+        "lastsegmentflags",
+        "maxseqtobeacked",
+        "nextseq",
+        "nextseq_ts",
+        "packets",
+        "port",
+        "segments",
+        "win_scale",
+        "window",
+    )
+
+    def __init__(self, address: bytes, port: int) -> None:
+        self.address = address
+        self.port = port
+        self.base_seq = 0
+        self.base_set = False
+        self.win_scale = -1  # -1 unknown, -2 no scaling, else the shift
+        self.window = MASK32  # Wireshark starts with G_MAXUINT32
+        self.is_first_ack = False
+        self.nextseq = 0  # 0 means "not known yet"
+        self.nextseq_ts = 0
+        self.maxseqtobeacked = 0
+        self.lastack = 0
+        self.lastack_ts = 0
+        self.dupacknum = 0  # -1 after an "ACKed unseen segment"
+        self.lastsegmentflags = 0
+        # Unacknowledged segments, oldest first. While ``contiguous`` holds
+        # (each segment starts where the previous ended), an ACK can only
+        # remove a prefix, which keeps the per-ACK cost small.
+        self.segments: deque[_Segment] = deque()
+        self.contiguous = True
+        self.packets = 0
+        self.bytes = 0
+        self.fin = False
+
+
+@dataclass(slots=True)
+class _Event:
+    """A timeline packet kept as seen; direction is resolved when roles are final."""
+
+    frame: int
+    ts: int
+    flow: int  # 0 or 1
+    flags: int
+    seq: int
+    ack: int
+    length: int
+
+
+class _Conversation:
+    """Compact state of one TCP stream (Wireshark's tcp_analysis)."""
+
+    __slots__ = (
+        "ack_frame",
+        "ack_ts",
+        "analysis",
+        "client",
+        "established",
+        "first_flow",
+        "first_frame",
+        "first_rtt",
+        "first_ts",
+        "flagged",
+        "flows",
+        "history",
+        "history_seen",
+        "ip_version",
+        "karn",
+        "karn_excluded",
+        "last_frame",
+        "last_ts",
+        "mru_syn_ts",
+        "packets",
+        "points",
+        "roles_from",
+        "rst_flow",
+        "rst_seen",
+        "rtt_samples",
+        "stream",
+        "syn_frame",
+        "syn_frames",
+        "syn_ts",
+        "synack_frame",
+        "synack_ts",
+        "teardown",
+        "timeline",
+        "timeline_teardown",
+    )
+
+    def __init__(
+        self, stream: int, ip_version: int, flow1: _Flow, flow2: _Flow, frame: int, ts: int
+    ) -> None:
+        self.stream = stream
+        self.ip_version = ip_version
+        self.flows = (flow1, flow2)
+        self.mru_syn_ts: int | None = None
+        self.first_rtt = 0  # ns; 0 means "not measured" as in Wireshark
+        self.first_flow = 0  # flow index of the stream's first sender
+        self.first_frame = frame
+        self.first_ts = ts
+        self.last_frame = frame
+        self.last_ts = ts
+        self.packets = 0
+        self.client = -1  # index of the client's flow once known
+        self.roles_from = "first_packet"
+        self.syn_frame: int | None = None
+        self.syn_ts = 0
+        self.syn_frames: list[int] = []
+        self.synack_frame: int | None = None
+        self.synack_ts = 0
+        self.ack_frame: int | None = None
+        self.ack_ts = 0
+        self.established = False
+        self.teardown = False
+        self.rst_seen = False
+        self.rst_flow = -1
+        self.timeline: list[_Event] = []
+        self.timeline_teardown: list[_Event] = []
+        self.history: list[tuple[int, str]] = []
+        self.history_seen: set[tuple[int, str]] = set()
+        self.analysis: dict[int, int] = {}  # analysis bitmask -> frames with exactly it
+        self.flagged: dict[str, list[int]] = {}
+        self.karn = BoundedSamples(MAX_POINTS_PER_STREAM)
+        self.karn_excluded = 0
+        # Plot data as (frame, ts, flow, value...) tuples: directions are
+        # resolved when the stream is built, once the roles are final.
+        self.rtt_samples: list[tuple[int, int, int, int]] = []  # frame, ts, data flow, rtt ns
+        self.points: list[tuple[int, int, int, int, int, str]] = []  # frame, ts, flow, seq, len
+
+    def note_history(self, flow: int, letter: str) -> None:
+        key = (flow, letter)
+        if key not in self.history_seen:
+            self.history_seen.add(key)
+            self.history.append(key)
+
+
+@dataclass(frozen=True, slots=True)
+class AckRttTotals:
+    """Wireshark's tcp.analysis.ack_rtt over the whole file, in ms."""
+
+    count: int
+    min_ms: float | None
+    median_ms: float | None
+    max_ms: float | None
+    exact: bool = True
+
+
+class TcpTracker:
+    """Follows every TCP conversation of one file, in frame order."""
+
+    def __init__(self) -> None:
+        self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
+        self._finished: list[TcpStream] = []
+        self._stream_count = 0
+        self._points_left = MAX_POINTS_TOTAL
+        self.ack_rtt = BoundedSamples()
+        self._totals: dict[int, int] = {}
+
+    # -- per packet ---------------------------------------------------------
+
+    def process(self, packet: DecodedPacket) -> None:
+        """Account one decoded TCP packet (proto 6, full TCP header present)."""
+        source = packet.src
+        destination = packet.dst
+        sport = packet.sport
+        dport = packet.dport
+        # Wireshark orders the two flows by comparing addresses, then ports.
+        if source > destination or (source == destination and sport > dport):
+            forward_index = 0
+            key = (source, sport, destination, dport)
+        elif source == destination and sport == dport:
+            forward_index = 1  # both directions land on flow2, as in Wireshark
+            key = (source, sport, destination, dport)
+        else:
+            forward_index = 1
+            key = (destination, dport, source, sport)
+        frame = packet.frame
+        ts = packet.ts_ns
+        flags = packet.tcp_flags
+        seq = packet.seq
+        ack = packet.ack
+        conversation = self._conversations.get(key)
+        if conversation is None:
+            conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+            conversation.first_flow = forward_index
+        forward = conversation.flows[forward_index]
+        reverse = conversation.flows[1 - forward_index]
+        ta = 0
+        syn_ack_bits = flags & SYN_ACK
+        if syn_ack_bits == SYN and forward.base_set:
+            if seq != forward.base_seq:
+                # A new SYN on a known 4-tuple: the port numbers were reused.
+                self._finish(conversation)
+                conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+                conversation.first_flow = forward_index
+                forward = conversation.flows[forward_index]
+                reverse = conversation.flows[1 - forward_index]
+                ta = A_REUSED_PORTS
+            else:
+                # A retransmitted SYN: restore nextseq (Wireshark issue 17616,
+                # a RST may have moved it).
+                forward.nextseq = forward.maxseqtobeacked
+        elif syn_ack_bits == SYN_ACK and forward.base_set and seq != forward.base_seq:
+            forward.base_seq = seq
+            ta = A_REUSED_PORTS
+
+        seglen = packet.payload_len
+        seglen = max(seglen, 0)
+        ta, acked_segment, rtt_ns, karn_ok = self._analyze(
+            conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, packet.window, ta
+        )
+        relative_seq = (seq - forward.base_seq) & MASK32
+        relative_ack = (ack - reverse.base_seq) & MASK32 if flags & ACK else ack
+
+        # Handshake bookkeeping in dissect_tcp's order: the most recent SYN,
+        # the initial RTT at the first ACK-without-SYN, then "first ACK seen".
+        if flags & SYN:
+            if not flags & ACK:
+                conversation.mru_syn_ts = ts
+            forward.is_first_ack = True
+        if syn_ack_bits == ACK:
+            if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
+                conversation.first_rtt = ts - conversation.mru_syn_ts
+            forward.is_first_ack = False
+        options = packet.tcp_options
+        if options and (flags & SYN or b"\x03\x03" in options):
+            shift = window_scale(options)
+            if shift is not None:
+                forward.win_scale = shift
+        if flags & SYN:
+            if forward.win_scale == -1:
+                forward.win_scale = -2
+                reverse.win_scale = -2
+            elif flags & ACK and reverse.win_scale == -2:
+                forward.win_scale = -2
+
+        self._account(
+            conversation,
+            forward_index,
+            forward,
+            frame,
+            ts,
+            flags,
+            seglen,
+            relative_seq,
+            relative_ack,
+            packet.window,
+            ta,
+            acked_segment,
+            rtt_ns,
+            karn_ok,
+        )
+
+    def _new_conversation(
+        self, key: tuple[bytes, int, bytes, int], ip_version: int, frame: int, ts: int
+    ) -> _Conversation:
+        conversation = _Conversation(
+            self._stream_count,
+            ip_version,
+            _Flow(key[0], key[1]),
+            _Flow(key[2], key[3]),
+            frame,
+            ts,
+        )
+        self._stream_count += 1
+        self._conversations[key] = conversation
+        return conversation
+
+    def _analyze(
+        self,
+        conversation: _Conversation,
+        forward: _Flow,
+        reverse: _Flow,
+        frame: int,
+        ts: int,
+        seq: int,
+        ack: int,
+        seglen: int,
+        flags: int,
+        window: int,
+        ta: int,
+    ) -> tuple[int, _Segment | None, int, bool]:
+        """Wireshark's tcp_analyze_sequence_number; returns (flags, acked, rtt_ns, karn_ok)."""
+        if not forward.base_set:
+            forward.base_seq = seq if flags & SYN else (seq - 1) & MASK32
+            forward.base_set = True
+        if not reverse.base_set and flags & ACK:
+            reverse.base_seq = (ack - 1) & MASK32
+            reverse.base_set = True
+
+        nextseq = forward.nextseq
+        no_sfr = not flags & SYN_FIN_RST
+        if seglen == 1 and seq == nextseq and reverse.window == 0:
+            ta |= A_ZERO_WINDOW_PROBE
+        else:
+            if window == 0 and no_sfr:
+                ta |= A_ZERO_WINDOW
+            if nextseq and _seq_gt(seq, nextseq) and not flags & RST:
+                ta |= A_LOST_PACKET
+            if seglen <= 1 and seq == (nextseq - 1) & MASK32 and no_sfr:
+                ta |= A_KEEP_ALIVE
+            same_position = seglen == 0 and seq == nextseq and ack == forward.lastack and no_sfr
+            if same_position and window and window != forward.window:
+                ta |= A_WINDOW_UPDATE
+            if seglen > 0 and reverse.win_scale != -1 and no_sfr:
+                shift = 0
+                if not reverse.is_first_ack and reverse.win_scale != -2:
+                    shift = reverse.win_scale
+                edge = (reverse.lastack + ((reverse.window << shift) & MASK32)) & MASK32
+                if (seq + seglen) & MASK32 == edge:
+                    ta |= A_WINDOW_FULL
+            if same_position and window == forward.window:
+                if window:
+                    if reverse.lastsegmentflags & A_KEEP_ALIVE:
+                        ta |= A_KEEP_ALIVE_ACK
+                    else:
+                        forward.dupacknum = 1 if forward.dupacknum == -1 else forward.dupacknum + 1
+                        ta |= A_DUPLICATE_ACK
+                elif reverse.lastsegmentflags & A_ZERO_WINDOW_PROBE:
+                    ta |= A_ZERO_WINDOW_PROBE_ACK
+
+        # finished_fwd: a new ACK number resets the duplicate-ACK count.
+        if ack != forward.lastack:
+            forward.dupacknum = 0
+        if reverse.maxseqtobeacked and flags & ACK and _seq_gt(ack, reverse.maxseqtobeacked):
+            if reverse.maxseqtobeacked > reverse.nextseq:  # plain unsigned, as in C
+                reverse.maxseqtobeacked = reverse.nextseq
+                ta |= A_ACK_LOST_PACKET
+            else:
+                if reverse.dupacknum == 0:
+                    ta |= A_ACK_LOST_PACKET
+                reverse.dupacknum = -1
+
+        syn_or_fin = flags & (SYN | FIN)
+        if (seglen > 0 or syn_or_fin) and not ta & A_KEEP_ALIVE:
+            seq_not_advanced = bool(nextseq) and _seq_lt(seq, nextseq)
+            if seglen > 1 and (nextseq - 1) & MASK32 == seq:
+                seq_not_advanced = False
+            if seglen > 0 and reverse.lastack and _seq_le((seq + seglen) & MASK32, reverse.lastack):
+                ta |= A_SPURIOUS_RETRANSMISSION
+            elif seq_not_advanced:
+                since_ack = ts - reverse.lastack_ts
+                if (
+                    reverse.dupacknum >= 2
+                    and reverse.lastack == seq
+                    and 0 <= since_ack < FAST_RETRANSMISSION_WINDOW_NS
+                ):
+                    ta |= A_FAST_RETRANSMISSION
+                else:
+                    since_highest = ts - forward.nextseq_ts
+                    threshold = conversation.first_rtt or DEFAULT_OUT_OF_ORDER_NS
+                    if threshold < 0:
+                        threshold += UINT64  # an unsigned 64-bit value in Wireshark
+                    end = (seq + seglen + (1 if syn_or_fin else 0)) & MASK32
+                    if 0 <= since_highest < threshold and nextseq != end:
+                        ta |= A_OUT_OF_ORDER
+                    else:
+                        ta |= A_RETRANSMISSION
+
+        # finished_checking_retransmission_type: remember the segment.
+        new_nextseq = (seq + seglen) & MASK32
+        segments = forward.segments
+        if (seglen or syn_or_fin) and len(segments) < TCP_MAX_UNACKED_SEGMENTS:
+            if syn_or_fin:
+                new_nextseq = (new_nextseq + 1) & MASK32
+            if segments and seq != segments[-1].nextseq:
+                forward.contiguous = False
+            segments.append(_Segment(seq, new_nextseq, frame, ts, bool(ta & A_ANY_RETRANSMISSION)))
+        if (not forward.nextseq or _seq_gt(new_nextseq, forward.nextseq)) and not (
+            ta & A_ZERO_WINDOW_PROBE
+        ):
+            forward.nextseq = new_nextseq
+            forward.nextseq_ts = ts
+        if (not forward.maxseqtobeacked or seq == forward.maxseqtobeacked) and not (
+            ta & A_ZERO_WINDOW_PROBE
+        ):
+            forward.maxseqtobeacked = forward.nextseq
+        forward.window = window
+        forward.lastack = ack
+        forward.lastack_ts = ts
+        forward.lastsegmentflags = ta
+
+        # Remove what this ACK covers from the other direction's list; the
+        # oldest segment ending exactly at the ACK gives the RTT.
+        acked: _Segment | None = None
+        matches = 0
+        karn_ok = True
+        unacked = reverse.segments
+        if unacked:
+            if reverse.contiguous:
+                while unacked and not _seq_gt(unacked[0].nextseq, ack):
+                    segment = unacked.popleft()
+                    if segment.nextseq == ack:
+                        acked = segment
+                        matches = 1
+                if unacked and _seq_gt(ack, unacked[0].seq):
+                    unacked[0].seq = ack
+            else:
+                kept: deque[_Segment] = deque()
+                for segment in unacked:
+                    segment_end = segment.nextseq
+                    if ack == segment_end:
+                        if acked is None:
+                            acked = segment
+                        elif segment.retransmitted or acked.retransmitted:
+                            karn_ok = False
+                        matches += 1
+                    elif _seq_gt(ack, segment.seq) and _seq_le(ack, segment_end):
+                        segment.seq = ack
+                        kept.append(segment)
+                    elif _seq_gt(segment_end, ack):
+                        kept.append(segment)
+                reverse.segments = kept
+                unacked = kept
+            if not unacked:
+                reverse.contiguous = True
+        rtt_ns = 0
+        if acked is not None:
+            rtt_ns = ts - acked.ts
+            if matches > 1 or acked.retransmitted:
+                karn_ok = False
+        return ta, acked, rtt_ns, karn_ok
+
+    def _account(
+        self,
+        conversation: _Conversation,
+        flow_index: int,
+        forward: _Flow,
+        frame: int,
+        ts: int,
+        flags: int,
+        seglen: int,
+        relative_seq: int,
+        relative_ack: int,
+        window: int,
+        ta: int,
+        acked_segment: _Segment | None,
+        rtt_ns: int,
+        karn_ok: bool,
+    ) -> None:
+        """netdiag's own per-stream bookkeeping: roles, handshake, history, counts."""
+        conversation.packets += 1
+        conversation.last_frame = frame
+        conversation.last_ts = ts
+        forward.packets += 1
+        forward.bytes += seglen
+        syn_ack_bits = flags & SYN_ACK
+
+        # Roles and handshake frames (the corpus README's definitions).
+        if syn_ack_bits == SYN:
+            if conversation.syn_frame is None:
+                conversation.syn_frame = frame
+                conversation.syn_ts = ts
+                conversation.client = flow_index
+                conversation.roles_from = "syn"
+                conversation.synack_frame = None
+                conversation.ack_frame = None
+                conversation.established = False
+            if len(conversation.syn_frames) < MAX_SYN_FRAMES:
+                conversation.syn_frames.append(frame)
+        elif syn_ack_bits == SYN_ACK:
+            if conversation.roles_from == "first_packet":
+                conversation.client = 1 - flow_index
+                conversation.roles_from = "synack"
+            if conversation.synack_frame is None and flow_index != conversation.client:
+                conversation.synack_frame = frame
+                conversation.synack_ts = ts
+        elif (
+            flags & ACK
+            and not flags & RST
+            and conversation.synack_frame is not None
+            and conversation.ack_frame is None
+            and flow_index == conversation.client
+        ):
+            conversation.ack_frame = frame
+            conversation.ack_ts = ts
+            conversation.established = True
+
+        # Timeline: the handshake until established, then FIN/RST and after.
+        if flags & (FIN | RST):
+            conversation.teardown = True
+            if flags & FIN:
+                forward.fin = True
+            if flags & RST and not conversation.rst_seen:
+                conversation.rst_seen = True
+                conversation.rst_flow = flow_index
+        if conversation.teardown:
+            if len(conversation.timeline_teardown) < MAX_TIMELINE_TEARDOWN:
+                conversation.timeline_teardown.append(
+                    _Event(frame, ts, flow_index, flags, relative_seq, relative_ack, seglen)
+                )
+        elif (
+            conversation.roles_from != "first_packet"
+            and (not conversation.established or frame == conversation.ack_frame)
+            and len(conversation.timeline) < MAX_TIMELINE_HANDSHAKE
+        ):
+            conversation.timeline.append(
+                _Event(frame, ts, flow_index, flags, relative_seq, relative_ack, seglen)
+            )
+
+        # Zeek history letters (case is resolved once the originator is known).
+        note = conversation.note_history
+        if flags & SYN:
+            if flags & RST:
+                note(flow_index, "I")
+            elif flags & FIN:
+                note(flow_index, "Q")
+            else:
+                note(flow_index, "H" if flags & ACK else "S")
+        elif flags & RST:
+            note(flow_index, "R")
+        else:
+            if flags & FIN:
+                note(flow_index, "F")
+            if seglen:
+                note(flow_index, "D")
+            elif flags & ACK and not flags & FIN:
+                note(flow_index, "A")
+        if ta:
+            if ta & A_ANY_RETRANSMISSION and syn_ack_bits != SYN:
+                note(flow_index, "T")
+            if ta & A_ZERO_WINDOW:
+                note(flow_index, "W")
+            if ta & A_LOST_PACKET:
+                note(flow_index, "G")
+            conversation.analysis[ta] = conversation.analysis.get(ta, 0) + 1
+            self._totals[ta] = self._totals.get(ta, 0) + 1
+            flagged = conversation.flagged
+            for name, bits in ANALYSIS_FLAGS:
+                if ta & bits:
+                    frames = flagged.get(name)
+                    if frames is None:
+                        flagged[name] = [frame]
+                    elif len(frames) < MAX_FLAGGED_FRAMES:
+                        frames.append(frame)
+
+        # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
+        if acked_segment is not None and rtt_ns != 0:
+            self.ack_rtt.add(rtt_ns)
+            if karn_ok:
+                conversation.karn.add(rtt_ns)
+                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
+                    conversation.rtt_samples.append((frame, ts, 1 - flow_index, rtt_ns))
+            else:
+                conversation.karn_excluded += 1
+
+        # Plot points for the time-sequence graph (capped).
+        if self._points_left > 0 and len(conversation.points) < MAX_POINTS_PER_STREAM:
+            if seglen:
+                kind = "retransmission" if ta & A_ANY_RETRANSMISSION else "data"
+                conversation.points.append((frame, ts, flow_index, relative_seq, seglen, kind))
+                self._points_left -= 1
+            elif flags & ACK:
+                conversation.points.append((frame, ts, flow_index, relative_ack, 0, "ack"))
+                self._points_left -= 1
+
+    # -- lookups for other trackers ----------------------------------------
+
+    def stream_of(self, source: bytes, sport: int, destination: bytes, dport: int) -> int | None:
+        """The stream a (quoted) header belongs to right now, or None."""
+        conversation = self._conversations.get((source, sport, destination, dport))
+        if conversation is None:
+            conversation = self._conversations.get((destination, dport, source, sport))
+        return None if conversation is None else conversation.stream
+
+    # -- end of file ---------------------------------------------------------
+
+    def _finish(self, conversation: _Conversation) -> None:
+        self._finished.append(_build_stream(conversation))
+
+    def finish(self) -> list[TcpStream]:
+        """Every stream, in tcp.stream order. The tracker is spent afterwards."""
+        for conversation in self._conversations.values():
+            self._finish(conversation)
+        self._conversations.clear()
+        self._finished.sort(key=lambda stream: stream.stream)
+        return self._finished
+
+    def totals(self) -> dict[str, int]:
+        """Frames carrying each tcp.analysis flag over the file (truth-file keys)."""
+        return _count_flags(self._totals.items())
+
+    def ack_rtt_totals(self) -> AckRttTotals:
+        minimum, median, maximum = self.ack_rtt.stats_ms()
+        return AckRttTotals(self.ack_rtt.count, minimum, median, maximum, self.ack_rtt.exact)
+
+
+def _count_flags(items: Iterable[tuple[int, int]]) -> dict[str, int]:
+    counts = dict.fromkeys(ANALYSIS_KEYS, 0)
+    for bits, frames in items:
+        for name, mask in ANALYSIS_FLAGS:
+            if bits & mask:
+                counts[name] += frames
+    return counts
+
+
+def _zeek_state(conversation: _Conversation, client: int) -> str:
+    """Zeek's conn_state from what each side sent (originator = client)."""
+    originator = {letter for flow, letter in conversation.history if flow == client}
+    responder = {letter for flow, letter in conversation.history if flow != client}
+    syn = "S" in originator
+    synack = "H" in responder
+    responder_spoke = bool(responder)
+    first_reset_by_originator = conversation.rst_seen and conversation.rst_flow == client
+    first_reset_by_responder = conversation.rst_seen and conversation.rst_flow != client
+    if not syn and not synack:
+        return "OTH"
+    if syn and not synack:
+        if "R" in responder:
+            return "REJ"
+        if "R" in originator:
+            return "RSTOS0"
+        if "F" in originator:
+            return "SH"
+        if not responder_spoke:
+            return "S0"
+    if synack and not syn:
+        if "R" in responder and not originator - {"R"}:
+            return "RSTRH"
+        if "F" in responder and not originator:
+            return "SHR"
+    if first_reset_by_originator:
+        return "RSTO"
+    if first_reset_by_responder:
+        return "RSTR"
+    if "F" in originator and "F" in responder:
+        return "SF"
+    if "F" in originator:
+        return "S2"
+    if "F" in responder:
+        return "S3"
+    return "S1"
+
+
+def _zeek_history(conversation: _Conversation, client: int) -> str:
+    letters = []
+    for flow, letter in conversation.history:
+        originator = flow == client
+        letters.append(letter.upper() if originator else letter.lower())
+    return "".join(letters)
+
+
+def _build_stream(conversation: _Conversation) -> TcpStream:
+    flows = conversation.flows
+    # The corpus README's roles: first SYN's source, else first SYN-ACK's
+    # destination, else the first packet's source.
+    client = conversation.client if conversation.client != -1 else conversation.first_flow
+    server = 1 - client
+    client_flow = flows[client]
+    server_flow = flows[server]
+    first_ts = conversation.first_ts
+
+    def direction(flow: int) -> Direction:
+        return "c>s" if flow == client else "s>c"
+
+    def timeline_entry(event: _Event) -> TimelineEntry:
+        return TimelineEntry(
+            frame=event.frame,
+            t_ms=(event.ts - first_ts) / 1e6,
+            dir=direction(event.flow),
+            flags=flag_letters(event.flags),
+            seq=event.seq,
+            ack=event.ack,
+            len=event.length,
+        )
+
+    timeline = [timeline_entry(event) for event in conversation.timeline]
+    seen = {entry.frame for entry in timeline}
+    timeline.extend(
+        timeline_entry(event) for event in conversation.timeline_teardown if event.frame not in seen
+    )
+    counts = {
+        name: count for name, count in _count_flags(conversation.analysis.items()).items() if count
+    }
+    karn_min, karn_median, karn_max = conversation.karn.stats_ms()
+    rst_by: Literal["client", "server"] | None = None
+    if conversation.rst_seen:
+        rst_by = "client" if conversation.rst_flow == client else "server"
+    syn_to_synack = None
+    synack_to_ack = None
+    if conversation.synack_frame is not None and conversation.syn_frame is not None:
+        syn_to_synack = (conversation.synack_ts - conversation.syn_ts) / 1e6
+    if conversation.ack_frame is not None and conversation.synack_frame is not None:
+        synack_to_ack = (conversation.ack_ts - conversation.synack_ts) / 1e6
+    roles_from: Literal["syn", "synack", "first_packet"] = "first_packet"
+    if conversation.roles_from == "syn":
+        roles_from = "syn"
+    elif conversation.roles_from == "synack":
+        roles_from = "synack"
+    return TcpStream(
+        stream=conversation.stream,
+        ip_version=conversation.ip_version,
+        client=format_endpoint(client_flow.address, client_flow.port),
+        server=format_endpoint(server_flow.address, server_flow.port),
+        roles_from=roles_from,
+        state=_zeek_state(conversation, client),
+        history=_zeek_history(conversation, client),
+        syn_frame=conversation.syn_frame,
+        syn_frames=tuple(conversation.syn_frames),
+        synack_frame=conversation.synack_frame,
+        ack_frame=conversation.ack_frame,
+        irtt_ms=conversation.first_rtt / 1e6 if conversation.first_rtt else None,
+        syn_to_synack_ms=syn_to_synack,
+        synack_to_ack_ms=synack_to_ack,
+        first_frame=conversation.first_frame,
+        last_frame=conversation.last_frame,
+        first_ts=first_ts / 1e9,
+        last_ts=conversation.last_ts / 1e9,
+        timeline=tuple(timeline),
+        packets=conversation.packets,
+        bytes_c2s=client_flow.bytes,
+        bytes_s2c=server_flow.bytes,
+        analysis=counts,
+        rtt_ms=RttSampleStats(
+            samples=conversation.karn.count,
+            min=karn_min,
+            median=karn_median,
+            max=karn_max,
+            karn_excluded=conversation.karn_excluded,
+        ),
+        fin_seen=flows[0].fin or flows[1].fin,
+        rst_seen=conversation.rst_seen,
+        rst_by=rst_by,
+        flagged_frames={name: tuple(frames) for name, frames in conversation.flagged.items()},
+        rtt_samples=tuple(
+            RttSample(frame, (ts - first_ts) / 1e6, rtt / 1e6, direction(flow))
+            for frame, ts, flow, rtt in conversation.rtt_samples
+        ),
+        seq_points=tuple(
+            SeqPoint(frame, (ts - first_ts) / 1e6, direction(flow), seq, length, kind)  # type: ignore[arg-type]
+            for frame, ts, flow, seq, length, kind in conversation.points
+        ),
+    )
