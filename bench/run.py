@@ -1,0 +1,581 @@
+"""Benchmark runner: netdiag's analyzer against tshark, tcptrace and a Python floor.
+
+Not part of the test suite (no timing is asserted anywhere): this is where speed
+is measured, as issue 6 asks, with every contender timed in the same run on the
+same machine and the same files, so that ratios mean something even on a noisy
+machine. It generates (or reuses, in bench/out/) captures of N and 2N packets
+with bench/gen.py, then runs each contender as a child process and takes its wall
+time and its peak resident memory from the kernel's accounting of that child
+(``os.wait4`` -> ``ru_maxrss``). It prints a table (or JSON with ``--json``):
+time at N and 2N, linearity (time(2N) / time(N)), peak memory, and how many times
+faster netdiag is than each peer. A contender that is missing is skipped with a
+note; one that fails is reported with its error, never fatal to the run.
+
+It also times ``netdiag --help`` (start-up) and, when run as root and the
+commands exist, ``netdiag up`` / ``netdiag down`` of the seed topology and of a
+50-namespace chain under a unique ``bNN-`` prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+GENERATOR = BENCH_DIR / "gen.py"
+VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
+CHUNK = 1 << 20
+
+
+@dataclass
+class Measurement:
+    """One child process: its wall time, peak RSS, and how it ended."""
+
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Contender:
+    """A program timed on both files."""
+
+    name: str
+    command: list[str] | None
+    note: str = ""
+    results: dict[str, Measurement] = field(default_factory=dict)
+
+
+def python_for_netdiag() -> str:
+    candidate = VENV_BIN / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def netdiag_command() -> list[str]:
+    executable = VENV_BIN / "netdiag"
+    if executable.exists():
+        return [str(executable)]
+    return [python_for_netdiag(), "-m", "netdiag"]
+
+
+def measure(command: list[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Measurement:
+    """Run ``command`` with stdout to /dev/null; wall time and peak RSS of the child.
+
+    ``os.wait4`` returns the child's own resource usage, so the figure is the
+    child's, not this runner's; ``ru_maxrss`` is in KiB on Linux.
+    """
+    # An anonymous in-memory file for stderr: a pipe could fill and block the child
+    # while this runner sits in wait4, and tempfile's imports would grow the runner.
+    with os.fdopen(os.memfd_create("bench-stderr"), "w+b") as stderr:
+        started = time.perf_counter()
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd
+            )
+        except OSError as error:
+            return Measurement(error=f"cannot start: {error}")
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        elapsed = time.perf_counter() - started
+        exit_code = os.waitstatus_to_exitcode(status)
+        process.returncode = exit_code  # reaped here; keep Popen from waiting again
+        result = Measurement(
+            seconds=elapsed, peak_rss_mb=usage.ru_maxrss / 1024, exit_code=exit_code
+        )
+        if exit_code != 0:
+            stderr.seek(0)
+            lines = [
+                line.strip()
+                for line in stderr.read().decode("utf-8", "replace").splitlines()
+                if line.strip() and "Running as user" not in line
+            ]
+            reason = lines[-1] if lines else "no message"
+            if exit_code < 0 and elapsed >= timeout:
+                reason = f"killed after the {timeout:.0f} s timeout"
+            result.error = f"exit {exit_code}: {reason}"[:160]
+        return result
+
+
+def floor_loop(path: Path) -> int:
+    """The floor for a pure-Python reader: walk record headers, touch nothing else.
+
+    Reads 1 MiB chunks and steps from one record header to the next with
+    ``struct.unpack_from``; handles pcap (either byte order, µs or ns) and pcapng
+    (blocks by type and length). Prints the record count.
+    """
+    records = 0
+    with path.open("rb", buffering=0) as handle:
+        head = handle.read(24)
+        magic = head[:4]
+        if magic == b"\x0a\x0d\x0d\x0a":
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            block = struct.Struct(order + "II")
+            buffer = head
+            offset = 0
+            while True:
+                if len(buffer) - offset < 8:
+                    more = handle.read(CHUNK)
+                    if not more:
+                        break
+                    buffer = buffer[offset:] + more
+                    offset = 0
+                    continue
+                block_type, length = block.unpack_from(buffer, offset)
+                if len(buffer) - offset < length:
+                    more = handle.read(CHUNK)
+                    if not more:
+                        break
+                    buffer = buffer[offset:] + more
+                    offset = 0
+                    continue
+                if block_type in (6, 3):
+                    records += 1
+                offset += length
+        else:
+            order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+            record = struct.Struct(order + "8xI4x")
+            unpack_from = record.unpack_from
+            buffer = b""
+            offset = 0
+            while True:
+                more = handle.read(CHUNK)
+                if not more:
+                    break
+                buffer = buffer[offset:] + more
+                offset = 0
+                end = len(buffer) - 16
+                while offset <= end:
+                    (captured,) = unpack_from(buffer, offset)
+                    following = offset + 16 + captured
+                    if following > len(buffer):
+                        break
+                    records += 1
+                    offset = following
+    print(records)
+    return 0
+
+
+def generator_digest() -> str:
+    # CRC-32 is enough to tell generator versions apart, and zlib is already loaded
+    # (hashlib would add OpenSSL's megabytes to the runner: see runner_rss_mb).
+    return f"{zlib.crc32(GENERATOR.read_bytes()):08x}"
+
+
+def ensure_capture(packets: int, seed: int, file_format: str, fresh: list[Path]) -> Path:
+    """A capture of ``packets`` from bench/out/, generated when missing or stale.
+
+    The name carries the generator's hash, so a changed generator never feeds
+    an old file to the benchmark.
+    """
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    suffix = ".pcapng" if file_format.startswith("pcapng") else ".pcap"
+    if file_format.endswith("-ns"):
+        suffix = ".ns" + suffix
+    name = f"gen-{generator_digest()}-s{seed}-{packets}{suffix}"
+    path = OUT_DIR / name
+    sidecar = Path(f"{path}.gen.json")
+    if path.exists() and sidecar.exists():
+        return path
+    command = [sys.executable, str(GENERATOR), "--packets", str(packets), "--out", str(path)]
+    command += ["--seed", str(seed), "--format", file_format]
+    subprocess.run(command, check=True)
+    fresh.extend((path, sidecar))
+    return path
+
+
+def warm_page_cache(path: Path) -> None:
+    """Read the file once so every contender finds it in memory, none pays the disk."""
+    # A reused buffer keeps this runner small: see runner_rss_mb for why it matters.
+    buffer = bytearray(CHUNK)
+    with path.open("rb", buffering=0) as handle:
+        while handle.readinto(buffer):
+            pass
+
+
+def runner_rss_mb() -> float | None:
+    """This runner's own peak RSS, the floor under every child's ``ru_maxrss``.
+
+    Linux charges a child, at exec, with the high-water RSS of the memory it
+    leaves behind, which for a vfork'ed or forked child is this process's. So no
+    child reads below this figure; the runner stays lean to keep it low.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def first_line(command: list[str]) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unavailable ({error})"
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    return lines[0].strip() if lines else "unknown"
+
+
+def machine() -> dict[str, object]:
+    cpu_model = "unknown"
+    memory_gb: float | None = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    tcptrace = shutil.which("tcptrace")
+    tshark = shutil.which("tshark")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gb": memory_gb,
+        "kernel": platform.release(),
+        "python": first_line([python_for_netdiag(), "--version"]),
+        "tshark": first_line([tshark, "--version"]) if tshark else "not installed",
+        "tcptrace": first_line([tcptrace, "-v"]) if tcptrace else "not installed",
+    }
+
+
+def module_exists(module: str) -> bool:
+    check = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        result = subprocess.run(
+            [python_for_netdiag(), "-c", check], capture_output=True, check=False
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def startup(repeats: int, timeout: float) -> dict[str, object]:
+    runs = [measure([*netdiag_command(), "--help"], timeout) for _ in range(repeats)]
+    good = [run.seconds for run in runs if run.ok and run.seconds is not None]
+    if not good:
+        return {"error": runs[0].error}
+    return {
+        "median_s": sorted(good)[len(good) // 2],
+        "min_s": min(good),
+        "runs": len(good),
+        "peak_rss_mb": max(run.peak_rss_mb or 0 for run in runs),
+    }
+
+
+def unused_prefix() -> str:
+    """A ``bNN-`` prefix no namespace on this machine starts with."""
+    existing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    names = [line.split()[0] for line in existing.splitlines() if line.strip()]
+    for _ in range(100):
+        prefix = f"b{random.randrange(100):02d}-"
+        if not any(name.startswith(prefix) for name in names):
+            return prefix
+    raise RuntimeError("no free bNN- prefix")
+
+
+def setup_timing(timeout: float) -> dict[str, object]:
+    """Seed topology and a 50-namespace chain, up then down, under a fresh prefix."""
+    if os.geteuid() != 0:
+        return {"skipped": "not root"}
+    if shutil.which("ip") is None:
+        return {"skipped": "the ip command is missing (needed to pick a free prefix)"}
+    if not module_exists("netdiag.commands.topo"):
+        return {"skipped": "netdiag up/down are not implemented yet (no netdiag.commands.topo)"}
+    results: dict[str, object] = {}
+    for label, extra in (("seed", []), ("chain-50", ["--topology", "chain", "--length", "50"])):
+        prefix = unused_prefix()
+        up = measure([*netdiag_command(), "up", *extra, "--prefix", prefix], timeout)
+        down = measure([*netdiag_command(), "down", *extra, "--prefix", prefix], timeout)
+        left = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=False
+        ).stdout
+        leftovers = [line.split()[0] for line in left.splitlines() if line.startswith(prefix)]
+        results[label] = {
+            "prefix": prefix,
+            "up": asdict(up),
+            "down": asdict(down),
+            "left_behind": leftovers,
+        }
+    return results
+
+
+def run_contenders(
+    files: dict[str, Path], timeout: float, repeats: int, jobs_row: bool
+) -> list[Contender]:
+    python = python_for_netdiag()
+    contenders = [
+        Contender("netdiag analyze --json", [*netdiag_command(), "analyze", "{}", "--json"])
+    ]
+    tshark = shutil.which("tshark")
+    tcptrace = shutil.which("tcptrace")
+    contenders.append(
+        Contender("tshark -q -z conv,tcp", [tshark, "-q", "-z", "conv,tcp", "-r", "{}"])
+        if tshark
+        else Contender("tshark -q -z conv,tcp", None, "not installed: apt-get install -y tshark")
+    )
+    contenders.append(
+        Contender("tcptrace -n -l", [tcptrace, "-n", "-l", "-r", "{}"])
+        if tcptrace
+        else Contender("tcptrace -n -l", None, "not installed: apt-get install -y tcptrace")
+    )
+    contenders.append(
+        Contender(
+            "floor: Python record-header loop", [python, str(Path(__file__)), "--floor", "{}"]
+        )
+    )
+    if jobs_row:
+        contenders.append(
+            Contender(
+                "netdiag analyze F F --jobs 2 --json",
+                [*netdiag_command(), "analyze", "{}", "{}", "--jobs", "2", "--json"],
+                "two copies of the file in one call: time per file pair",
+            )
+        )
+    for contender in contenders:
+        if contender.command is None:
+            continue
+        for size, path in files.items():
+            command = [str(path) if part == "{}" else part for part in contender.command]
+            runs = [measure(command, timeout) for _ in range(repeats)]
+            good = [run for run in runs if run.ok]
+            if good:
+                contender.results[size] = min(good, key=lambda run: run.seconds or 0.0)
+            else:
+                contender.results[size] = runs[0]
+            print(
+                f"  {contender.name:<38} {size:>3}: {_seconds(contender.results[size])}",
+                file=sys.stderr,
+            )
+    return contenders
+
+
+def _seconds(result: Measurement | None) -> str:
+    if result is None:
+        return "-"
+    if not result.ok:
+        return f"error ({result.error})"
+    return f"{result.seconds:.2f} s"
+
+
+def _number(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def build_report(
+    contenders: list[Contender],
+    files: dict[str, Path],
+    packets: int,
+    started: str,
+    extra: dict[str, object],
+) -> dict[str, object]:
+    netdiag = contenders[0]
+    rows = []
+    for contender in contenders:
+        small = contender.results.get("N")
+        large = contender.results.get("2N")
+        row: dict[str, object] = {"name": contender.name, "note": contender.note}
+        row["N"] = asdict(small) if small else None
+        row["2N"] = asdict(large) if large else None
+        linearity = None
+        if small and large and small.ok and large.ok and small.seconds and large.seconds:
+            linearity = large.seconds / small.seconds
+        row["linearity"] = linearity
+        ratios: dict[str, float | None] = {}
+        for size in ("N", "2N"):
+            ours = netdiag.results.get(size)
+            theirs = contender.results.get(size)
+            if ours and theirs and ours.ok and theirs.ok and ours.seconds and theirs.seconds:
+                ratios[size] = theirs.seconds / ours.seconds
+            else:
+                ratios[size] = None
+        row["netdiag_speedup"] = ratios
+        rows.append(row)
+    sidecars = {}
+    for size, path in files.items():
+        sidecar = json.loads(Path(f"{path}.gen.json").read_text(encoding="utf-8"))
+        sidecars[size] = {
+            "path": str(path.relative_to(PROJECT_ROOT)),
+            "packets": sidecar["packets"],
+            "tcp_conversations": sidecar["tcp_conversations"],
+            "megabytes": round(path.stat().st_size / 1e6, 1),
+        }
+    return {
+        "started_utc": started,
+        "packets": packets,
+        "machine": machine(),
+        "files": sidecars,
+        "contenders": rows,
+        "runner_rss_mb": runner_rss_mb(),
+        **extra,
+    }
+
+
+def render_table(report: dict[str, object]) -> str:
+    files = report["files"]
+    assert isinstance(files, dict)
+    lines = [
+        f"files: N = {files['N']['packets']:,} packets ({files['N']['megabytes']} MB, "
+        f"{files['N']['tcp_conversations']:,} TCP conversations); 2N = "
+        f"{files['2N']['packets']:,} packets ({files['2N']['megabytes']} MB, "
+        f"{files['2N']['tcp_conversations']:,} conversations)",
+        "",
+        "| contender | time N | time 2N | linearity 2N/N | peak RSS N | peak RSS 2N "
+        "| netdiag faster by (N / 2N) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rows = report["contenders"]
+    assert isinstance(rows, list)
+    for row in rows:
+        cells = [row["name"]]
+        notes = [row["note"]] if row["note"] else []
+        for size in ("N", "2N"):
+            result = row[size]
+            if result is None:
+                cells.append("skipped")
+            elif result["error"]:
+                cells.append("error")
+                notes.append(f"{size}: {result['error']}")
+            else:
+                cells.append(_number(result["seconds"], 2, " s"))
+        cells.append(_number(row["linearity"], 2, "×"))
+        for size in ("N", "2N"):
+            result = row[size]
+            cells.append("-" if not result else _number(result["peak_rss_mb"], 0, " MB"))
+        speedup = row["netdiag_speedup"]
+        if row is rows[0] or (speedup["N"] is None and speedup["2N"] is None):
+            cells.append("-")
+        else:
+            cells.append(f"{_number(speedup['N'], 2, '×')} / {_number(speedup['2N'], 2, '×')}")
+        cells.append("; ".join(notes))
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    start = report.get("startup")
+    if isinstance(start, dict):
+        if "error" in start:
+            lines += ["", f"`netdiag --help`: error ({start['error']})"]
+        else:
+            lines += [
+                "",
+                f"`netdiag --help`: median {start['median_s']:.3f} s, min {start['min_s']:.3f} s "
+                f"over {start['runs']} runs, peak RSS {start['peak_rss_mb']:.0f} MB",
+            ]
+    small = report.get("small_analyze")
+    if isinstance(small, dict):
+        if small.get("error"):
+            lines.append(f"`netdiag analyze` on a 2,000-packet file: error ({small['error']})")
+        else:
+            lines.append(
+                f"`netdiag analyze` on a 2,000-packet file: {small['seconds']:.3f} s, "
+                f"peak RSS {small['peak_rss_mb']:.0f} MB"
+            )
+    setup = report.get("setup")
+    if isinstance(setup, dict):
+        if "skipped" in setup:
+            lines.append(f"setup timing: skipped ({setup['skipped']})")
+        else:
+            for label, value in setup.items():
+                up, down = value["up"], value["down"]
+                lines.append(
+                    f"setup {label} (prefix {value['prefix']}): up {_seconds(Measurement(**up))}, "
+                    f"down {_seconds(Measurement(**down))}"
+                    + (f", LEFT BEHIND: {value['left_behind']}" if value["left_behind"] else "")
+                )
+    lines.append(
+        f"peak RSS figures cannot read below the runner's own {report['runner_rss_mb']} MB "
+        "(Linux charges the parent's RSS to a child at exec)"
+    )
+    machine_info = report["machine"]
+    assert isinstance(machine_info, dict)
+    lines += [
+        "",
+        "machine: "
+        + ", ".join(f"{key} {value}" for key, value in machine_info.items() if value is not None),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Time netdiag analyze against its peers.")
+    parser.add_argument("--packets", type=int, default=1_000_000, help="N (default 1,000,000)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--format",
+        default="pcap",
+        choices=("pcap", "pcap-ns", "pcapng", "pcapng-ns"),
+        dest="file_format",
+        help="capture format of the generated files",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the captures this run made")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (best kept)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per child")
+    parser.add_argument("--no-setup", action="store_true", help="skip the netdiag up/down timing")
+    parser.add_argument("--jobs-row", action="store_true", help="also time --jobs 2 on 2 files")
+    parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.floor is not None:
+        return floor_loop(args.floor)
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    fresh: list[Path] = []
+    try:
+        print(f"preparing captures of {args.packets:,} and {2 * args.packets:,}", file=sys.stderr)
+        files = {
+            "N": ensure_capture(args.packets, args.seed, args.file_format, fresh),
+            "2N": ensure_capture(2 * args.packets, args.seed, args.file_format, fresh),
+        }
+        small = ensure_capture(2000, args.seed, args.file_format, fresh)
+        for path in (*files.values(), small):
+            warm_page_cache(path)
+        print("startup", file=sys.stderr)
+        extra: dict[str, object] = {"startup": startup(5, args.timeout)}
+        extra["small_analyze"] = asdict(
+            measure([*netdiag_command(), "analyze", str(small), "--json"], args.timeout)
+        )
+        print("contenders", file=sys.stderr)
+        contenders = run_contenders(files, args.timeout, args.repeat, args.jobs_row)
+        if not args.no_setup:
+            print("setup", file=sys.stderr)
+            extra["setup"] = setup_timing(args.timeout)
+        report = build_report(contenders, files, args.packets, started, extra)
+    finally:
+        if not args.keep:
+            for path in fresh:
+                path.unlink(missing_ok=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
