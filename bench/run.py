@@ -136,15 +136,9 @@ def floor_loop(path: Path) -> int:
             buffer = head
             offset = 0
             while True:
-                if len(buffer) - offset < 8:
-                    more = handle.read(CHUNK)
-                    if not more:
-                        break
-                    buffer = buffer[offset:] + more
-                    offset = 0
-                    continue
-                block_type, length = block.unpack_from(buffer, offset)
-                if len(buffer) - offset < length:
+                available = len(buffer) - offset
+                block_type, length = block.unpack_from(buffer, offset) if available >= 8 else (0, 8)
+                if available < length:
                     more = handle.read(CHUNK)
                     if not more:
                         break
