@@ -390,6 +390,20 @@ def outer(payload: bytes, proto: int) -> bytes:
     return ether(ipv4(payload, proto, src=OUTER_SRC, dst=OUTER_DST))
 
 
+# GTP-U with a sequence number and one extension header (PDU session container)
+GTP_U_WITH_EXTENSION = outer(
+    udp(
+        b"\x34\xff\x00\x00\x00\x00\x00\x01"
+        + b"\x00\x00\x00\x85"
+        + b"\x01\x10\x01\x00"
+        + ipv4(tcp_header()),
+        2152,
+        2152,
+    ),
+    17,
+)
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -411,17 +425,7 @@ def outer(payload: bytes, proto: int) -> bytes:
             udp(b"\x08\x00\x00\x00\x00\x00\x01\x00" + ether(ipv4(tcp_header())), 50000, 4789), 17
         ),
         outer(udp(b"\x30\xff\x00\x00\x00\x00\x00\x01" + ipv4(tcp_header()), 2152, 2152), 17),
-        outer(  # GTP-U with sequence number and one extension header (PDU session container)
-            udp(
-                b"\x34\xff\x00\x00\x00\x00\x00\x01"
-                + b"\x00\x00\x00\x85"
-                + b"\x01\x10\x01\x00"
-                + ipv4(tcp_header()),
-                2152,
-                2152,
-            ),
-            17,
-        ),
+        GTP_U_WITH_EXTENSION,
         outer(ipv4(tcp_header()), 4),  # IP in IP
         ether(b"\x11\x00\x00\x01\x00\x2a\x00\x21" + ipv4(tcp_header()), 0x8864),  # PPPoE session
         ether(struct.pack("!II", 100 << 12, (200 << 12) | 0x100) + ipv4(tcp_header()), 0x8847),
@@ -488,17 +492,7 @@ def test_random_bytes_never_raise(linktype: int, data: bytes) -> None:
 @given(st.data())
 def test_mutated_headers_never_raise(data: st.DataObject) -> None:
     templates = [
-        outer(
-            udp(
-                b"\x34\xff\x00\x00\x00\x00\x00\x01"
-                + b"\x00\x00\x00\x85"
-                + b"\x01\x10\x01\x00"
-                + ipv4(tcp_header()),
-                2152,
-                2152,
-            ),
-            17,
-        ),
+        GTP_U_WITH_EXTENSION,
         outer(b"\xb0\x00\x08\x00" + b"\x00" * 12 + ipv4(tcp_header()), 47),
         ether(ipv6(bytes([60, 0]) + b"\x01\x04\x00\x00\x00\x00" + tcp_header(), 0), 0x86DD),
         ether(ipv4(struct.pack("!BBHHH", 3, 4, 0, 0, 1400) + ipv4(tcp_header())[:28], 1)),
