@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from netdiag.errors import ExitStatus, UsageError
 from netdiag.experiment.model import RunResult, StepResult
+
+if TYPE_CHECKING:
+    from netdiag.experiment.runner import ExperimentRunner
 
 KNOWN_SCENARIOS: tuple[str, ...] = ()
 
@@ -84,6 +88,15 @@ def _print_summary(console: Console, result: RunResult, prefix: str, elapsed_s: 
     console.print(f"\nrun {escape(result.run_id)}: {verdict} [dim]({elapsed_s:.2f} s)[/]")
 
 
+def _teardown_outcome(runner: ExperimentRunner) -> str:
+    teardown = next((step for step in runner.progress.steps if step.id == "teardown"), None)
+    if teardown is None:
+        return "nothing had been created"
+    if teardown.ok:
+        return "everything the run created was removed"
+    return f"teardown incomplete: {teardown.detail} (`netdiag clean` retries)"
+
+
 def execute(
     *,
     topology: str | None,
@@ -148,10 +161,10 @@ def execute(
 
             result = runner.run()
     except KeyboardInterrupt:
-        print("netdiag: interrupted; everything the run created was removed", file=sys.stderr)
+        print(f"netdiag: interrupted; {_teardown_outcome(runner)}", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
     except Terminated:
-        print("netdiag: terminated; everything the run created was removed", file=sys.stderr)
+        print(f"netdiag: terminated; {_teardown_outcome(runner)}", file=sys.stderr)
         return int(ExitStatus.SIGTERM)
     if json_output:
         print(json.dumps(result.to_json(), indent=2))

@@ -596,7 +596,7 @@ class ExperimentRunner:
             self.progress.capture = result
             self.progress.pcaps.append(_display_path(Path(result.path)))
             ok = result.ready_proven and result.drained and result.kernel_drops == 0
-            ok = ok and result.error is None and result.packets > 0
+            ok = ok and result.error is None
             notes = [
                 f"{result.packets} frames -> {_display_path(Path(result.path))}",
                 f"kernel drops {result.kernel_drops}",

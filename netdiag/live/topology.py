@@ -212,14 +212,17 @@ class LiveTopology:
     def create_namespace(self, name: str) -> None:
         from pyroute2 import netns
 
-        try:
-            netns.create(name)
-        except FileExistsError:
-            raise self._conflict(name) from None
-        except OSError as error:
-            raise LiveTopologyError(f"cannot create namespace {name}: {error}") from error
-        self._record = self._record.with_namespace(name)
-        self._save_record()
+        # Creating and recording must not be split by a signal: a namespace that
+        # exists but is not in the record would be a leftover nobody may remove.
+        with deferred_signals():
+            try:
+                netns.create(name)
+            except FileExistsError:
+                raise self._conflict(name) from None
+            except OSError as error:
+                raise LiveTopologyError(f"cannot create namespace {name}: {error}") from error
+            self._record = self._record.with_namespace(name)
+            self._save_record()
         namespace_spec = next(n for n in self.spec.namespaces if n.name == name)
         handle = self.handle(name)
         self._set_up(handle, name, "lo")

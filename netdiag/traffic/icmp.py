@@ -94,7 +94,7 @@ def echo(
                 error=os.strerror(unreachable),
                 error_code=unreachable,
             )
-        answers = sock.sr(requests, timeout=timeout, inter=interval, verbose=0)[0]
+        answers = sock.sr(requests, timeout=timeout, inter=interval, verbose=0, chainCC=True)[0]
         sequences = sorted({int(query[ICMP].seq) for query, _reply in answers})
         return EchoOutcome(
             namespace, source, destination, identifier, count, len(sequences), tuple(sequences)

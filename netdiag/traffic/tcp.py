@@ -66,6 +66,24 @@ class Listener:
     def close(self) -> None:
         self.socket.close()
 
+    def accept(self, timeout: float, give_up: threading.Event) -> socket.socket:
+        """Accept one connection; stop waiting early once ``give_up`` is set.
+
+        The client sets ``give_up`` when its connect fails, so a refused or
+        unreachable connection does not cost the whole timeout.
+        """
+        deadline = time.monotonic() + timeout
+        self.socket.settimeout(0.02)
+        while True:
+            try:
+                connection, _peer = self.socket.accept()
+            except TimeoutError:
+                if give_up.is_set() or time.monotonic() >= deadline:
+                    raise
+                continue
+            connection.settimeout(timeout)
+            return connection
+
 
 def _client_socket(namespace: str, timeout: float) -> socket.socket:
     with inside(namespace):
@@ -74,16 +92,16 @@ def _client_socket(namespace: str, timeout: float) -> socket.socket:
     return client
 
 
-def _serve_message(listener: Listener, timeout: float, result: list[ServerView]) -> None:
-    listener.socket.settimeout(timeout)
+def _serve_message(
+    listener: Listener, timeout: float, give_up: threading.Event, result: list[ServerView]
+) -> None:
     try:
-        connection, _peer = listener.socket.accept()
+        connection = listener.accept(timeout, give_up)
     except OSError as error:
         result.append(ServerView(b"", False, f"accept: {_describe(error)}"))
         return
     received = bytearray()
     try:
-        connection.settimeout(timeout)
         while True:
             chunk = connection.recv(65536)
             if not chunk:
@@ -106,7 +124,10 @@ def exchange_message(
 ) -> TcpOutcome:
     """Connect from ``client_namespace``, send ``message``, close cleanly both ways."""
     views: list[ServerView] = []
-    server = threading.Thread(target=_serve_message, args=(listener, timeout, views), daemon=True)
+    give_up = threading.Event()
+    server = threading.Thread(
+        target=_serve_message, args=(listener, timeout, give_up, views), daemon=True
+    )
     server.start()
     client = _client_socket(client_namespace, timeout)
     connected = False
@@ -122,6 +143,7 @@ def exchange_message(
         fin_from_server = client.recv(1) == b""
     except OSError as exception:
         error = _describe(exception)
+        give_up.set()
     finally:
         client.close()
         server.join(timeout + 1.0)
@@ -155,11 +177,15 @@ class _BulkView:
 
 
 def _serve_bulk(
-    listener: Listener, base: bytes, total: int, timeout: float, result: list[_BulkView]
+    listener: Listener,
+    base: bytes,
+    total: int,
+    timeout: float,
+    give_up: threading.Event,
+    result: list[_BulkView],
 ) -> None:
-    listener.socket.settimeout(timeout)
     try:
-        connection, _peer = listener.socket.accept()
+        connection = listener.accept(timeout, give_up)
     except OSError as error:
         result.append(_BulkView(0, False, 0.0, f"accept: {_describe(error)}"))
         return
@@ -169,7 +195,6 @@ def _serve_bulk(
     pending = bytearray()
     block_index = 0
     try:
-        connection.settimeout(timeout)
         while True:
             chunk = connection.recv(1 << 20)
             if not chunk:
@@ -205,8 +230,9 @@ def bulk_transfer(
     """Stream ``total`` bytes client -> server; (received, verified, Mbit/s, error)."""
     base = os.urandom(BLOCK_BYTES)
     views: list[_BulkView] = []
+    give_up = threading.Event()
     server = threading.Thread(
-        target=_serve_bulk, args=(listener, base, total, timeout, views), daemon=True
+        target=_serve_bulk, args=(listener, base, total, timeout, give_up, views), daemon=True
     )
     server.start()
     client = _client_socket(client_namespace, timeout)
@@ -224,6 +250,7 @@ def bulk_transfer(
         client.recv(1)
     except OSError as exception:
         error = f"send: {_describe(exception)}"
+        give_up.set()
     finally:
         client.close()
         server.join(timeout + 1.0)

@@ -1,0 +1,91 @@
+"""``netdiag capture``: capture inside a namespace to pcap, with a live packet counter.
+
+Uses the same ``Sniffer`` as ``netdiag run``. The namespace may be any named
+one or ``pid:N`` (a container's); since it may not be netdiag's, no readiness
+marker is sent into it: the socket receives from the moment it is bound, which
+happens before the counter starts. Ctrl-C (exit 130) and SIGTERM (exit 143)
+stop the capture after everything read so far is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from netdiag.errors import ExitStatus
+
+
+def execute(
+    *,
+    ns: str,
+    iface: str,
+    write: Path,
+    count: int | None,
+    duration: float | None,
+    analyze_after: bool,
+    json_output: bool,
+) -> int:
+    from netdiag.capture.sniffer import Sniffer
+    from netdiag.live.namespaces import check_environment, namespace_path
+    from netdiag.live.signals import Terminated, terminate_as_exception
+
+    namespace_path(ns)  # a clear error for a missing namespace before anything else
+    check_environment()
+    console = Console(stderr=True, highlight=False)
+    sniffer = Sniffer(ns, iface, write, count=count, prove_with_marker=False)
+    code = ExitStatus.OK
+    started = time.monotonic()
+    with terminate_as_exception():
+        try:
+            sniffer.start()
+            with console.status(f"capturing on {iface} in {ns}…") as status:
+                while not sniffer.wait(0.2):
+                    elapsed = time.monotonic() - started
+                    status.update(
+                        f"capturing on {escape(iface)} in {escape(ns)}: "
+                        f"{sniffer.packets} packets, {elapsed:.1f} s"
+                    )
+                    if duration is not None and elapsed >= duration:
+                        break
+        except KeyboardInterrupt:
+            code = ExitStatus.INTERRUPTED
+        except Terminated:
+            code = ExitStatus.SIGTERM
+        finally:
+            result = sniffer.stop(settle=False)
+    document = {
+        "path": result.path,
+        "namespace": ns,
+        "interface": iface,
+        "packets": result.packets,
+        "kernel_drops": result.kernel_drops,
+        "link_type": result.link_type,
+        "stopped_by": "interrupt" if code != ExitStatus.OK else result.stopped_by,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if json_output and not analyze_after:
+        print(json.dumps(document, indent=2))
+    else:
+        console.print(
+            f"{result.packets} packets written to {escape(result.path)} "
+            f"(kernel drops: {result.kernel_drops})"
+        )
+    if analyze_after and code == ExitStatus.OK:
+        from netdiag.commands.analyze import execute as analyze
+
+        return int(
+            analyze(
+                files=[write],
+                json_output=json_output,
+                formats=None,
+                out=None,
+                hexdump_frames=[],
+                jobs=1,
+                force=False,
+            )
+        )
+    return int(code)
