@@ -107,16 +107,26 @@ def measure(command: list[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Mea
         )
         if exit_code != 0:
             stderr.seek(0)
-            lines = [
-                line.strip()
-                for line in stderr.read().decode("utf-8", "replace").splitlines()
-                if line.strip() and "Running as user" not in line
-            ]
-            reason = lines[-1] if lines else "no message"
+            reason = error_summary(stderr.read().decode("utf-8", "replace"))
             if exit_code < 0 and elapsed >= timeout:
                 reason = f"killed after the {timeout:.0f} s timeout"
             result.error = f"exit {exit_code}: {reason}"[:160]
         return result
+
+
+def error_summary(stderr: str) -> str:
+    """The line of a child's stderr that says what went wrong.
+
+    netdiag's own ``netdiag: error:`` line when there is one; else the last line
+    with words in it (a traceback's exception, not the border of a rich panel).
+    """
+    lines = [line.strip(" │╭╮╰╯─\t") for line in stderr.splitlines()]
+    lines = [line for line in lines if line and "Running as user" not in line]
+    for line in lines:
+        if line.startswith("netdiag: error:"):
+            return line
+    worded = [line for line in lines if any(character.isalpha() for character in line)]
+    return worded[-1] if worded else "no message"
 
 
 def floor_loop(path: Path) -> int:
@@ -306,6 +316,7 @@ def setup_timing(timeout: float) -> dict[str, object]:
     if not module_exists("netdiag.commands.topo"):
         return {"skipped": "netdiag up/down are not implemented yet (no netdiag.commands.topo)"}
     results: dict[str, object] = {}
+    startup_s = startup(3, timeout).get("min_s")
     for label, extra in (("seed", []), ("chain-50", ["--topology", "chain", "--length", "50"])):
         prefix = unused_prefix()
         up = measure([*netdiag_command(), "up", *extra, "--prefix", prefix], timeout)
@@ -316,6 +327,7 @@ def setup_timing(timeout: float) -> dict[str, object]:
         leftovers = [line.split()[0] for line in left.splitlines() if line.startswith(prefix)]
         results[label] = {
             "prefix": prefix,
+            "startup_s": startup_s,
             "up": asdict(up),
             "down": asdict(down),
             "left_behind": leftovers,
@@ -498,9 +510,12 @@ def render_table(report: dict[str, object]) -> str:
         else:
             for label, value in setup.items():
                 up, down = value["up"], value["down"]
+                own = ""
+                if up["seconds"] is not None and not up["error"] and value["startup_s"]:
+                    own = f" (about {up['seconds'] - value['startup_s']:.3f} s past start-up)"
                 lines.append(
-                    f"setup {label} (prefix {value['prefix']}): up {_seconds(Measurement(**up))}, "
-                    f"down {_seconds(Measurement(**down))}"
+                    f"setup {label} (prefix {value['prefix']}): up {_seconds(Measurement(**up))}"
+                    f"{own}, down {_seconds(Measurement(**down))}"
                     + (f", LEFT BEHIND: {value['left_behind']}" if value["left_behind"] else "")
                 )
     lines.append(
