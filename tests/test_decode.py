@@ -82,6 +82,22 @@ def test_corpus_decode_agrees_with_tshark(capture: Path) -> None:
     assert {(e["frame_rep"], e["id"], e["seq"]) for e in truth["icmp_echo"]} <= replies
 
 
+ETHERNET_CORPUS = [path for path in CORPUS if load_truth(path)["header"].get("linktype") == 1]
+
+
+@pytest.mark.parametrize("capture", ETHERNET_CORPUS, ids=[p.name for p in ETHERNET_CORPUS])
+def test_hot_path_equals_general_path(capture: Path) -> None:
+    """``decode`` writes Ethernet/IPv4/TCP out inline; the general path must agree."""
+    decoder, general = Decoder(), Decoder()
+    with CaptureReader(capture) as reader:
+        for frame in reader:
+            fast = decoder.decode(frame)
+            slow = DecodedPacket(frame.number, frame.ts_ns, FrameClass.UNDECODABLE)
+            slow.frame_class = general._ethernet(slow, frame.data, 0, 0)
+            for name in DecodedPacket.__slots__:
+                assert getattr(fast, name) == getattr(slow, name), (frame.number, name)
+
+
 def test_corpus_gtp_u_exposes_inner_ip(corpus_dir: Path) -> None:
     packets, decoder, _ = decode_file(corpus_dir / "pcapplusplus__gtp-u.pcap")
     assert decoder.counts().tunnelled == len(packets) == 102

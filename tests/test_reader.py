@@ -150,6 +150,7 @@ def test_big_endian_microsecond_pcap(tmp_path: Path) -> None:
     assert [f.ts_ns for f in frames] == [1000 * NS + 1000, 1001 * NS + 999_999_000]
     assert [(f.caplen, f.wirelen, f.linktype) for f in frames] == [(60, 60, 113), (40, 1500, 113)]
     assert frames[1].data == b"\x02" * 40
+    assert frames[1] == RawFrame(2, 1001 * NS + 999_999_000, 113, 40, 1500, b"\x02" * 40, 0)
     assert info.byte_order == "big" and info.ts_resolution == "us" and info.complete
     assert info.truncated_frames == 1
     assert any("snapshot length" in warning for warning in info.warnings)
