@@ -1,0 +1,269 @@
+"""`netdiag run` end to end, as a user runs it: a subprocess, real namespaces, real files.
+
+Each test uses a unique prefix so that runs never share a kernel object, and
+checks with pyroute2 afterwards that nothing of the run is left.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netdiag.topology.loader import builtin_text
+
+pytestmark = pytest.mark.netns
+
+CONTRACT_STEPS = [
+    "veth-pair",
+    "ns1",
+    "isolation",
+    "ns2",
+    "unreachable-before-routes",
+    "routes",
+    "ping-ns2-ns1",
+    "ping-ns1-ns2",
+    "tcp-7096",
+    "capture",
+    "teardown",
+]
+
+
+def netdiag(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netdiag", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ours(prefix: str) -> list[str]:
+    from pyroute2 import netns
+
+    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
+
+
+@pytest.fixture
+def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "registry"
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
+    yield folder
+
+
+@pytest.fixture
+def no_leftovers(unique_prefix: str) -> Iterator[str]:
+    """Fails the test if anything with the prefix survives; removes it either way."""
+    yield unique_prefix
+    left = ours(unique_prefix)
+    if left:
+        from pyroute2 import netns
+
+        for name in left:
+            netns.remove(name)
+    assert left == [], f"left behind: {left}"
+
+
+def run_json(prefix: str, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    result = netdiag("run", "--prefix", prefix, "--out", str(out), "--json", *extra)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_whole_experiment(tmp_path: Path, no_leftovers: str, isolated_registry: Path) -> None:
+    from netdiag.analysis.analyze import analyze_file
+
+    code, document = run_json(no_leftovers, tmp_path, "--count", "3")
+    assert code == 0, document
+    assert document["ok"] is True
+    ids = [step["id"] for step in document["steps"]]
+    assert ids[: len(CONTRACT_STEPS)] == CONTRACT_STEPS
+    failed = [step for step in document["steps"] if not step["ok"]]
+    assert failed == []
+    assert all(step["commands"] for step in document["steps"][:11])
+    assert document["capture"]["kernel_drops"] == 0
+
+    pings = {(ping["from"], ping["to"]): ping for ping in document["icmp"]}
+    for key in ((f"{no_leftovers}ns2", "10.0.1.0"), (f"{no_leftovers}ns1", "10.0.2.0")):
+        ping = pings[key]
+        assert (ping["sent"], ping["received"], ping["loss_pct"]) == (3, 3, 0.0)
+        rtt = ping["rtt_ms"]
+        assert rtt is not None and 0 <= rtt["min"] <= rtt["avg"] <= rtt["max"]
+    (tcp,) = document["tcp"]
+    assert tcp["connected"] is True
+    assert tcp["message_received"] == "this is a test message"
+
+    (pcap,) = document["artifacts"]["pcap"]
+    pcap_path = Path(pcap) if Path(pcap).is_absolute() else Path.cwd() / pcap
+    assert pcap_path == tmp_path / "captures" / document["run_id"] / f"{no_leftovers}veth0.pcap"
+    analysis = analyze_file(pcap_path)
+    answered = [echo for echo in analysis.icmp_echo if echo.frame_rep is not None]
+    assert len(answered) == 6  # 3 each way, requests and replies all captured
+    assert {(echo.src, echo.dst) for echo in answered} == {
+        ("10.0.2.0", "10.0.1.0"),
+        ("10.0.1.0", "10.0.2.0"),
+    }
+    (stream,) = [s for s in analysis.tcp if s.server == "10.0.1.0:7096"]
+    assert stream.client.startswith("10.0.2.0:")
+    assert stream.syn_frame and stream.synack_frame and stream.ack_frame
+    assert stream.bytes_c2s == len("this is a test message")
+    assert stream.fin_seen and not stream.rst_seen
+    reports = [Path(path).name for path in document["artifacts"]["report"]]
+    assert {"report.md", "report.html", "report.json"} <= set(reports)
+
+
+def test_transcript_shows_steps_and_ip_commands(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    result = netdiag("run", "--prefix", no_leftovers, "--out", str(tmp_path), "--count", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for step in CONTRACT_STEPS:
+        assert step in result.stdout
+    assert f"ip -n {no_leftovers}ns1 addr add 10.0.1.0/24 dev {no_leftovers}veth0" in result.stdout
+    assert f"ip -n {no_leftovers}ns1 route add 10.0.2.0/24 dev {no_leftovers}veth0" in result.stdout
+    assert "every expected outcome held" in result.stdout
+
+
+def test_missing_routes_fail_the_routes_step(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    text = builtin_text("seed")
+    without_routes = text[: text.index("routes:")] + text[text.index("probe:") :]
+    topology = tmp_path / "no-routes.yaml"
+    topology.write_text(without_routes)
+    result = netdiag(
+        "run", "--topology", str(topology), "--prefix", no_leftovers, "--out", str(tmp_path)
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED: routes" in result.stdout
+    code, document = run_json(no_leftovers, tmp_path / "j", "--topology", str(topology))
+    assert code == 1
+    status = {step["id"]: step["ok"] for step in document["steps"]}
+    assert status["routes"] is False
+    assert status["ping-ns2-ns1"] is False and status["tcp-7096"] is False
+    assert status["unreachable-before-routes"] is True
+    assert status["teardown"] is True
+
+
+def test_foreign_namespace_clash_is_refused(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    from pyroute2 import netns
+
+    foreign = f"{no_leftovers}ns1"
+    netns.create(foreign)
+    try:
+        result = netdiag("run", "--prefix", no_leftovers, "--out", str(tmp_path))
+        assert result.returncode == 2
+        assert "not created by netdiag" in result.stderr
+        assert "--prefix" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert ours(no_leftovers) == [foreign]  # survived; nothing else was made
+    finally:
+        netns.remove(foreign)
+
+
+def test_two_runs_with_different_prefixes_at_once(tmp_path: Path, isolated_registry: Path) -> None:
+    import uuid
+
+    prefixes = [f"t{uuid.uuid4().hex[:4]}-" for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "netdiag",
+                "run",
+                "--prefix",
+                prefix,
+                "--out",
+                str(tmp_path / prefix),
+                "--json",
+                "--bulk",
+                "2000000",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for prefix in prefixes
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    for process, (stdout, stderr), prefix in zip(processes, outputs, prefixes, strict=True):
+        assert process.returncode == 0, stderr
+        document = json.loads(stdout)
+        assert all(step["ok"] for step in document["steps"]), document["steps"]
+        assert document["tcp"][0]["bulk"]["verified"] is True
+        assert ours(prefix) == []
+
+
+@pytest.mark.parametrize(
+    ("after_step", "which"),
+    [
+        ("veth-pair", signal.SIGINT),
+        ("routes", signal.SIGINT),
+        ("ping-ns2-ns1", signal.SIGINT),
+        ("isolation", signal.SIGTERM),
+        ("tcp-7096", signal.SIGTERM),
+    ],
+)
+def test_interrupted_run_leaves_nothing(
+    tmp_path: Path,
+    no_leftovers: str,
+    isolated_registry: Path,
+    after_step: str,
+    which: signal.Signals,
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netdiag", "run", "--prefix", no_leftovers, "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(("✔", "✘")) and line.split()[1] == after_step:
+            process.send_signal(which)
+            break
+    _rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == (130 if which == signal.SIGINT else 143), stderr
+    assert "Traceback" not in stderr
+    assert "everything the run created was removed" in stderr
+    assert list(isolated_registry.glob("*.json")) == []
+
+
+def test_keep_then_down(tmp_path: Path, no_leftovers: str, isolated_registry: Path) -> None:
+    result = netdiag("run", "--prefix", no_leftovers, "--out", str(tmp_path), "--keep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ip netns exec {no_leftovers}ns1" in result.stdout
+    assert f"netdiag down --prefix {no_leftovers}" in result.stdout
+    assert ours(no_leftovers) == [f"{no_leftovers}ns1", f"{no_leftovers}ns2"]
+    status = netdiag("status", "--json")
+    document = json.loads(status.stdout)
+    (kept,) = [t for t in document["topologies"] if t["prefix"] == no_leftovers]
+    assert kept["kept"] is True
+    assert all(pair["routed"] for pair in kept["reachability"])
+    again = netdiag("run", "--prefix", no_leftovers, "--out", str(tmp_path))
+    assert again.returncode == 2 and "netdiag down" in again.stderr
+    down = netdiag("down", "--prefix", no_leftovers)
+    assert down.returncode == 0, down.stderr
+    assert ours(no_leftovers) == []
+
+
+def test_unwritable_output_is_refused_before_building(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = netdiag("run", "--prefix", no_leftovers, "--out", str(blocker))
+    assert result.returncode == 2
+    assert result.stderr.startswith("netdiag: error:")
