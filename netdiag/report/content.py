@@ -243,6 +243,11 @@ def capture_summary(analysis: Analysis, findings: tuple[Finding, ...]) -> tuple[
         sentences.append(f"{plural(len(analysis.tcp), 'TCP conversation')} (states: {state_text}).")
     else:
         sentences.append("No TCP conversation.")
+    flagged = ", ".join(
+        f"{name} {count}" for name, count in sorted(analysis.tcp_analysis_totals.items()) if count
+    )
+    if flagged:
+        sentences.append(f"TCP analysis flags (Wireshark's tcp.analysis.*): {flagged}.")
     if analysis.icmp_echo:
         answered = sum(1 for echo in analysis.icmp_echo if echo.frame_rep is not None)
         sentences.append(
@@ -260,7 +265,7 @@ def capture_summary(analysis: Analysis, findings: tuple[Finding, ...]) -> tuple[
             f"{plural(counts['note'], 'note')}; the worst: {findings[0].message}"
         )
     else:
-        sentences.append("No findings: nothing looks wrong in this capture.")
+        sentences.append("No findings (no error, warning or note) in this capture.")
     return tuple(sentences)
 
 
@@ -323,7 +328,7 @@ def overall_verdict(sections: list[CaptureSection], run: RunResult | None) -> st
     )
     if errors or warnings:
         return f"Something went wrong: {plural(errors, 'error')}, {plural(warnings, 'warning')}."
-    return "Nothing looks wrong in the capture."
+    return "No errors or warnings found in the capture."
 
 
 # Tables are built here once, as plain text with a style per cell, and laid

@@ -226,14 +226,9 @@ def iter_decoded(path: Path) -> Iterator[tuple[RawFrame, DecodedPacket]]:
     from netdiag.analysis.reader import CaptureReader
 
     decoder = Decoder()
-    reader = CaptureReader(path)
-    try:
+    with CaptureReader(path) as reader:
         for frame in reader:
             yield frame, decoder.decode(frame)
-    finally:
-        close = getattr(reader, "close", None)
-        if callable(close):
-            close()
 
 
 def dump_frames(

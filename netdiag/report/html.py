@@ -58,6 +58,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono",
   monospace; }
 code { font-size: 0.85em; overflow-wrap: anywhere; }
+td code { overflow-wrap: normal; white-space: nowrap; }
 pre { background: var(--code); padding: 0.6rem 0.75rem; border-radius: 6px; overflow-x: auto;
   font-size: 0.8rem; line-height: 1.35; tab-size: 8; }
 .sev-error { color: var(--error); font-weight: 700; }

@@ -61,7 +61,7 @@ def _finish(
     path: Path,
     title: str,
     labels: tuple[str, str],
-    legend_location: Literal["best", "upper left"] = "best",
+    legend_location: Literal["best", "lower right"] = "best",
 ) -> None:
     """Title, axis labels, grid and legend the same way on every chart, then save."""
     axes.set_title(title)
@@ -189,7 +189,7 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
         path,
         f"TCP stream {stream.stream}: time-sequence graph (data from {sender})",
         ("time since the stream's first packet (ms)", "relative sequence number (bytes)"),
-        legend_location="upper left",
+        legend_location="lower right",
     )
     return True
 
@@ -210,7 +210,7 @@ def plot_rtt_samples(analysis: Analysis, streams: list[TcpStream], path: Path) -
                     f"stream {stream.stream} data {arrow} ({len(samples)})",
                     marker,
                     index,
-                    [offset_ms + sample.t_ms for sample in samples],
+                    [(offset_ms + sample.t_ms) / 1000.0 for sample in samples],
                     [sample.rtt_ms for sample in samples],
                 )
             )
@@ -228,7 +228,7 @@ def plot_rtt_samples(analysis: Analysis, streams: list[TcpStream], path: Path) -
         axes,
         path,
         "TCP round-trip time samples (data segment to its ACK)",
-        ("time since the capture's first packet (ms)", "RTT (ms)"),
+        ("time since the capture's first packet (s)", "RTT (ms)"),
     )
     return True
 

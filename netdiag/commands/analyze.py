@@ -1,0 +1,76 @@
+"""``netdiag analyze FILE...``: analyze captures and show or write the result.
+
+Without ``--out`` a rich summary goes to the terminal; ``--json`` prints the
+contract's analysis document instead (one object for one file, a list for
+several); ``--out DIR`` writes one report folder per file, named after the
+file's stem (``DIR/<stem>/``), with the forms chosen by ``--format``.
+Findings never change the exit code: 0 when every file was analyzed; an
+unreadable file is an ``InputError`` (exit 2) raised by the analysis.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from netdiag.errors import ExitStatus, UsageError
+
+
+def report_folders(out: Path, files: list[Path]) -> list[Path]:
+    """``out/<stem>`` per file; a stem used twice gets ``-2``, ``-3``, ..."""
+    folders: list[Path] = []
+    used: set[str] = set()
+    for file in files:
+        name = file.stem or "capture"
+        candidate, suffix = name, 2
+        while candidate in used:
+            candidate, suffix = f"{name}-{suffix}", suffix + 1
+        used.add(candidate)
+        folders.append(out / candidate)
+    return folders
+
+
+def execute(
+    files: list[Path],
+    json_output: bool,
+    formats: str | None,
+    out: Path | None,
+    hexdump_frames: list[int],
+    jobs: int,
+    force: bool,
+) -> int:
+    from netdiag.analysis.analyze import analyze_files
+    from netdiag.report import json_text, parse_formats, report_document, write_report
+
+    if not files:
+        raise UsageError("no capture file given", "netdiag analyze FILE.pcap [FILE...]")
+    chosen = parse_formats(formats)
+    if out is None and (formats is not None or hexdump_frames):
+        raise UsageError(
+            "--format and --hexdump-frames apply to a report folder",
+            "add --out DIR to write one",
+        )
+    for file in files:
+        if not file.is_file():
+            raise UsageError(
+                f"{file} is not a file" if file.exists() else f"{file} does not exist",
+                "give the path of a pcap or pcapng capture",
+            )
+    analyses = analyze_files([str(file) for file in files], jobs=jobs)
+    written: list[Path] = []
+    if out is not None:
+        for analysis, folder in zip(analyses, report_folders(out, files), strict=True):
+            paths = write_report(
+                folder, [analysis], formats=chosen, hexdump_frames=hexdump_frames, force=force
+            )
+            written += [path for path in paths if path.parent == folder]
+    if json_output:
+        sys.stdout.write(json_text(report_document(analyses)))
+    elif out is None:
+        from netdiag.report.terminal import print_summaries
+
+        print_summaries(analyses)
+    else:
+        for path in written:
+            print(f"wrote {path}")
+    return int(ExitStatus.OK)

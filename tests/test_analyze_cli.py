@@ -1,0 +1,155 @@
+"""`netdiag analyze` and `netdiag hexdump` as a user runs them: output, files, exit codes.
+
+Each test runs the real CLI in a child process (`python -m netdiag`) on
+corpus captures, so option parsing, error mapping and exit codes are those of
+the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TCPDUMP = shutil.which("tcpdump")
+
+
+def netdiag(*arguments: str | Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netdiag", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+
+
+def test_terminal_summary(corpus_dir: Path) -> None:
+    result = netdiag("analyze", corpus_dir / "dpkt__http.pcap", corpus_dir / "dpkt__dns_icmp.pcap")
+    assert result.returncode == 0, result.stderr
+    assert "dpkt__http.pcap" in result.stdout and "dpkt__dns_icmp.pcap" in result.stdout
+    assert "43 packets captured" in result.stdout
+    assert "TCP conversations" in result.stdout
+    assert "145.254.160.237:3372" in result.stdout
+    assert "3 packets transmitted, 1 received, 66.7% packet loss" in result.stdout
+
+
+def test_json_is_the_contract_document(corpus_dir: Path) -> None:
+    one = netdiag("analyze", "--json", corpus_dir / "pcapplusplus__one_tcp_rst.pcap")
+    assert one.returncode == 0, one.stderr
+    document = json.loads(one.stdout)
+    assert isinstance(document, dict)
+    assert {"file", "decode", "icmp_echo", "icmp_echo_summary", "tcp", "findings"} <= set(document)
+    assert document["file"]["packets"] == 2
+    two = netdiag(
+        "analyze",
+        "--json",
+        corpus_dir / "pcapplusplus__one_tcp_rst.pcap",
+        corpus_dir / "dpkt__http.pcap",
+    )
+    documents = json.loads(two.stdout)
+    assert [Path(item["file"]["path"]).name for item in documents] == [
+        "pcapplusplus__one_tcp_rst.pcap",
+        "dpkt__http.pcap",
+    ]
+
+
+def test_out_writes_one_folder_per_file(corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = netdiag(
+        "analyze",
+        corpus_dir / "dpkt__http.pcap",
+        corpus_dir / "pcapplusplus__one_tcp_stream.pcap",
+        "--out",
+        out,
+        "--format",
+        "md,json",
+        "--hexdump-frames",
+        "4",
+    )
+    assert result.returncode == 0, result.stderr
+    for stem in ("dpkt__http", "pcapplusplus__one_tcp_stream"):
+        assert (out / stem / "report.md").is_file()
+        assert (out / stem / "report.json").is_file()
+        assert not (out / stem / "report.html").exists()
+        assert f"wrote {out / stem / 'report.md'}" in result.stdout
+    markdown = (out / "dpkt__http" / "report.md").read_text(encoding="utf-8")
+    assert "#4 " in markdown and "P.%..X..GET./dow" in markdown  # the requested hex dump
+    again = netdiag("analyze", corpus_dir / "dpkt__http.pcap", "--out", out)
+    assert again.returncode == 2
+    assert again.stderr.startswith("netdiag: error: report folder")
+    assert "Traceback" not in again.stderr
+    forced = netdiag("analyze", corpus_dir / "dpkt__http.pcap", "--out", out, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "dpkt__http" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--format", "md"],  # --format without --out
+        ["--out", "{tmp}/r", "--format", "pdf"],
+    ],
+)
+def test_usage_errors(arguments: list[str], corpus_dir: Path, tmp_path: Path) -> None:
+    filled = [argument.replace("{tmp}", str(tmp_path)) for argument in arguments]
+    result = netdiag("analyze", corpus_dir / "dpkt__http.pcap", *filled)
+    assert result.returncode == 2
+    assert result.stderr.startswith("netdiag: error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
+    text = tmp_path / "notes.pcap"
+    text.write_text("this is not a capture at all\n")
+    for path in (text, tmp_path / "missing.pcap"):
+        result = netdiag("analyze", path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("netdiag: error:")
+        assert "Traceback" not in result.stderr
+        hexdump = netdiag("hexdump", path)
+        assert hexdump.returncode == 2
+
+
+@pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
+@pytest.mark.parametrize(("flag", "link"), [("-X", []), ("-XX", ["--link"])])
+def test_hexdump_command_matches_tcpdump(corpus_dir: Path, flag: str, link: list[str]) -> None:
+    path = corpus_dir / "pcapplusplus__sll2.pcap"
+    ours = netdiag("hexdump", path, *link)
+    assert ours.returncode == 0, ours.stderr
+    assert TCPDUMP is not None
+    theirs = subprocess.run(
+        [TCPDUMP, flag, "-nn", "-r", str(path)], capture_output=True, text=True, check=True
+    )
+
+    def hex_lines(output: str) -> list[str]:
+        return [line for line in output.splitlines() if line.startswith("\t0x")]
+
+    assert hex_lines(ours.stdout) == hex_lines(theirs.stdout)
+    headers = [line for line in ours.stdout.splitlines() if not line.startswith("\t")]
+    assert [line.split()[0] for line in headers] == ["#1", "#2", "#3"]
+
+
+def test_hexdump_frames_and_filter(corpus_dir: Path) -> None:
+    path = corpus_dir / "dpkt__dns_icmp.pcap"
+    chosen = netdiag("hexdump", path, "--frame", "5", "--frame", "3")
+    assert chosen.returncode == 0, chosen.stderr
+    headers = [line for line in chosen.stdout.splitlines() if line.startswith("#")]
+    assert [line.split()[0] for line in headers] == ["#3", "#5"]
+    assert all("ICMP echo request" in line for line in headers)
+    filtered = netdiag("hexdump", path, "--filter", "icmp and src host 8.8.8.8")
+    headers = [line for line in filtered.stdout.splitlines() if line.startswith("#")]
+    assert len(headers) == 3
+    assert all("IP 8.8.8.8 > 192.168.43.9: ICMP echo reply" in line for line in headers)
+    missing = netdiag("hexdump", path, "--frame", "2", "--frame", "500")
+    assert missing.returncode == 2
+    assert "#2 " in missing.stdout  # what exists is printed first
+    assert "has no frame 500 (it has 32 frames)" in missing.stderr
+    bad = netdiag("hexdump", path, "--filter", "port banana")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("netdiag: error: bad --filter expression")
