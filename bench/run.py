@@ -46,6 +46,7 @@ class Measurement:
     """One child process: its wall time, peak RSS, and how it ended."""
 
     seconds: float | None = None
+    cpu_seconds: float | None = None
     peak_rss_mb: float | None = None
     exit_code: int | None = None
     error: str | None = None
@@ -103,7 +104,10 @@ def measure(command: list[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Mea
         exit_code = os.waitstatus_to_exitcode(status)
         process.returncode = exit_code  # reaped here; keep Popen from waiting again
         result = Measurement(
-            seconds=elapsed, peak_rss_mb=usage.ru_maxrss / 1024, exit_code=exit_code
+            seconds=elapsed,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            peak_rss_mb=usage.ru_maxrss / 1024,
+            exit_code=exit_code,
         )
         if exit_code != 0:
             stderr.seek(0)
@@ -455,9 +459,9 @@ def render_table(report: dict[str, object]) -> str:
         f"{files['2N']['packets']:,} packets ({files['2N']['megabytes']} MB, "
         f"{files['2N']['tcp_conversations']:,} conversations)",
         "",
-        "| contender | time N | time 2N | linearity 2N/N | peak RSS N | peak RSS 2N "
+        "| contender | time N | time 2N | CPU N | linearity 2N/N | peak RSS N | peak RSS 2N "
         "| netdiag faster by (N / 2N) | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     rows = report["contenders"]
     assert isinstance(rows, list)
@@ -473,6 +477,8 @@ def render_table(report: dict[str, object]) -> str:
                 notes.append(f"{size}: {result['error']}")
             else:
                 cells.append(_number(result["seconds"], 2, " s"))
+        small = row["N"]
+        cells.append("-" if not small or small["error"] else _number(small["cpu_seconds"], 2, " s"))
         cells.append(_number(row["linearity"], 2, "×"))
         for size in ("N", "2N"):
             result = row[size]
