@@ -1,0 +1,179 @@
+"""One diagnosis: the walk, then the probes that confirm it, then the verdict.
+
+The walk reads state and names the first cause; the probes, sent from inside
+the source namespace only, say what actually happens on the wire. When they
+disagree the probes win the verdict and the disagreement is itself reported:
+an echo that goes unanswered although every check held is traced to the next
+hop's neighbour entry (``neigh.failed``) or reported as ``probe.failed``.
+
+Probes are never sent from the root namespace (the safety rule): a source
+that *is* the root namespace (``pid:1``, or a name bound to it) is read but
+not probed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from contextlib import closing
+
+from netdiag.analysis.model import Finding, Severity
+from netdiag.diagnose.model import Cause, Diagnosis, EchoProbe, ProbeReport, Remedy
+from netdiag.diagnose.probes import echo_probe, tcp_probe
+from netdiag.diagnose.state import namespace_identity_of
+from netdiag.diagnose.walk import Catalog, Walk
+
+SMALL_ECHO_BYTES = 84  # what `ping` sends by default: 56 data bytes + ICMP + IP headers
+ECHO_COUNT = 3
+
+
+def _root_identities() -> set[tuple[int, int]]:
+    identities = set()
+    for path in ("/proc/self/ns/net", "/proc/1/ns/net"):
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        identities.add((status.st_dev, status.st_ino))
+    return identities
+
+
+def is_root_namespace(reference: str) -> bool:
+    return namespace_identity_of(reference) in _root_identities()
+
+
+def _probe(walk: Walk) -> ProbeReport | None:
+    if walk.destination is None:
+        return None
+    source = walk.source
+    if is_root_namespace(source):
+        return ProbeReport(source, skipped="the source is the root namespace (never probed)")
+    destination = str(walk.destination)
+    address = walk.source_address
+    if address is None:
+        # The walk stopped before choosing one (a link down): send from any address.
+        addresses = walk.catalog.state(source).addresses()
+        address = addresses[0].ip if addresses else None
+    if address is None:
+        return ProbeReport(source, skipped="the source has no address to send from")
+    source_address = str(address)
+    route = walk.source_route
+    if route is not None and not route.ok:
+        # What `ping` prints in the article: the kernel refuses before sending.
+        echo = EchoProbe(source_address, destination, SMALL_ECHO_BYTES, False, 0, 0, route.error)
+        large = None
+    else:
+        echo = echo_probe(source, source_address, destination, ECHO_COUNT, SMALL_ECHO_BYTES)
+        large = None
+        mtu = walk.source_link.mtu if walk.source_link is not None else 0
+        if echo.received and mtu > SMALL_ECHO_BYTES:
+            large = echo_probe(
+                source, source_address, destination, 1, mtu, dont_fragment=True, timeout=1.0
+            )
+    tcp = tcp_probe(source, destination, walk.port) if walk.port is not None else None
+    return ProbeReport(source, echo=echo, large_echo=large, tcp=tcp)
+
+
+def _unresolved_next_hop(walk: Walk) -> tuple[str, str, ipaddress.IPv4Address] | None:
+    """(state, interface, next hop) when the source's neighbour entry did not resolve."""
+    route = walk.source_route
+    if route is None or not route.ok or route.interface_index is None:
+        return None
+    for entry in walk.catalog.reader(walk.source).neighbours():
+        if (
+            entry.address == route.next_hop
+            and entry.interface_index == route.interface_index
+            and entry.unresolved
+        ):
+            return entry.state_name, route.interface or "?", route.next_hop
+    return None
+
+
+def _probe_causes(walk: Walk, probes: ProbeReport) -> list[Cause]:
+    """Causes only the probes reveal (or confirm) after the walk."""
+    if probes.skipped is not None or probes.echo is None or probes.echo.error is not None:
+        return []
+    causes = []
+    if not probes.echo_answered:
+        unresolved = _unresolved_next_hop(walk)
+        # After a cause found at or before the source's own link (no carrier, ...)
+        # an unanswered ARP is a mere consequence: not reported.
+        explains = not walk.causes or walk.causes[0].finding.code == "addr.missing"
+        if unresolved is not None and explains:
+            state, interface, next_hop = unresolved
+            remedy = Remedy(
+                "neigh-del", walk.source, interface, address=ipaddress.IPv4Interface(next_hop)
+            )
+            severity: Severity = "warn" if walk.causes else "error"
+            causes.append(
+                Cause(
+                    Finding(
+                        severity,
+                        "neigh.failed",
+                        f"The echo probe left {walk.source} but {next_hop} never answered ARP "
+                        f"on {interface} (neighbour entry {state}).",
+                        remedy.command,
+                    ),
+                    walk.source,
+                    remedy if not walk.causes else None,
+                )
+            )
+        elif not walk.causes:
+            causes.append(
+                Cause(
+                    Finding(
+                        "error",
+                        "probe.failed",
+                        f"Every check held, yet no echo reply came back to {walk.source}.",
+                        f"capture on the path: netdiag capture --ns {walk.source} --iface "
+                        f"{walk.source_link.name if walk.source_link else '<interface>'} "
+                        "-w probe.pcap --analyze",
+                    ),
+                    walk.source,
+                )
+            )
+    elif probes.tcp is not None and not probes.tcp.connected and not walk.causes:
+        causes.append(
+            Cause(
+                Finding(
+                    "error",
+                    "probe.failed",
+                    f"Every check held and echoes were answered, yet the TCP connect to "
+                    f"{walk.destination}:{walk.port} {probes.tcp.detail}.",
+                    f"capture on the path: netdiag capture --ns {walk.source} --iface "
+                    f"{walk.source_link.name if walk.source_link else '<interface>'} "
+                    "-w probe.pcap --analyze",
+                ),
+                walk.source,
+            )
+        )
+    return causes
+
+
+def diagnose(source: str, target: str, port: int | None, probe: bool = True) -> Diagnosis:
+    """Walk from ``source`` towards ``target`` (address or namespace), then probe."""
+    with closing(Catalog((source,))) as catalog:
+        walk = Walk(catalog, source, port)
+        walk.run(target)
+        probes = _probe(walk) if probe else None
+        causes = list(walk.causes)
+        if probes is not None:
+            causes.extend(_probe_causes(walk, probes))
+    errors = any(cause.finding.severity == "error" for cause in causes)
+    confirmed = (
+        probes is None
+        or probes.skipped is not None
+        or (probes.echo_answered and (probes.tcp is None or probes.tcp.connected))
+    )
+    return Diagnosis(
+        source=source,
+        target=target,
+        destination=str(walk.destination) if walk.destination is not None else None,
+        destination_namespace=walk.destination_namespace,
+        port=port,
+        path=tuple(walk.path),
+        checks=tuple(walk.checks),
+        causes=tuple(causes),
+        probes=probes,
+        reachable=walk.reached and not errors and confirmed,
+    )
