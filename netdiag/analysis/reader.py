@@ -60,6 +60,9 @@ PCAPNG_SPB = 0x00000003
 PCAPNG_EPB = 0x00000006
 PCAPNG_CUSTOM = (0x00000BAD, 0x40000BAD)
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+_PCAPNG_LOADED_BLOCKS = frozenset(
+    (PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB, *PCAPNG_CUSTOM)
+)
 
 OPT_ENDOFOPT = 0
 IF_TSRESOL = 9
@@ -128,6 +131,10 @@ class _Interface:
 
 class _DamagedBlockError(Exception):
     """Raised inside the reader when the file cannot be read further."""
+
+
+class _StopReadingError(Exception):
+    """Raised once the reason to stop has been recorded as a warning."""
 
 
 class CaptureReader:
@@ -475,91 +482,51 @@ class CaptureReader:
         interfaces: list[_Interface] = []
         number = 0
         last_ts = 0
+        fast = _FAST_FRAMES
+        new_frame = object.__new__
+        (set_number, set_ts, set_linktype, set_caplen, set_wirelen, set_data, set_interface) = (
+            _FRAME_SETTERS
+        )
         try:
             while True:
-                if len(self._buffer) - self._position < 12 and not self._fill(12):
-                    left = len(self._buffer) - self._position
-                    if left:
-                        self._stop(
-                            f"file cut short at byte {self._offset()} inside a pcapng block "
-                            f"header ({left} bytes left) after frame {number}"
-                        )
-                    return
                 buffer = self._buffer
                 position = self._position
-                block_offset = self._offset()
-                block_type = u32.unpack_from(buffer, position)[0]
-                if block_type == PCAPNG_SHB:
-                    bom = buffer[position + 8 : position + 12]
-                    if bom == b"\x4d\x3c\x2b\x1a":
-                        byte_order = "little"
-                    elif bom == b"\x1a\x2b\x3c\x4d":
-                        byte_order = "big"
-                    else:
-                        self._stop(
-                            f"damaged pcapng section header at byte {block_offset} "
-                            f"(no byte-order magic) after frame {number}: stopped reading"
-                        )
-                        return
-                    prefix = "<" if byte_order == "little" else ">"
-                    header_struct = struct.Struct(prefix + "II")
-                    epb_struct = struct.Struct(prefix + "IIIII")
-                    u32 = struct.Struct(prefix + "I")
-                    if self._sections == 0:
-                        self._byte_order = byte_order
-                block_type, block_length = header_struct.unpack_from(buffer, position)
-                if block_length < 12 or block_length % 4:
-                    self._stop(
-                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
-                        f"invalid length {block_length}) after frame {number}: stopped reading"
-                    )
-                    return
-                left = self._bytes_left()
-                if block_length > left and self._file_size is not None:
-                    self._stop(
-                        f"file cut short at byte {block_offset} inside a pcapng block "
-                        f"(type {block_type:#x}, {left} of {block_length} bytes present) "
-                        f"after frame {number}"
-                    )
-                    return
-                is_packet = block_type in (PCAPNG_EPB, PCAPNG_SPB, PCAPNG_PB)
-                is_custom = block_type in PCAPNG_CUSTOM
-                parsed = block_type in (PCAPNG_SHB, PCAPNG_IDB)
-                if not (is_packet or is_custom or parsed):
-                    # NRB, ISB, DSB, unknown: never loaded, whatever their size.
-                    if not self._skip(block_length):
-                        self._stop(
-                            f"file cut short at byte {block_offset} inside a pcapng block "
-                            f"(type {block_type:#x}) after frame {number}"
-                        )
-                        return
-                    continue
-                if block_length > MAX_PARSED_BLOCK + MAX_CAPLEN:
-                    self._stop(
-                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
-                        f"implausible length {block_length}) after frame {number}: "
-                        "stopped reading"
-                    )
-                    return
-                if len(self._buffer) - self._position < block_length and not self._fill(
-                    block_length
+                block_offset = self._buffer_offset + position
+                if len(buffer) - position >= 32:
+                    block_type, block_length = header_struct.unpack_from(buffer, position)
+                else:
+                    block_type = block_length = 0
+                if not (
+                    # The common case: an enhanced packet block already in the
+                    # buffer. Everything else is checked (and read) below.
+                    block_type == PCAPNG_EPB
+                    and block_length >= 32
+                    and not block_length & 3
+                    and position + block_length <= len(buffer)
                 ):
-                    self._stop(
-                        f"file cut short at byte {block_offset} inside a pcapng block "
-                        f"(type {block_type:#x}, {len(self._buffer) - self._position} of "
-                        f"{block_length} bytes present) after frame {number}"
-                    )
-                    return
-                buffer = self._buffer
-                position = self._position
+                    if not self._next_block_in_buffer(number):
+                        return
+                    buffer = self._buffer
+                    position = self._position
+                    block_type = u32.unpack_from(buffer, position)[0]
+                    if block_type == PCAPNG_SHB:
+                        byte_order = self._section_byte_order(buffer, position, number)
+                        prefix = "<" if byte_order == "little" else ">"
+                        header_struct = struct.Struct(prefix + "II")
+                        epb_struct = struct.Struct(prefix + "IIIII")
+                        u32 = struct.Struct(prefix + "I")
+                    block_type, block_length = header_struct.unpack_from(buffer, position)
+                    if not self._block_in_buffer(block_type, block_length, number):
+                        if self._damaged:
+                            return
+                        continue  # a block we skip
+                    buffer = self._buffer
+                    position = self._position
                 trailer = u32.unpack_from(buffer, position + block_length - 4)[0]
                 if trailer != block_length:
-                    self._stop(
-                        f"damaged pcapng block at byte {block_offset} (type {block_type:#x}: "
-                        f"leading length {block_length}, trailing {trailer}) after frame "
-                        f"{number}: stopped reading"
+                    raise _DamagedBlockError(
+                        f"type {block_type:#x}: leading length {block_length}, trailing {trailer}"
                     )
-                    return
                 body = position + 8
                 body_end = position + block_length - 4
                 self._position = position + block_length
@@ -573,12 +540,14 @@ class CaptureReader:
                     major = struct.unpack_from(prefix + "H", buffer, body + 4)[0]
                     if major != 1:
                         raise _DamagedBlockError(f"unsupported pcapng version {major}")
+                    if self._sections == 1:
+                        self._byte_order = byte_order
                     _parse_options(buffer, body + 16, body_end, prefix)
                     continue
                 if block_type == PCAPNG_IDB:
                     interfaces.append(self._parse_interface(buffer, body, body_end, prefix))
                     continue
-                if is_custom:
+                if block_type in PCAPNG_CUSTOM:
                     number += 1
                     data = buffer[body + 4 : body_end]
                     self._non_packet_frames += 1
@@ -590,10 +559,6 @@ class CaptureReader:
                 # A packet block.
                 timed = True
                 if block_type == PCAPNG_EPB:
-                    if block_length < 32:
-                        raise _DamagedBlockError(
-                            f"enhanced packet block too short ({block_length} bytes)"
-                        )
                     interface_id, ts_high, ts_low, caplen, wirelen = epb_struct.unpack_from(
                         buffer, body
                     )
@@ -615,8 +580,8 @@ class CaptureReader:
                     ts_high = ts_low = 0
                     timed = False
                     caplen = min(wirelen, body_end - data_start)
-                    if interface_id < len(interfaces) and interfaces[interface_id].snaplen:
-                        caplen = min(caplen, interfaces[interface_id].snaplen)
+                    if interfaces and interfaces[0].snaplen:
+                        caplen = min(caplen, interfaces[0].snaplen)
                 if interface_id >= len(interfaces):
                     raise _DamagedBlockError(
                         f"packet for interface {interface_id} but the section defines "
@@ -645,20 +610,110 @@ class CaptureReader:
                         self._first_truncated = number
                 self._captured_bytes += caplen
                 self._frames = number
-                yield RawFrame(
-                    number,
-                    last_ts,
-                    interface.linktype,
-                    caplen,
-                    wirelen,
-                    buffer[data_start : data_start + caplen],
-                    interface_id,
-                )
+                if fast:
+                    frame: RawFrame = new_frame(RawFrame)
+                    set_number(frame, number)
+                    set_ts(frame, last_ts)
+                    set_linktype(frame, interface.linktype)
+                    set_caplen(frame, caplen)
+                    set_wirelen(frame, wirelen)
+                    set_data(frame, buffer[data_start : data_start + caplen])
+                    set_interface(frame, interface_id)
+                    yield frame
+                else:
+                    yield RawFrame(
+                        number,
+                        last_ts,
+                        interface.linktype,
+                        caplen,
+                        wirelen,
+                        buffer[data_start : data_start + caplen],
+                        interface_id,
+                    )
         except _DamagedBlockError as damage:
             self._stop(
                 f"damaged pcapng block at byte {block_offset} after frame {number} "
                 f"({damage}): stopped reading"
             )
+        except _StopReadingError:
+            pass
+
+    def _next_block_in_buffer(self, number: int) -> bool:
+        """Buffer at least a block header (12 bytes); False at the end of the file."""
+        if len(self._buffer) - self._position >= 12 or self._fill(12):
+            return True
+        left = len(self._buffer) - self._position
+        if left:
+            self._stop(
+                f"file cut short at byte {self._offset()} inside a pcapng block "
+                f"header ({left} bytes left) after frame {number}"
+            )
+        return False
+
+    def _section_byte_order(
+        self, buffer: bytes, position: int, number: int
+    ) -> Literal["little", "big"]:
+        bom = buffer[position + 8 : position + 12]
+        if bom == b"\x4d\x3c\x2b\x1a":
+            return "little"
+        if bom == b"\x1a\x2b\x3c\x4d":
+            return "big"
+        self._stop(
+            f"damaged pcapng section header at byte {self._offset()} "
+            f"(no byte-order magic) after frame {number}: stopped reading"
+        )
+        raise _StopReadingError
+
+    def _block_in_buffer(self, block_type: int, block_length: int, number: int) -> bool:
+        """Check a block's length, then buffer it whole (True) or skip it (False).
+
+        Blocks netdiag does not use (name resolution, statistics, decryption
+        secrets, unknown) are skipped without being loaded, whatever their size.
+        On damage, reading stops (``_damaged`` set) and False is returned.
+        """
+        block_offset = self._offset()
+        if block_length < 12 or block_length % 4:
+            self._stop(
+                f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
+                f"invalid length {block_length}) after frame {number}: stopped reading"
+            )
+            return False
+        left = self._bytes_left()
+        if block_length > left and self._file_size is not None:
+            self._stop(
+                f"file cut short at byte {block_offset} inside a pcapng block "
+                f"(type {block_type:#x}, {left} of {block_length} bytes present) "
+                f"after frame {number}"
+            )
+            return False
+        if block_type not in _PCAPNG_LOADED_BLOCKS:
+            if not self._skip(block_length):
+                self._stop(
+                    f"file cut short at byte {block_offset} inside a pcapng block "
+                    f"(type {block_type:#x}) after frame {number}"
+                )
+            return False
+        if block_length > MAX_PARSED_BLOCK + MAX_CAPLEN:
+            self._stop(
+                f"damaged pcapng block at byte {block_offset} (type {block_type:#x}, "
+                f"implausible length {block_length}) after frame {number}: "
+                "stopped reading"
+            )
+            return False
+        if len(self._buffer) - self._position < block_length and not self._fill(block_length):
+            self._stop(
+                f"file cut short at byte {block_offset} inside a pcapng block "
+                f"(type {block_type:#x}, {len(self._buffer) - self._position} of "
+                f"{block_length} bytes present) after frame {number}"
+            )
+            return False
+        if block_type == PCAPNG_EPB and block_length < 32:
+            self._stop(
+                f"damaged pcapng block at byte {block_offset} after frame {number} "
+                f"(enhanced packet block too short: {block_length} bytes): stopped reading"
+            )
+            return False
+        return True
 
     def _parse_interface(self, buffer: bytes, body: int, body_end: int, prefix: str) -> _Interface:
         if body_end - body < 8:
