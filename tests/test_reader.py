@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
+import tempfile
+import threading
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from conftest import corpus_files, load_truth
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from netdiag.analysis.decode import Decoder
 from netdiag.analysis.model import FileInfo
 from netdiag.analysis.packet import RawFrame
 from netdiag.analysis.reader import LINKTYPE_NONE, CaptureReader
@@ -368,14 +375,6 @@ def test_pcap_header_cut_short(tmp_path: Path) -> None:
         CaptureReader(write(tmp_path, "short.pcap", pcap_bytes([])[:10]))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_permission_denied(tmp_path: Path) -> None:
-    path = write(tmp_path, "secret.pcap", pcap_bytes([]))
-    path.chmod(0)
-    with pytest.raises(InputError, match="permission denied"):
-        CaptureReader(path)
-
-
 # -- streaming memory ---------------------------------------------------------------------
 
 
@@ -398,3 +397,88 @@ def test_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
     large_peak = peak_memory_reading(large)
     assert large_peak < 8 << 20  # a few read chunks, not the file
     assert large_peak < small_peak * 1.5
+
+
+# -- reading from a pipe, and as a user who may not read ---------------------------------
+
+
+def test_reading_from_a_fifo(tmp_path: Path) -> None:
+    """A named pipe (no size, no seek) streams like a file, skipped blocks included."""
+    fifo = tmp_path / "capture.pipe"
+    os.mkfifo(fifo)
+    content = shb("<") + idb("<", 1) + block("<", 5, b"\x00" * 4000) + epb("<", 0, 7, b"z" * 60)
+    writer = threading.Thread(target=fifo.write_bytes, args=(content,))
+    writer.start()
+    try:
+        frames, info = read_all(fifo)
+    finally:
+        writer.join(timeout=10)
+    assert [(f.number, f.ts_ns, f.data) for f in frames] == [(1, 7000, b"z" * 60)]
+    assert info.complete
+
+
+def test_permission_denied_for_an_unprivileged_user(tmp_path: Path) -> None:
+    """As root the mode bits do not bite, so a child drops to ``nobody`` first."""
+    path = write(tmp_path, "secret.pcap", pcap_bytes([]))
+    path.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(InputError, match="permission denied"):
+            CaptureReader(path)
+        return
+    code = (
+        "import os, sys\n"
+        "from netdiag.analysis.reader import CaptureReader\n"
+        "from netdiag.errors import InputError\n"
+        "os.setgid(65534); os.setuid(65534)\n"  # after the imports: /root is closed to nobody
+        "try:\n"
+        "    CaptureReader(sys.argv[1])\n"
+        "except InputError as error:\n"
+        "    print(error.message)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+    )
+    assert "permission denied" in result.stdout and str(path) in result.stdout
+
+
+# -- damaged files from the corpus: never an uncaught exception ----------------------------
+
+
+CORPUS_BYTES = {path.name: path.read_bytes() for path in CORPUS if path.stat().st_size > 24}
+
+
+@pytest.mark.skipif(not CORPUS_BYTES, reason="shared corpus not found")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_corpus_files_never_raise(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(CORPUS_BYTES)))
+    content = bytearray(CORPUS_BYTES[name])
+    for _ in range(data.draw(st.integers(1, 12))):
+        position = data.draw(st.integers(0, len(content) - 1))
+        content[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(content) // 2, len(content)))
+    tail = data.draw(st.binary(max_size=64))
+    mutated = bytes(content[:cut]) + tail
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / name
+        path.write_bytes(mutated)
+        try:
+            reader = CaptureReader(path)
+        except InputError:  # includes CaptureFormatError: a broken magic number
+            return
+        decoder = Decoder()
+        with reader:
+            frames = 0
+            for frame in reader:
+                frames += 1
+                assert frame.caplen == len(frame.data)
+                decoder.decode(frame)
+            info = reader.info()
+    assert info.packets == frames <= len(mutated) // 12
+    counts = decoder.counts()
+    assert counts.ipv4 + counts.ipv6 + counts.arp + counts.other + counts.undecodable == frames

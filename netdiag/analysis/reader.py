@@ -148,8 +148,8 @@ class CaptureReader:
         self.path = os.fspath(path)
         self._file = _open_capture(self.path)
         try:
-            head = self._file.read(24)
             self._file_size = self._regular_size()
+            head = self._read_head(24)
             if not head:
                 raise InputError(f"capture file {self.path} is empty (0 bytes)")
             self._format: Literal["pcap", "pcapng"]
@@ -159,6 +159,10 @@ class CaptureReader:
             self._pcap_linktype = 0
             self._pcap_snaplen = 0
             self._parse_file_header(head)
+            # A pipe cannot seek back: the bytes already read are fed to the
+            # first (and only) iteration instead.
+            self._head = head
+            self._iterations = 0
         except BaseException:
             self._file.close()
             raise
@@ -169,6 +173,16 @@ class CaptureReader:
         self._reset_state()
 
     # -- opening ---------------------------------------------------------------
+
+    def _read_head(self, size: int) -> bytes:
+        """The first bytes of the file (a pipe may deliver them in pieces)."""
+        head = b""
+        while len(head) < size:
+            chunk = self._file.read(size - len(head))
+            if not chunk:
+                break
+            head += chunk
+        return head
 
     def _regular_size(self) -> int | None:
         mode = os.fstat(self._file.fileno())
@@ -361,8 +375,14 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[RawFrame]:
         self._reset_state()
-        self._file.seek(self._header_size)
-        self._buffer = b""
+        self._iterations += 1
+        if self._file_size is not None:
+            self._file.seek(self._header_size)
+            self._buffer = b""
+        elif self._iterations == 1:
+            self._buffer = self._head[self._header_size :]
+        else:
+            raise InputError(f"{self.path} is not a regular file and cannot be read twice")
         self._buffer_offset = self._header_size
         self._position = 0
         if self._format == "pcap":
