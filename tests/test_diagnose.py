@@ -1,0 +1,364 @@
+"""``netdiag diagnose`` on real namespaces: each fault is built, diagnosed, and (with --fix) fixed.
+
+Every test builds its own topology through ``LiveTopology`` under a unique
+prefix, injects one fault with pyroute2 or through the spec, and a fixture tears
+it down. No netlink or kernel call is mocked: the findings come from the
+kernel's real state and the probes from real packets inside the namespaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from netdiag.diagnose.engine import diagnose
+from netdiag.diagnose.model import Diagnosis, Remedy
+from netdiag.errors import ResourceConflictError
+from netdiag.topology.spec import (
+    AddressSpec,
+    LinkEndSpec,
+    LinkSpec,
+    NamespaceSpec,
+    RouteSpec,
+    TopologySpec,
+)
+
+pytestmark = pytest.mark.netns
+
+Build = Callable[..., Any]
+
+
+def _codes(diagnosis: Diagnosis) -> list[str]:
+    return [finding.code for finding in diagnosis.findings]
+
+
+def _seed() -> TopologySpec:
+    from netdiag.topology.loader import load_topology
+
+    return load_topology("seed")
+
+
+@pytest.fixture
+def build(unique_prefix: str) -> Iterator[Build]:
+    """Build a spec (prefixed) step by step; ``routes`` picks whose routes are added."""
+    from netdiag.live.topology import LiveTopology
+
+    built: list[Any] = []
+
+    def make(spec: TopologySpec | None = None, routes: tuple[str, ...] | None = None) -> Any:
+        spec = (spec or _seed()).with_prefix(unique_prefix)
+        live = LiveTopology(spec, run_id=f"test-diagnose-{unique_prefix[:-1]}", command="test")
+        built.append(live)
+        live.preflight()
+        live.create_namespaces()
+        live.create_links()
+        for namespace in spec.namespace_names():
+            live.configure_namespace(namespace)
+        if routes is None:
+            live.add_routes()
+        for namespace in routes or ():
+            live.add_routes(unique_prefix + namespace)
+        return live
+
+    yield make
+    for live in built:
+        result = live.teardown()
+        assert not result.remaining, result
+
+
+def _set_link(live: Any, namespace: str, interface: str, **changes: Any) -> None:
+    live.handle(namespace).link("set", index=live.index_of(namespace, interface), **changes)
+
+
+def test_healthy_seed_is_reachable_with_its_path(build: Build, unique_prefix: str) -> None:
+    build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert diagnosis.reachable, diagnosis.findings
+    assert diagnosis.path == (ns1, ns2)
+    assert diagnosis.findings == ()
+    assert all(check.ok for check in diagnosis.checks)
+    assert diagnosis.probes is not None and diagnosis.probes.echo is not None
+    assert diagnosis.probes.echo.received == diagnosis.probes.echo.sent > 0
+
+
+def test_cli_json_document_and_exit_code(build: Build, unique_prefix: str) -> None:
+    build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    completed = subprocess.run(
+        [sys.executable, "-m", "netdiag", "diagnose", "--from", ns1, "--to", ns2, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    assert document["from"] == ns1
+    assert document["to"] == "10.0.2.0"  # --to a namespace: its first address
+    assert document["reachable"] is True
+    assert document["path"] == [ns1, ns2]
+    assert document["findings"] == []
+    assert {"checks", "probes", "port"} <= document.keys()
+
+
+def test_no_routes_names_the_exact_route_to_add(build: Build, unique_prefix: str) -> None:
+    build(routes=())
+    ns1 = unique_prefix + "ns1"
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert not diagnosis.reachable
+    assert _codes(diagnosis) == ["route.missing"]
+    assert diagnosis.findings[0].hint == (
+        f"ip -n {ns1} route add 10.0.2.0/24 dev {unique_prefix}veth0"
+    )
+    assert diagnosis.probes is not None and diagnosis.probes.echo is not None
+    assert diagnosis.probes.echo.error == os.strerror(101)  # Network is unreachable
+
+
+def test_only_ns1_route_is_a_missing_return_route(build: Build, unique_prefix: str) -> None:
+    build(routes=("ns1",))
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert not diagnosis.reachable
+    assert _codes(diagnosis)[0] == "route.return-missing"
+    assert diagnosis.causes[0].namespace == ns2
+    assert diagnosis.findings[0].hint == (
+        f"ip -n {ns2} route add 10.0.1.0/24 dev {unique_prefix}veth1"
+    )
+    assert diagnosis.path == (ns1, ns2)
+    assert diagnosis.probes is not None and diagnosis.probes.echo is not None
+    assert diagnosis.probes.echo.sent > 0 and diagnosis.probes.echo.received == 0
+
+
+def test_link_down_is_no_carrier_on_one_side_and_down_on_the_other(
+    build: Build, unique_prefix: str
+) -> None:
+    live = build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    veth1 = unique_prefix + "veth1"
+    _set_link(live, ns2, veth1, state="down")
+    from_ns1 = diagnose(ns1, "10.0.2.0", None)
+    assert _codes(from_ns1) == ["link.no-carrier"]
+    assert from_ns1.findings[0].hint == f"ip -n {ns2} link set {veth1} up"
+    from_ns2 = diagnose(ns2, "10.0.1.0", None)
+    assert _codes(from_ns2) == ["link.down"]
+    assert from_ns2.findings[0].hint == f"ip -n {ns2} link set {veth1} up"
+    assert not from_ns1.reachable and not from_ns2.reachable
+
+
+def test_closed_port_then_a_listener_makes_it_reachable(build: Build, unique_prefix: str) -> None:
+    from netdiag.traffic.tcp import Listener
+
+    build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    closed = diagnose(ns1, "10.0.2.0", 7096)
+    assert _codes(closed) == ["port.closed"]
+    assert closed.causes[0].namespace == ns2
+    assert closed.probes is not None and closed.probes.tcp is not None
+    assert closed.probes.tcp.outcome == "refused"
+    listener = Listener(ns2, "10.0.2.0", 7096)
+    try:
+        opened = diagnose(ns1, "10.0.2.0", 7096)
+    finally:
+        listener.close()
+    assert opened.reachable, opened.findings
+    assert opened.probes is not None and opened.probes.tcp is not None
+    assert opened.probes.tcp.connected
+
+
+def test_wrong_address_on_the_far_end(build: Build, unique_prefix: str) -> None:
+    seed = _seed()
+    first, second = seed.links[0].ends
+    wrong = replace(second, addresses=(AddressSpec(ipaddress.IPv4Interface("10.0.3.0/24")),))
+    spec = replace(seed, links=(LinkSpec(ends=(first, wrong)),), probe=None)
+    build(spec)
+    ns2 = unique_prefix + "ns2"
+    diagnosis = diagnose(unique_prefix + "ns1", "10.0.2.0", None)
+    assert not diagnosis.reachable
+    assert _codes(diagnosis)[0] == "addr.missing"
+    assert diagnosis.causes[0].namespace == ns2
+    assert diagnosis.findings[0].hint == (
+        f"ip -n {ns2} addr add 10.0.2.0/24 dev {unique_prefix}veth1"
+    )
+    assert "10.0.3.0/24" in diagnosis.findings[0].message
+
+
+def test_mtu_mismatch_names_both_mtus(build: Build, unique_prefix: str) -> None:
+    live = build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    veth1 = unique_prefix + "veth1"
+    _set_link(live, ns2, veth1, mtu=1000)
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert _codes(diagnosis) == ["mtu.mismatch"]
+    message = diagnosis.findings[0].message
+    assert "1500" in message and "1000" in message
+    assert diagnosis.findings[0].hint == f"ip -n {ns2} link set {veth1} mtu 1500"
+    probes = diagnosis.probes
+    assert probes is not None and probes.echo is not None and probes.large_echo is not None
+    assert probes.echo.received > 0  # small packets pass...
+    assert probes.large_echo.received == 0  # ...a full-size one with DF does not
+
+
+def test_fix_adds_both_routes_and_recheck_says_reachable(
+    build: Build, unique_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from netdiag.commands.diagnose import execute
+
+    build(routes=())
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    code = execute(ns1, "10.0.2.0", None, fix=True, json_output=True)
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["reachable"] is True
+    assert document["fixes_applied"] == [
+        f"ip -n {ns1} route add 10.0.2.0/24 dev {unique_prefix}veth0",
+        f"ip -n {ns2} route add 10.0.1.0/24 dev {unique_prefix}veth1",
+    ]
+    again = diagnose(ns1, "10.0.2.0", None)  # the change is in the kernel, not in memory
+    assert again.reachable and again.path == (ns1, ns2)
+
+
+@pytest.fixture
+def foreign_namespace(unique_prefix: str) -> Iterator[str]:
+    """A namespace netdiag did not create, with a veth pair inside whose second end is down."""
+    from pyroute2 import netns
+
+    from netdiag.live.namespaces import inside
+
+    name = unique_prefix + "foreign"
+    netns.create(name)
+    try:
+        with inside(name):
+            from pyroute2 import IPRoute
+
+            handle = IPRoute()
+        try:
+            handle.link("add", ifname=unique_prefix + "fa", kind="veth", peer=unique_prefix + "fb")
+            index = handle.link_lookup(ifname=unique_prefix + "fa")[0]
+            handle.addr("add", index=index, address="10.77.0.1", prefixlen=24)
+            handle.link("set", index=index, state="up")
+        finally:
+            handle.close()
+        yield name
+    finally:
+        netns.remove(name)
+
+
+def test_fix_is_refused_on_a_namespace_netdiag_did_not_create(
+    foreign_namespace: str, unique_prefix: str
+) -> None:
+    from netdiag.commands.diagnose import execute
+
+    diagnosis = diagnose(foreign_namespace, "10.77.1.1", None)
+    # Both ends are in the namespace: fb is seen down, or fa without carrier.
+    assert _codes(diagnosis) in (["link.down"], ["link.no-carrier"])
+    remedy = diagnosis.causes[0].remedy
+    assert remedy == Remedy("link-up", foreign_namespace, unique_prefix + "fb")
+    with pytest.raises(ResourceConflictError, match="not created by netdiag"):
+        execute(foreign_namespace, "10.77.1.1", None, fix=True, json_output=True)
+    still = diagnose(foreign_namespace, "10.77.1.1", None)
+    assert still.causes[0].remedy == remedy  # nothing was changed
+
+
+def _routed(forwarding: bool) -> TopologySpec:
+    def end(namespace: str, interface: str, address: str) -> LinkEndSpec:
+        return LinkEndSpec(namespace, interface, (AddressSpec(ipaddress.IPv4Interface(address)),))
+
+    return TopologySpec(
+        name="routed-by-hand",
+        namespaces=(
+            NamespaceSpec("client"),
+            NamespaceSpec("router", forwarding=forwarding),
+            NamespaceSpec("server"),
+        ),
+        links=(
+            LinkSpec(ends=(end("client", "c0", "10.1.1.2/24"), end("router", "r0", "10.1.1.1/24"))),
+            LinkSpec(ends=(end("router", "r1", "10.1.2.1/24"), end("server", "s0", "10.1.2.2/24"))),
+        ),
+        routes=(
+            RouteSpec(
+                "client",
+                ipaddress.IPv4Network("0.0.0.0/0"),
+                "c0",
+                ipaddress.IPv4Address("10.1.1.1"),
+            ),
+            RouteSpec(
+                "server",
+                ipaddress.IPv4Network("0.0.0.0/0"),
+                "s0",
+                ipaddress.IPv4Address("10.1.2.1"),
+            ),
+        ),
+    )
+
+
+def test_router_without_forwarding(build: Build, unique_prefix: str) -> None:
+    build(_routed(forwarding=False))
+    client, router = unique_prefix + "client", unique_prefix + "router"
+    diagnosis = diagnose(client, "10.1.2.2", None)
+    assert not diagnosis.reachable
+    assert _codes(diagnosis) == ["forwarding.disabled"]
+    assert diagnosis.causes[0].namespace == router
+    assert diagnosis.findings[0].hint == (f"ip netns exec {router} sysctl -w net.ipv4.ip_forward=1")
+    assert diagnosis.path == (client, router)
+
+
+def test_router_with_forwarding_and_fix_of_a_non_forwarding_one(
+    build: Build, unique_prefix: str
+) -> None:
+    from netdiag.diagnose.fix import diagnose_and_fix
+
+    build(_routed(forwarding=False))
+    client, router, server = (unique_prefix + n for n in ("client", "router", "server"))
+    fixed = diagnose_and_fix(client, server, None)  # --to a namespace name
+    assert fixed.fixes_applied == (f"ip netns exec {router} sysctl -w net.ipv4.ip_forward=1",)
+    assert fixed.reachable, fixed.findings
+    assert fixed.destination == "10.1.2.2"
+    assert fixed.path == (client, router, server)
+    back = diagnose(server, "10.1.1.2", None)
+    assert back.reachable and back.path == (server, router, client)
+
+
+def test_missing_namespace_is_a_finding(unique_prefix: str) -> None:
+    diagnosis = diagnose(unique_prefix + "nowhere", "10.0.2.0", None)
+    assert _codes(diagnosis) == ["ns.missing"]
+    assert not diagnosis.reachable
+    assert diagnosis.probes is None  # nothing to send from
+
+
+def test_pid_reference_reads_and_probes_a_process_namespace(
+    build: Build, unique_prefix: str
+) -> None:
+    from netdiag.commands.diagnose import execute
+    from netdiag.live.namespaces import inside
+
+    live = build()
+    ns1 = unique_prefix + "ns1"
+    # A process living in ns1, as a container's process would: reached only as pid:N.
+    with inside(ns1):
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        reference = f"pid:{sleeper.pid}"
+        diagnosis = diagnose(reference, "10.0.2.0", None)
+        assert diagnosis.reachable, diagnosis.findings
+        assert diagnosis.path == (reference, unique_prefix + "ns2")
+        # The same namespace as ns1, but named by a process: --fix refuses there.
+        live.handle(ns1).route(
+            "del", dst="10.0.2.0/24", oif=live.index_of(ns1, unique_prefix + "veth0"), scope=253
+        )
+        broken = diagnose(reference, "10.0.2.0", None)
+        assert _codes(broken) == ["route.missing"]
+        assert broken.findings[0].hint.startswith(f"nsenter -t {sleeper.pid} -n ip route add")
+        with pytest.raises(ResourceConflictError, match="not created by netdiag"):
+            execute(reference, "10.0.2.0", None, fix=True, json_output=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
