@@ -582,8 +582,22 @@ class Group:
 Block = Heading | Paragraph | Bullets | Table | CodeBlock | Image | Group
 
 
+def run_facts(run: RunResult) -> tuple[str, ...]:
+    facts = [f"topology {run.topology}; scenario {run.scenario or 'none (the default experiment)'}"]
+    facts += [f"capture {pcap}" for pcap in run.pcaps]
+    if run.kernel_drops is not None:
+        facts.append(f"packets dropped by the kernel while capturing: {run.kernel_drops}")
+    if run.kept:
+        facts.append("the topology was left up (--keep); remove it with netdiag down")
+    return tuple(facts)
+
+
 def run_outline(run: RunResult) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "The experiment"), steps_table(run)]
+    blocks: list[Block] = [
+        Heading(2, "The experiment"),
+        Bullets(run_facts(run)),
+        steps_table(run),
+    ]
     commands = commands_block(run)
     if commands:
         blocks += [Paragraph("The same steps with the ip command:"), CodeBlock(commands, "sh")]

@@ -37,6 +37,11 @@ MAX_LADDER_ROWS = 40
 DPI = 100
 
 
+def _time_unit(largest_ms: float) -> tuple[float, str]:
+    """Milliseconds for short spans, seconds beyond 10 s: tick labels stay short and plain."""
+    return (1000.0, "s") if largest_ms > 10_000.0 else (1.0, "ms")
+
+
 def _new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
     from matplotlib.figure import Figure
 
@@ -64,6 +69,8 @@ def _finish(
     legend_location: Literal["best", "lower right"] = "best",
 ) -> None:
     """Title, axis labels, grid and legend the same way on every chart, then save."""
+    # Plain tick labels: an offset such as "+6.41e1" in the corner is unreadable at a glance.
+    axes.ticklabel_format(axis="both", style="plain", useOffset=False)
     axes.set_title(title)
     axes.set_xlabel(labels[0])
     axes.set_ylabel(labels[1])
@@ -145,6 +152,7 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
     acks = [
         point for point in stream.seq_points if point.dir != data_direction and point.kind == "ack"
     ]
+    scale, unit = _time_unit(max(point.t_ms for point in stream.seq_points))
     figure = _new_figure()
     axes = figure.add_subplot()
     for kind, colour, label in (
@@ -154,11 +162,14 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
         chosen = [point for point in segments if point.kind == kind]
         if not chosen:
             continue
-        lines = [[(point.t_ms, point.seq), (point.t_ms, point.seq + point.len)] for point in chosen]
+        lines = [
+            [(point.t_ms / scale, point.seq), (point.t_ms / scale, point.seq + point.len)]
+            for point in chosen
+        ]
         axes.add_collection(LineCollection(lines, colors=colour, linewidths=1.5, label=label))
         if kind == "retransmission":
             axes.scatter(
-                [point.t_ms for point in chosen],
+                [point.t_ms / scale for point in chosen],
                 [point.seq + point.len for point in chosen],
                 marker="x",
                 color=RETRANSMISSION,
@@ -166,14 +177,14 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
             )
     if acks:
         axes.step(
-            [point.t_ms for point in acks],
+            [point.t_ms / scale for point in acks],
             [point.seq for point in acks],
             where="post",
             color=ACK_LINE,
             linewidth=1,
             label="ACK (other side)",
         )
-    times = [point.t_ms for point in segments] + [point.t_ms for point in acks]
+    times = [point.t_ms / scale for point in segments] + [point.t_ms / scale for point in acks]
     sequences = [point.seq for point in segments] + [point.seq + point.len for point in segments]
     sequences += [point.seq for point in acks]
     low_time, high_time = min(times), max(times)
@@ -188,7 +199,7 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
         axes,
         path,
         f"TCP stream {stream.stream}: time-sequence graph (data from {sender})",
-        ("time since the stream's first packet (ms)", "relative sequence number (bytes)"),
+        (f"time since the stream's first packet ({unit})", "relative sequence number (bytes)"),
         legend_location="lower right",
     )
     return True
@@ -204,23 +215,29 @@ def plot_rtt_samples(analysis: Analysis, streams: list[TcpStream], path: Path) -
             samples = [sample for sample in stream.rtt_samples if sample.dir == direction]
             if not samples:
                 continue
-            arrow = "→" if direction == "c>s" else "←"
+            sender = "client→server" if direction == "c>s" else "server→client"
             series.append(
                 (
-                    f"stream {stream.stream} data {arrow} ({len(samples)})",
+                    f"stream {stream.stream}, data {sender} ({len(samples)})",
                     marker,
                     index,
-                    [(offset_ms + sample.t_ms) / 1000.0 for sample in samples],
+                    [offset_ms + sample.t_ms for sample in samples],
                     [sample.rtt_ms for sample in samples],
                 )
             )
     if not series:
         return False
+    scale, unit = _time_unit(max(max(times) for _, _, _, times, _ in series))
     figure = _new_figure()
     axes = figure.add_subplot()
     for label, marker, index, times, rtts in series:
         axes.scatter(
-            times, rtts, s=12, marker=marker, color=PALETTE[index % len(PALETTE)], label=label
+            [time / scale for time in times],
+            rtts,
+            s=12,
+            marker=marker,
+            color=PALETTE[index % len(PALETTE)],
+            label=label,
         )
     axes.set_ylim(bottom=0.0)
     _finish(
@@ -228,7 +245,7 @@ def plot_rtt_samples(analysis: Analysis, streams: list[TcpStream], path: Path) -
         axes,
         path,
         "TCP round-trip time samples (data segment to its ACK)",
-        ("time since the capture's first packet (s)", "RTT (ms)"),
+        (f"time since the capture's first packet ({unit})", "RTT (ms)"),
     )
     return True
 
