@@ -362,3 +362,54 @@ def test_pid_reference_reads_and_probes_a_process_namespace(
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_routed_without_routes_is_fixed_hop_by_hop(build: Build, unique_prefix: str) -> None:
+    from netdiag.diagnose.fix import diagnose_and_fix
+
+    build(_routed(forwarding=True), routes=())
+    client, router, server = (unique_prefix + n for n in ("client", "router", "server"))
+    first = diagnose(client, "10.1.2.2", None)
+    assert _codes(first) == ["route.missing"]
+    # Two hops away: the route goes via the router's address on the client's link.
+    assert first.findings[0].hint == (
+        f"ip -n {client} route add 10.1.2.0/24 via 10.1.1.1 dev {unique_prefix}c0"
+    )
+    fixed = diagnose_and_fix(client, "10.1.2.2", None)
+    assert fixed.fixes_applied == (
+        f"ip -n {client} route add 10.1.2.0/24 via 10.1.1.1 dev {unique_prefix}c0",
+        f"ip -n {server} route add 10.1.1.0/24 via 10.1.2.1 dev {unique_prefix}s0",
+    )
+    assert fixed.reachable, fixed.findings
+    assert fixed.path == (client, router, server)
+
+
+def test_unanswered_arp_is_a_failed_neighbour(build: Build, unique_prefix: str) -> None:
+    from netdiag.live.namespaces import inside
+
+    build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    # arp_ignore 8: ns2 holds 10.0.2.0 but answers no ARP request for it.
+    with inside(ns2), open("/proc/sys/net/ipv4/conf/all/arp_ignore", "w") as handle:
+        handle.write("8\n")
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert not diagnosis.reachable
+    assert _codes(diagnosis) == ["neigh.failed"]
+    assert diagnosis.findings[0].hint == f"ip -n {ns1} neigh del 10.0.2.0 dev {unique_prefix}veth0"
+
+
+def test_transcript_marks_the_failed_check_and_prints_the_fix(
+    build: Build, unique_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from netdiag.commands.diagnose import execute
+
+    build(routes=("ns1",))
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    code = execute(ns1, "10.0.2.0", None, fix=False, json_output=False)
+    output = capsys.readouterr().out
+    assert code == 1
+    assert "✘ return-route" in output
+    assert "✔ route" in output
+    assert f"fix: ip -n {ns2} route add 10.0.1.0/24 dev {unique_prefix}veth1" in output
+    assert f"path: {ns1} -> {ns2}" in output
+    assert "not reachable" in output
