@@ -492,3 +492,23 @@ def test_chromium_loads_the_report_without_console_errors(tmp_path: Path, width:
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_several_captures_and_a_run_without_capture(tmp_path: Path) -> None:
+    out = tmp_path / "two"
+    written = write_report(
+        out,
+        [make_analysis("/nonexistent/veth0.pcap"), make_analysis("/nonexistent/veth1.pcap")],
+        make_run(),
+        formats={"md", "json"},
+    )
+    plots = sorted(path.name for path in written if path.suffix == ".png")
+    assert "1-veth0-icmp-rtt.png" in plots and "2-veth1-icmp-rtt.png" in plots
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Capture veth0.pcap" in markdown and "## Capture veth1.pcap" in markdown
+    documents = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [document["run"]["run_id"] for document in documents] == ["20261129-test"] * 2
+    alone = write_report(tmp_path / "alone", [], make_run(), formats={"md", "json"})
+    assert [path.name for path in alone] == ["report.md", "report.json"]
+    assert json.loads(alone[1].read_text(encoding="utf-8"))["run"]["ok"] is False
+    assert "unreachable-before-routes" in alone[0].read_text(encoding="utf-8")

@@ -24,7 +24,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from netdiag.analysis.addr import format_addr
-from netdiag.analysis.packet import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG, DecodedPacket, RawFrame
+from netdiag.analysis.packet import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    DecodedPacket,
+    FrameClass,
+    RawFrame,
+)
 
 BYTES_PER_LINE = 16
 HEX_COLUMN_WIDTH = 40  # 8 groups of " xxxx"
@@ -160,6 +172,13 @@ ICMP_NAMES = {
 }
 
 
+NON_IP_KINDS = {
+    FrameClass.ARP: "ARP",
+    FrameClass.OTHER: "non-IP frame",
+    FrameClass.UNDECODABLE: "undecodable frame",
+}
+
+
 def clock_time(ts_ns: int) -> str:
     """``HH:MM:SS.uuuuuu`` in UTC, tcpdump's default time stamp (microseconds)."""
     seconds, nanoseconds = divmod(ts_ns, 1_000_000_000)
@@ -175,8 +194,10 @@ def summary_line(frame: RawFrame, packet: DecodedPacket) -> str:
     stamp = clock_time(frame.ts_ns)
     truncated = " [truncated]" if frame.truncated else ""
     if packet.ip_version not in (4, 6):
-        kind = packet.frame_class.name if packet.link_header_len >= 0 else "unknown link type"
-        return f"{stamp} {kind}, length {frame.wirelen}{truncated}"
+        kind = NON_IP_KINDS.get(packet.frame_class, "frame")
+        if packet.link_header_len < 0:
+            kind = f"link type {frame.linktype} (not decoded)"
+        return f"{stamp} {kind}, frame length {frame.wirelen}{truncated}"
     family = "IP" if packet.ip_version == 4 else "IP6"
     source = format_addr(packet.src)
     destination = format_addr(packet.dst)
