@@ -10,8 +10,10 @@ random bytes under every link type must never raise.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -521,3 +523,50 @@ def test_mutated_headers_never_raise(data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(packet)))
     frame_bytes = bytes(packet[:cut])
     Decoder().decode(RawFrame(1, 0, 1, len(frame_bytes), len(packet), frame_bytes))
+
+
+# -- where tcpdump -X starts its dump ------------------------------------------------------
+
+
+def tcpdump_first_dump_rows(path: Path) -> list[str | None] | None:
+    """For each packet tcpdump prints, the hex of its -X dump (None: no dump).
+
+    None when tcpdump reads nothing; a cut-short file still gives its packets.
+    """
+    result = subprocess.run(
+        ["tcpdump", "-ttnr", str(path), "-X", "-K"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0 and not result.stdout:
+        return None  # e.g. a pcapng whose interfaces have different link types
+    dumps: list[str | None] = []
+    for line in result.stdout.splitlines():
+        if line[:1].isdigit():  # "1234567890.123456 ..." starts a packet
+            dumps.append(None)
+        elif line.startswith("\t0x") and dumps:
+            row = "".join(line.split(":", 1)[1][:41].split())
+            dumps[-1] = (dumps[-1] or "") + row
+    return dumps
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
+@pytest.mark.parametrize("capture", CORPUS, ids=[path.name for path in CORPUS])
+def test_link_header_len_is_where_tcpdump_starts_its_dump(capture: Path) -> None:
+    dumps = tcpdump_first_dump_rows(capture)
+    with CaptureReader(capture) as reader:
+        frames = list(reader)
+    if dumps is None or len(dumps) != len(frames):
+        pytest.skip("tcpdump cannot read this file frame for frame")
+    decoder = Decoder()
+    compared = 0
+    for frame, dump in zip(frames, dumps, strict=True):
+        packet = decoder.decode(frame)
+        # IP frames only: for LLC/SNAP payloads (CDP, STP) tcpdump starts after the LLC header.
+        if packet.ip_version and dump:
+            assert frame.data[packet.link_header_len :].hex().startswith(dump[:32]), frame.number
+            compared += 1
+    if compared == 0:
+        pytest.skip("no IP frame that tcpdump dumps")
