@@ -48,10 +48,8 @@ def render(diagnosis: Diagnosis) -> None:
         console.print(f"[bold]probes[/] (from inside {diagnosis.probes.namespace}):")
         for line in diagnosis.probes.lines():
             console.print(f"  {escape(line)}")
-    if diagnosis.reachable:
-        console.print(f"[bold green]reachable[/]: {destination}{port} from {diagnosis.source}")
-    else:
-        console.print(f"[bold red]not reachable[/]: {destination}{port} from {diagnosis.source}")
+    colour = "green" if diagnosis.reachable else "red"
+    console.print(f"[bold {colour}]verdict[/]: {escape(diagnosis.verdict)}")
 
 
 def execute(from_ns: str, to: str, port: int | None, fix: bool, json_output: bool) -> int:

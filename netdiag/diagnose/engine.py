@@ -150,6 +150,22 @@ def _probe_causes(walk: Walk, probes: ProbeReport) -> list[Cause]:
     return causes
 
 
+def _verdict(walk: Walk, causes: list[Cause], probes: ProbeReport | None, reachable: bool) -> str:
+    port = f" port {walk.port}" if walk.port is not None else ""
+    destination = f"{walk.destination or '?'}{port}"
+    if reachable:
+        return f"{destination} is reachable from {walk.source}"
+    errors = [cause.finding for cause in causes if cause.finding.severity == "error"]
+    if errors:
+        return f"{destination} is not reachable from {walk.source}: {errors[0].message}"
+    if not walk.reached and (probes is None or probes.skipped is not None):
+        return (
+            f"not known: the path leaves {walk.path[-1] if walk.path else walk.source} "
+            "for a namespace netdiag cannot see, and nothing was probed"
+        )
+    return f"{destination} is not reachable from {walk.source}; the probes say what was seen"
+
+
 def diagnose(source: str, target: str, port: int | None, probe: bool = True) -> Diagnosis:
     """Walk from ``source`` towards ``target`` (address or namespace), then probe."""
     with closing(Catalog((source,))) as catalog:
@@ -165,6 +181,7 @@ def diagnose(source: str, target: str, port: int | None, probe: bool = True) -> 
         or probes.skipped is not None
         or (probes.echo_answered and (probes.tcp is None or probes.tcp.connected))
     )
+    reachable = walk.reached and not errors and confirmed
     return Diagnosis(
         source=source,
         target=target,
@@ -175,5 +192,6 @@ def diagnose(source: str, target: str, port: int | None, probe: bool = True) -> 
         checks=tuple(walk.checks),
         causes=tuple(causes),
         probes=probes,
-        reachable=walk.reached and not errors and confirmed,
+        reachable=reachable,
+        verdict=_verdict(walk, causes, probes, reachable),
     )

@@ -187,6 +187,7 @@ class Diagnosis:
     causes: tuple[Cause, ...]
     probes: ProbeReport | None
     reachable: bool
+    verdict: str = ""  # one sentence: why reachable, not reachable, or not known
     fixes_applied: tuple[str, ...] = ()
 
     @property
@@ -201,6 +202,7 @@ class Diagnosis:
             "destination_namespace": self.destination_namespace,
             "port": self.port,
             "reachable": self.reachable,
+            "verdict": self.verdict,
             "path": list(self.path),
             "checks": [check.to_json() for check in self.checks],
             "findings": [
