@@ -290,7 +290,7 @@ def test_unknown_link_type_and_non_ip_frames_are_counted() -> None:
     decoder = Decoder()
     frames = [
         (147, b"\x00" * 40),  # a user link type: undecodable
-        (127, b"\x00" * 40),  # radiotap: other
+        (127, RADIOTAP + b"\x80\x00" + b"\x00" * 30),  # radiotap beacon: other
         (1, MAC + b"\x00\x26" + b"\x42" * 38),  # 802.3 + LLC (STP): other
         (1, ether(b"\x00" * 28, 0x88CC)),  # LLDP: other
         (1, MAC[:10]),  # runt: undecodable
@@ -301,6 +301,39 @@ def test_unknown_link_type_and_non_ip_frames_are_counted() -> None:
         decoder.decode(RawFrame(number, 0, linktype, len(data), len(data), data))
     counts = decoder.counts()
     assert (counts.other, counts.undecodable, counts.ipv4) == (4, 3, 0)
+
+
+RADIOTAP = struct.pack("<BBHI", 0, 0, 8, 0)  # version, pad, length 8, no fields
+LLC_SNAP_IPV4 = b"\xaa\xaa\x03\x00\x00\x00\x08\x00"
+WLAN_ADDRESSES = b"\x02" * 6 + b"\x04" * 6 + b"\x06" * 6 + b"\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("linktype", "frame", "length"),
+    [
+        (127, RADIOTAP + b"\x88\x01\x00\x00" + WLAN_ADDRESSES + b"\x00\x00", 8 + 26 + 8),
+        (105, b"\x08\x02\x00\x00" + WLAN_ADDRESSES, 24 + 8),
+        (105, b"\x08\x03\x00\x00" + WLAN_ADDRESSES + b"\x08" * 6, 30 + 8),
+    ],
+    ids=["radiotap-qos-data", "data-from-ds", "data-4-addresses"],
+)
+def test_ieee80211_data_frames_carry_ip(linktype: int, frame: bytes, length: int) -> None:
+    """Checked against tcpdump -X, which starts its dump after the LLC/SNAP header."""
+    packet = decode_one(frame + LLC_SNAP_IPV4 + ipv4(tcp_header()), linktype)
+    assert packet.frame_class is FrameClass.IPV4 and packet.link_header_len == length
+    assert_tcp_to_7096(packet)
+
+
+def test_ieee80211_protected_data_is_other() -> None:
+    frame = b"\x08\x42\x00\x00" + WLAN_ADDRESSES + LLC_SNAP_IPV4 + ipv4(tcp_header())
+    assert decode_one(frame, 105).frame_class is FrameClass.OTHER
+
+
+def test_ethernet_llc_snap_carrying_ipv4() -> None:
+    body = LLC_SNAP_IPV4 + ipv4(tcp_header())
+    packet = decode_one(MAC + struct.pack("!H", len(body)) + body)
+    assert packet.frame_class is FrameClass.IPV4 and packet.link_header_len == 22
+    assert_tcp_to_7096(packet)
 
 
 def test_arp_request() -> None:

@@ -37,6 +37,7 @@ from netdiag.analysis.reader import LINKTYPE_NONE
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U32_LE = struct.Struct("<I")
+_U16_LE = struct.Struct("<H")
 # version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol, checksum, src, dst
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload length, next header, hop limit, src, dst
@@ -244,6 +245,8 @@ class Decoder:
             9: self._link_ppp,
             50: self._link_ppp,
             242: self._link_ipoib,
+            105: self._link_ieee80211,
+            127: self._link_radiotap,
             LINKTYPE_NONE: _link_none,
         }
 
@@ -338,7 +341,14 @@ class Decoder:
             # The hot path: Ethernet/IPv4 straight into the IPv4 decoder.
             return self._ipv4(packet, data, offset, depth)
         if ethertype < 0x0600:
-            return _OTHER  # 802.3 length field: LLC (STP, CDP, DTP...)
+            # 802.3 length field: LLC. IP only behind a SNAP header with a zero
+            # OUI (RFC 1042); STP, CDP, DTP and the rest are "other".
+            snap_type = _snap_ethertype(data, offset)
+            if snap_type < 0:
+                return _OTHER
+            if depth == 0:
+                packet.link_header_len = offset + 8  # tcpdump dumps after LLC/SNAP
+            return self._ethertype(packet, data, offset + 8, snap_type, depth)
         return self._ethertype(packet, data, offset, ethertype, depth)
 
     def _ethertype(
@@ -504,6 +514,46 @@ class Decoder:
         offset = 2 if data[0] == 0xFF and data[1] == 0x03 else 0
         packet.link_header_len = offset + (1 if len(data) > offset and data[offset] & 1 else 2)
         return self._ppp_protocol(packet, data, offset, 0)
+
+    def _link_radiotap(self, packet: DecodedPacket, data: bytes) -> FrameClass:
+        """Radiotap (127): a little-endian length at offset 2, then an 802.11 frame."""
+        if len(data) < 8:
+            return _UNDECODABLE
+        length = _U16_LE.unpack_from(data, 2)[0]
+        if length < 8 or length > len(data):
+            return _UNDECODABLE
+        return self._ieee80211(packet, data, length)
+
+    def _link_ieee80211(self, packet: DecodedPacket, data: bytes) -> FrameClass:
+        return self._ieee80211(packet, data, 0)
+
+    def _ieee80211(self, packet: DecodedPacket, data: bytes, offset: int) -> FrameClass:
+        """802.11: unprotected data frames with an RFC 1042 SNAP header carry IP or ARP;
+        management, control and encrypted frames are "other"."""
+        if len(data) < offset + 10:
+            return _UNDECODABLE
+        control, flags = data[offset], data[offset + 1]
+        frame_type = (control >> 2) & 0x3
+        subtype = control >> 4
+        if frame_type == 1:  # control frames: ACK and CTS have 10 bytes, the rest 16
+            packet.link_header_len = offset + (10 if subtype in (12, 13) else 16)
+            return _OTHER
+        header = 24
+        if frame_type == 2:
+            if flags & 0x03 == 0x03:  # to and from the distribution system: 4 addresses
+                header += 6
+            if subtype & 0x8:  # QoS data
+                header += 2
+                if flags & 0x80:  # +HTC
+                    header += 4
+        packet.link_header_len = offset + header
+        if frame_type != 2 or subtype & 0x4 or flags & 0x40:  # not data, null data, protected
+            return _OTHER
+        ethertype = _snap_ethertype(data, offset + header)
+        if ethertype < 0:
+            return _OTHER
+        packet.link_header_len = offset + header + 8
+        return self._ethertype(packet, data, offset + header + 8, ethertype, 0)
 
     def _link_ipoib(self, packet: DecodedPacket, data: bytes) -> FrameClass:
         """IP over InfiniBand (242): a 44-byte pseudo header (source and destination
@@ -816,7 +866,15 @@ class Decoder:
 
 # Link types Wireshark knows but that carry no IP for netdiag's purposes (802.11,
 # radiotap, PPI, Bluetooth...): their frames are "other", not undecodable.
-_KNOWN_NON_IP_LINKS = frozenset((105, 119, 127, 163, 192, 187, 201, 220, 215, 195))
+_KNOWN_NON_IP_LINKS = frozenset((119, 163, 192, 187, 201, 220, 215, 195))
+
+
+def _snap_ethertype(data: bytes, offset: int) -> int:
+    """The ethertype behind an RFC 1042 LLC/SNAP header at ``offset``, or -1."""
+    if data[offset : offset + 6] != b"\xaa\xaa\x03\x00\x00\x00" or len(data) < offset + 8:
+        return -1
+    ethertype: int = _U16.unpack_from(data, offset + 6)[0]
+    return ethertype
 
 
 def _link_none(packet: DecodedPacket, data: bytes) -> FrameClass:
