@@ -259,7 +259,10 @@ class _Flow:
         self.maxseqtobeacked = 0
         self.lastack = 0
         self.lastack_ts = 0
-        self.dupacknum = 0  # -1 after an "ACKed unseen segment"
+        # Unsigned 32-bit in tshark 4.0: "ACKed unseen segment" sets it to -1,
+        # i.e. 0xFFFFFFFF, which then passes the ">= 2 duplicate ACKs" test of
+        # fast retransmission; the next duplicate ACK restarts it at 1.
+        self.dupacknum = 0
         self.lastsegmentflags = 0
         # Unacknowledged segments, oldest first. While ``contiguous`` holds
         # (each segment starts where the previous ended), an ACK can only
@@ -551,7 +554,9 @@ class TcpTracker:
                     if reverse.lastsegmentflags & A_KEEP_ALIVE:
                         ta |= A_KEEP_ALIVE_ACK
                     else:
-                        forward.dupacknum = 1 if forward.dupacknum == -1 else forward.dupacknum + 1
+                        # -1 (after "ACKed unseen segment") restarts at 1.
+                        dupacks = forward.dupacknum
+                        forward.dupacknum = 1 if dupacks == MASK32 else dupacks + 1
                         ta |= A_DUPLICATE_ACK
                 elif reverse.lastsegmentflags & A_ZERO_WINDOW_PROBE:
                     ta |= A_ZERO_WINDOW_PROBE_ACK
@@ -560,13 +565,13 @@ class TcpTracker:
         if ack != forward.lastack:
             forward.dupacknum = 0
         if reverse.maxseqtobeacked and flags & ACK and _seq_gt(ack, reverse.maxseqtobeacked):
-            if reverse.maxseqtobeacked > reverse.nextseq:  # plain unsigned, as in C
+            if reverse.nextseq > reverse.maxseqtobeacked:  # plain unsigned, as in C
                 reverse.maxseqtobeacked = reverse.nextseq
                 ta |= A_ACK_LOST_PACKET
             else:
                 if reverse.dupacknum == 0:
                     ta |= A_ACK_LOST_PACKET
-                reverse.dupacknum = -1
+                reverse.dupacknum = MASK32
 
         syn_or_fin = flags & (SYN | FIN)
         if (seglen > 0 or syn_or_fin) and not ta & A_KEEP_ALIVE:
