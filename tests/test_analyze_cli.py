@@ -153,3 +153,33 @@ def test_hexdump_frames_and_filter(corpus_dir: Path) -> None:
     bad = netdiag("hexdump", path, "--filter", "port banana")
     assert bad.returncode == 2
     assert bad.stderr.startswith("netdiag: error: bad --filter expression")
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_terminal_summary_prints_packet_text_literally(width: int) -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from netdiag.analysis.model import Finding
+    from netdiag.report.terminal import print_summaries
+    from tests.test_report import make_analysis
+
+    analysis = make_analysis(client="[bold]10.0.2.0[/bold]:40000")
+    hint = "ip -n ns1 route add 10.0.2.0/24 dev veth0"
+    finding = Finding("warn", "route.missing", "No route [red]back[/red].", hint)
+    analysis = replace(analysis, findings=(*analysis.findings, finding))
+    console = Console(record=True, width=width, color_system=None)
+    print_summaries([analysis], console)
+    text = console.export_text()
+    assert "No route [red]back[/red]." in " ".join(text.split())
+    assert "[bold]10.0.2.0[/bold]:40000" in text.replace("\n", "").replace(" ", "")
+    assert "10.0.1.0:7096" in text  # addresses are never cut
+    lines = text.splitlines()
+    # Worst first: the error, then the warning, then the note.
+    order = [
+        next(i for i, line in enumerate(lines) if code in line)
+        for code in ("icmp.echo-unanswered", "route.missing", "tcp.retransmission")
+    ]
+    assert order == sorted(order)
+    assert all(len(line) <= width for line in lines)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netdiag.analysis.model import Analysis, EchoSummary
+from netdiag.analysis.model import Analysis, EchoSummary, Finding
 from netdiag.experiment.model import PingResult
 from netdiag.report.content import (
     Cell,
     Table,
     build_section,
     echo_table,
-    findings_table,
     ping_block,
+    stream_flags,
+    streams_by_size,
     streams_table,
 )
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from rich.table import Table as RichTable
 
 TERMINAL_ROWS = 20
+NARROW_TERMINAL = 120  # columns below which endpoints are stacked
+# Shown in --json and the report; flags are listed under the table instead.
+TERMINAL_HIDDEN_COLUMNS = frozenset({"history", "iRTT ms", "analysis flags"})
 STYLES = {
     "bad": "bold red",
     "good": "green",
@@ -37,14 +41,47 @@ STYLES = {
 }
 
 
+def without_columns(table: Table, hidden: frozenset[str]) -> Table:
+    """The table without the named columns (the terminal has less room than a page)."""
+    keep = [index for index, header in enumerate(table.headers) if header not in hidden]
+    return Table(
+        tuple(table.headers[index] for index in keep),
+        tuple(tuple(row[index] for index in keep) for row in table.rows),
+        table.more,
+    )
+
+
+def stacked_endpoints(table: Table) -> Table:
+    """Client and server in one column, one above the other, for a narrow terminal."""
+    client = table.headers.index("client")
+    server = table.headers.index("server")
+    keep = [index for index in range(len(table.headers)) if index not in (client, server)]
+
+    def row_of(row: tuple[Cell, ...]) -> tuple[Cell, ...]:
+        both = Cell(f"{row[client].text}\n→ {row[server].text}", "code")
+        return (row[keep[0]], both, *(row[index] for index in keep[1:]))
+
+    headers = (table.headers[keep[0]], "client → server", *(table.headers[i] for i in keep[1:]))
+    return Table(headers, tuple(row_of(row) for row in table.rows), table.more)
+
+
 def rich_table(table: Table, title: str, limit: int = TERMINAL_ROWS) -> RichTable:
+    from rich import box
     from rich.table import Table as RichTableClass
     from rich.text import Text
 
-    shown = RichTableClass(title=title, title_justify="left", expand=False)
+    shown = RichTableClass(
+        title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False
+    )
     for index, header in enumerate(table.headers):
-        numeric = bool(table.rows) and all(row[index].style == "num" for row in table.rows)
-        shown.add_column(header, justify="right" if numeric else "left", overflow="fold")
+        styles = {row[index].style for row in table.rows}
+        # Addresses keep their line; headers and prose wrap first on a narrow terminal.
+        shown.add_column(
+            header,
+            justify="right" if styles == {"num"} else "left",
+            overflow="fold",
+            no_wrap=styles == {"code"},
+        )
 
     def text(cell: Cell) -> Text:
         return Text(cell.text, style=STYLES.get(cell.style, ""))
@@ -58,6 +95,30 @@ def rich_table(table: Table, title: str, limit: int = TERMINAL_ROWS) -> RichTabl
     return shown
 
 
+def print_findings(console: Console, findings: tuple[Finding, ...]) -> None:
+    """Findings as a list, not a table: messages and hint commands need the whole width."""
+    from rich.text import Text
+
+    console.print(Text("Findings, worst first", style="italic"))
+    for finding in findings[:TERMINAL_ROWS]:
+        where = [] if finding.stream is None else [f"stream {finding.stream}"]
+        if finding.frames:
+            where.append("frames " + ", ".join(str(frame) for frame in finding.frames[:10]))
+        line = Text("  ")
+        line.append(f"{finding.severity:<5}", style=STYLES.get(finding.severity, ""))
+        line.append(" ")
+        line.append(finding.code, style=STYLES["code"])
+        line.append(f" ({'; '.join(where)})" if where else "")
+        line.append(f": {finding.message}")
+        console.print(line)
+        if finding.hint:
+            hint = Text("        hint: ")
+            hint.append(finding.hint, style=STYLES["code"])
+            console.print(hint)
+    if len(findings) > TERMINAL_ROWS:
+        console.print(Text(f"  … {len(findings) - TERMINAL_ROWS} more findings (use --json)"))
+
+
 def print_summary(console: Console, analysis: Analysis) -> None:
     """One capture: summary sentences, findings, TCP streams and ICMP echo tables."""
     from rich.panel import Panel
@@ -66,15 +127,30 @@ def print_summary(console: Console, analysis: Analysis) -> None:
     section = build_section(analysis)
     console.print(
         Panel(
-            Text("\n".join(section.summary)),
+            Text(
+                "\n".join(
+                    (
+                        *section.summary,
+                        *(f"reader warning: {warning}" for warning in analysis.file.warnings),
+                    )
+                )
+            ),
             title=Text(section.label, style="bold"),
             title_align="left",
         )
     )
     if section.findings:
-        console.print(rich_table(findings_table(section.findings), "Findings, worst first"))
+        print_findings(console, section.findings)
     if analysis.tcp:
-        console.print(rich_table(streams_table(analysis), "TCP conversations (largest first)"))
+        streams = without_columns(streams_table(analysis), TERMINAL_HIDDEN_COLUMNS)
+        if console.width < NARROW_TERMINAL:
+            streams = stacked_endpoints(streams)
+        console.print(rich_table(streams, "TCP conversations (largest first)"))
+        flagged = [stream for stream in streams_by_size(analysis) if stream_flags(stream)]
+        for stream in flagged[:TERMINAL_ROWS]:
+            console.print(Text(f"  stream {stream.stream}: {stream_flags(stream)}"))
+        if len(flagged) > TERMINAL_ROWS:
+            console.print(Text(f"  … {len(flagged) - TERMINAL_ROWS} more streams with flags"))
     if analysis.icmp_echo_summary:
         pairs: list[tuple[str, str, EchoSummary | PingResult]] = [
             (summary.src, summary.dst, summary) for summary in analysis.icmp_echo_summary
