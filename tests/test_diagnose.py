@@ -201,6 +201,7 @@ def test_mtu_mismatch_names_both_mtus(build: Build, unique_prefix: str) -> None:
     message = diagnosis.findings[0].message
     assert "1500" in message and "1000" in message
     assert diagnosis.findings[0].hint == f"ip -n {ns2} link set {veth1} mtu 1500"
+    assert diagnosis.path == (ns1, ns2)
     probes = diagnosis.probes
     assert probes is not None and probes.echo is not None and probes.large_echo is not None
     assert probes.echo.received > 0  # small packets pass...

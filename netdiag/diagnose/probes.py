@@ -27,6 +27,7 @@ from netdiag.diagnose.model import EchoProbe, TcpProbe
 from netdiag.live.namespaces import inside
 
 IP_AND_ICMP_HEADER_BYTES = 28
+ICMP_ECHO_REPLY = 0
 
 
 def echo_probe(
@@ -61,7 +62,13 @@ def echo_probe(
         )
     finally:
         sock.close()
-    answered = {int(query[ICMP].seq) for query, reply in answers if reply.haslayer(ICMP)}
+    # scapy also matches ICMP errors quoting a request (frag-needed from a router):
+    # only an echo reply (type 0) counts as answered.
+    answered = {
+        int(query[ICMP].seq)
+        for query, reply in answers
+        if reply.haslayer(ICMP) and int(reply[ICMP].type) == ICMP_ECHO_REPLY
+    }
     return EchoProbe(source, destination, size, dont_fragment, count, len(answered))
 
 

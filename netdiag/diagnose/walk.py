@@ -455,9 +455,10 @@ class Walk:
                     "(a routing loop)",
                 )
                 return
+            # On the path even if the link into it is at fault: the transcript shows both ends.
+            self.path.append(peer_reference)
             if not self._check_hop_link(current, out_link, peer_reference, in_link):
                 return
-            self.path.append(peer_reference)
             peer_state = self.catalog.state(peer_reference)
             if not self._check_next_hop(current, state, out_link, answer, peer_reference):
                 return
