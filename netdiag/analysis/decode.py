@@ -44,9 +44,10 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 # ports, seq, ack, data offset, flags, window
 _TCP = struct.Struct("!HHIIBBH")
-# The hot path's view of an option-less IPv4 header from its length field:
-# total length, (id), flags/fragment offset, TTL, protocol, (checksum), src, dst
-_FAST_IPV4 = struct.Struct("!H2xHBB2x4s4s")
+# The hot path's view of Ethernet + option-less IPv4 + TCP from the ethertype
+# on: ethertype, version/IHL and TOS as one 32-bit number, total length,
+# (id), flags/fragment offset, TTL, protocol, (checksum), src, dst, then TCP.
+_FAST_ETHERNET_IPV4_TCP = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
 _PORTS = struct.Struct("!HH")
 # type, code, checksum, identifier, sequence (echo) / unused+MTU (errors)
 _ICMP = struct.Struct("!BBHHH")
@@ -271,20 +272,36 @@ class Decoder:
         if frame.caplen < frame.wirelen:
             self._truncated += 1
         linktype = frame.linktype
-        if linktype == 1 and data[12:15] == b"\x08\x00\x45" and len(data) >= 54:
+        if linktype == 1 and len(data) >= 54:
             # The hot path, written out: Ethernet, IPv4 without options, an
-            # unfragmented TCP segment whose header was captured. Anything
-            # else (or any doubt) falls through to the general path below,
-            # which gives the same result more slowly; nothing is set before
-            # the checks pass.
-            total_length, flags_fragment, ttl, protocol, source, destination = (
-                _FAST_IPV4.unpack_from(data, 16)
-            )
-            if protocol == PROTO_TCP and not flags_fragment & 0x3FFF and total_length >= 40:
-                sport, dport, seq, ack, data_offset, flags, window = _TCP.unpack_from(data, 34)
+            # unfragmented TCP segment whose header was captured, read with one
+            # unpack. Anything else (or any doubt) falls through to the general
+            # path below, which gives the same result more slowly; nothing is
+            # set on the packet before the checks pass.
+            (
+                ethertype_version,
+                total_length,
+                flags_fragment,
+                ttl,
+                protocol,
+                source,
+                destination,
+                sport,
+                dport,
+                seq,
+                ack,
+                data_offset,
+                flags,
+                window,
+            ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(data, 12)
+            if (
+                ethertype_version >> 8 == 0x080045  # IPv4, header without options
+                and protocol == PROTO_TCP
+                and not flags_fragment & 0x3FFF
+                and total_length >= 40
+            ):
                 header_length = (data_offset >> 4) << 2
-                captured_end = 14 + total_length
-                captured_end = min(captured_end, len(data))
+                captured_end = min(14 + total_length, len(data))
                 if header_length >= 20 and 34 + header_length <= captured_end:
                     packet.frame_class = _IPV4_CLASS
                     packet.link_header_len = 14
