@@ -19,8 +19,14 @@ How it keeps its promises:
   end marker and keeps reading until that marker comes back; the socket's queue
   is FIFO, so every earlier frame has then been written. Marker frames are not
   written to the pcap.
-- Timestamps are the kernel's (SO_TIMESTAMPNS on each received frame), as
-  tcpdump's are, so RTTs computed from the file are kernel time.
+- Timestamps are the kernel's software timestamps (SO_TIMESTAMPING), taken when
+  the frame passes the interface, as tcpdump's are, so RTTs computed from the
+  file are kernel time. The kernel switches its timestamping on lazily (a
+  deferred static key) after the first socket asks for it; until then frames
+  carry no stamp, and SO_TIMESTAMPNS would silently stamp them at read time.
+  SO_TIMESTAMPING reports "no stamp" instead, so readiness also waits for a
+  marker that comes back *stamped*. A frame that still arrives unstamped gets
+  the read time and is counted in ``unstamped``.
 - Frames are written as they arrive and flushed in batches, so an interrupted
   capture leaves a readable file with everything up to the interruption.
 
@@ -49,7 +55,9 @@ ETH_P_ALL = 0x0003
 ETH_P_MARKER = 0x88B5  # IEEE 802 local experimental ethertype 1
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
-SO_TIMESTAMPNS = 35
+SO_TIMESTAMPING = 37
+SOF_TIMESTAMPING_RX_SOFTWARE = 1 << 3
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
 SO_RCVBUFFORCE = 33
 PACKET_OUTGOING = 4
 ARPHRD_ETHER = 1
@@ -62,6 +70,7 @@ SNAPLEN = 262144
 RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
 MARKER_TEXT = b"netdiag capture marker "
 _TIMESPEC = struct.Struct("@qq")
+_TIMESTAMPING_SIZE = 3 * _TIMESPEC.size  # software, (deprecated), hardware
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,7 @@ class CaptureResult:
     drained: bool  # the end marker came back: everything before it is in the file
     stopped_by: str  # "stop", "count", "error"
     error: str | None = None
+    unstamped: int = 0  # frames without a kernel timestamp (stamped at read time)
 
 
 class Sniffer:
@@ -108,7 +118,8 @@ class Sniffer:
         self._thread: threading.Thread | None = None
         self._stop_requested = threading.Event()
         self._finished = threading.Event()
-        self._markers_seen: set[bytes] = set()
+        self._markers_seen: dict[bytes, bool] = {}  # marker payload -> had a kernel stamp
+        self.unstamped = 0
         self._marker_condition = threading.Condition()
         self._last_frame_at = time.monotonic()
         self._kernel_packets = 0
@@ -164,7 +175,11 @@ class Sniffer:
             ) from error
         try:
             capture.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
-            capture.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            capture.setsockopt(
+                socket.SOL_SOCKET,
+                SO_TIMESTAMPING,
+                SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE,
+            )
             capture.bind((self.interface, ETH_P_ALL))
             address = capture.getsockname()
             if marker is not None:
@@ -217,22 +232,27 @@ class Sniffer:
         return frame.ljust(60, b"\0")
 
     def _round_trip_marker(self, tag: bytes, timeout: float) -> bool:
+        """Send markers until one comes back carrying a kernel timestamp."""
         if self._marker_socket is None:
             return False
-        frame = self._marker_frame(tag)
-        key = frame[14:].rstrip(b"\0")
-        try:
-            self._marker_socket.send(frame)
-        except OSError:
-            return False  # interface down, for example: nothing to prove against
         deadline = time.monotonic() + timeout
-        with self._marker_condition:
-            while key not in self._markers_seen:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._finished.is_set():
-                    return False
-                self._marker_condition.wait(remaining)
-        return True
+        while time.monotonic() < deadline:
+            frame = self._marker_frame(tag)
+            key = frame[14:].rstrip(b"\0")
+            try:
+                self._marker_socket.send(frame)
+            except OSError:
+                return False  # interface down, for example: nothing to prove against
+            with self._marker_condition:
+                while key not in self._markers_seen:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._finished.is_set():
+                        return False
+                    self._marker_condition.wait(remaining)
+                if self._markers_seen[key]:
+                    return True
+            time.sleep(0.001)  # timestamping not switched on yet: try again shortly
+        return False
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -261,7 +281,7 @@ class Sniffer:
 
     def _read_available(self) -> None:
         assert self._socket is not None and self._file is not None
-        ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
+        ancillary_size = socket.CMSG_SPACE(_TIMESTAMPING_SIZE)
         write = self._file.write
         while True:
             try:
@@ -269,15 +289,16 @@ class Sniffer:
             except BlockingIOError:
                 break
             self._last_frame_at = time.monotonic()
-            if self._is_marker(data):
-                continue
             seconds, nanoseconds = 0, 0
             for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-            if seconds == 0:
-                now = time.time_ns()
-                seconds, nanoseconds = divmod(now, 1_000_000_000)
+            stamped = seconds != 0
+            if self._is_marker(data, stamped):
+                continue
+            if not stamped:
+                self.unstamped += 1
+                seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
             length = len(data)
             write(struct.pack("=IIII", seconds, nanoseconds // 1000, length, length) + data)
             self.packets += 1
@@ -285,14 +306,14 @@ class Sniffer:
                 break
         self._file.flush()
 
-    def _is_marker(self, data: bytes) -> bool:
+    def _is_marker(self, data: bytes, stamped: bool) -> bool:
         if len(data) < 14 + len(MARKER_TEXT) or data[12:14] != b"\x88\xb5":
             return False
         payload = data[14:].rstrip(b"\0")
         if not payload.startswith(MARKER_TEXT) or data[6:12] != self._own_mac:
             return False
         with self._marker_condition:
-            self._markers_seen.add(payload)
+            self._markers_seen[payload] = stamped
             self._marker_condition.notify_all()
         return True
 
@@ -353,6 +374,7 @@ class Sniffer:
             drained=drained or not self.prove_with_marker,
             stopped_by=self._stopped_by,
             error=self._error,
+            unstamped=self.unstamped,
         )
         return self.result
 
