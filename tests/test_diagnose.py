@@ -414,3 +414,36 @@ def test_transcript_marks_the_failed_check_and_prints_the_fix(
     assert f"fix: ip -n {ns2} route add 10.0.1.0/24 dev {unique_prefix}veth1" in output
     assert f"path: {ns1} -> {ns2}" in output
     assert "not reachable" in output
+
+
+def test_route_out_the_wrong_interface_is_replaced(build: Build, unique_prefix: str) -> None:
+    from netdiag.diagnose.fix import diagnose_and_fix
+
+    def end(namespace: str, interface: str, *addresses: str) -> LinkEndSpec:
+        return LinkEndSpec(
+            namespace,
+            interface,
+            tuple(AddressSpec(ipaddress.IPv4Interface(address)) for address in addresses),
+        )
+
+    spec = TopologySpec(
+        name="fork",
+        namespaces=(NamespaceSpec("a"), NamespaceSpec("b"), NamespaceSpec("c")),
+        links=(
+            LinkSpec(ends=(end("a", "ab", "10.2.1.1/24"), end("b", "ba", "10.2.1.2/24"))),
+            LinkSpec(ends=(end("a", "ac"), end("c", "ca", "10.9.9.9/24"))),
+        ),
+        routes=(
+            RouteSpec("a", ipaddress.IPv4Network("10.9.9.0/24"), "ab"),  # the wrong way
+            RouteSpec("c", ipaddress.IPv4Network("10.2.1.0/24"), "ca"),
+        ),
+    )
+    build(spec)
+    a, b, c = (unique_prefix + n for n in ("a", "b", "c"))
+    wrong = diagnose(a, "10.9.9.9", None)
+    assert _codes(wrong) == ["route.missing"]
+    assert wrong.findings[0].hint == f"ip -n {a} route replace 10.9.9.0/24 dev {unique_prefix}ac"
+    assert wrong.path == (a, b)
+    fixed = diagnose_and_fix(a, "10.9.9.9", None)
+    assert fixed.reachable, fixed.findings
+    assert fixed.path == (a, c)

@@ -94,7 +94,7 @@ def apply_remedy(remedy: Remedy) -> None:
             }
             if remedy.gateway is not None:
                 arguments["gateway"] = str(remedy.gateway)
-            route_socket.route("add", **arguments)
+            route_socket.route("replace" if remedy.replace else "add", **arguments)
         elif remedy.action == "neigh-del":
             assert remedy.address is not None
             route_socket.neigh("del", dst=str(remedy.address.ip), ifindex=index)

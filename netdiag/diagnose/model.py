@@ -46,6 +46,7 @@ class Remedy:
     address: ipaddress.IPv4Interface | None = None
     gateway: ipaddress.IPv4Address | None = None
     mtu: int | None = None
+    replace: bool = False  # route-add: replace the route to the same destination
 
     @property
     def command(self) -> str:
@@ -57,7 +58,10 @@ class Remedy:
             assert self.network is not None
             destination = "default" if self.network.prefixlen == 0 else str(self.network)
             via = f" via {self.gateway}" if self.gateway is not None else ""
-            return ip_command(self.namespace, f"route add {destination}{via} dev {self.interface}")
+            verb = "replace" if self.replace else "add"
+            return ip_command(
+                self.namespace, f"route {verb} {destination}{via} dev {self.interface}"
+            )
         if self.action == "forwarding-on":
             return exec_command(self.namespace, "sysctl -w net.ipv4.ip_forward=1")
         if self.action == "mtu-set":

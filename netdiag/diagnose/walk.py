@@ -35,7 +35,13 @@ from pathlib import Path
 
 from netdiag.analysis.model import Finding, Severity
 from netdiag.diagnose.model import Cause, Check, Remedy, exec_command, ip_command
-from netdiag.diagnose.state import LinkState, NamespaceReader, NamespaceState, RouteAnswer
+from netdiag.diagnose.state import (
+    LinkState,
+    NamespaceReader,
+    NamespaceState,
+    RouteAnswer,
+    RouteEntry,
+)
 from netdiag.errors import InputError
 from netdiag.live import registry
 from netdiag.live.namespaces import list_namespaces, namespace_path
@@ -199,13 +205,10 @@ def route_remedy(
     return remedy, f"{address} is in {path.owner}, reached through {path.first_link.name}"
 
 
-def _longest_route_prefix(state: NamespaceState, address: IPv4Address) -> int:
-    matching = [
-        route.destination.prefixlen
-        for route in state.routes
-        if address in route.destination and route.destination.prefixlen > 0
-    ]
-    return max(matching, default=32)
+def _longest_route(state: NamespaceState, address: IPv4Address) -> RouteEntry | None:
+    """The main-table route the kernel would pick for ``address`` (longest prefix)."""
+    matching = [route for route in state.routes if address in route.destination]
+    return max(matching, key=lambda route: route.destination.prefixlen, default=None)
 
 
 def describe_namespace(reference: str) -> str:
@@ -460,7 +463,7 @@ class Walk:
             if not self._check_hop_link(current, out_link, peer_reference, in_link):
                 return
             peer_state = self.catalog.state(peer_reference)
-            if not self._check_next_hop(current, state, out_link, answer, peer_reference):
+            if not self._check_next_hop(current, state, out_link, answer, peer_reference, in_link):
                 return
             if peer_state.owner_link(self.destination) is not None:
                 self._at_destination(peer_reference, peer_state, in_link)
@@ -520,6 +523,7 @@ class Walk:
         out_link: LinkState,
         answer: RouteAnswer,
         peer_reference: str,
+        in_link: LinkState,
     ) -> bool:
         """The next hop must be in the peer namespace and resolvable on the link."""
         next_hop = answer.next_hop
@@ -538,7 +542,14 @@ class Walk:
                 False,
                 f"{next_hop} is not in {peer_reference} (it has {held}); {neighbour_text}",
             )
-            prefix = _longest_route_prefix(state, next_hop)
+            matched = _longest_route(state, next_hop)
+            if next_hop == self.destination and self._wrong_interface(
+                current, out_link, peer_reference, matched
+            ):
+                return False
+            prefix = (
+                matched.destination.prefixlen if matched and matched.destination.prefixlen else 32
+            )
             if next_hop == self.destination:
                 message = (
                     f"{next_hop} is not assigned in {peer_reference}, the namespace at the "
@@ -549,15 +560,12 @@ class Walk:
                     f"The gateway {next_hop} of {current}'s route to {self.destination} is not "
                     f"an address of {peer_reference} ({peer_reference} has {held})."
                 )
-            in_link = self.catalog.peer(current, out_link)
-            remedy = None
-            if in_link is not None:
-                remedy = Remedy(
-                    "addr-add",
-                    peer_reference,
-                    in_link[1].name,
-                    address=ipaddress.IPv4Interface(f"{next_hop}/{prefix}"),
-                )
+            remedy = Remedy(
+                "addr-add",
+                peer_reference,
+                in_link.name,
+                address=ipaddress.IPv4Interface(f"{next_hop}/{prefix}"),
+            )
             self.cause("addr.missing", peer_reference, message, remedy=remedy)
             return False
         if entry is not None and entry.unresolved:
@@ -578,6 +586,37 @@ class Walk:
         return self.check(
             "next-hop", current, True, f"{next_hop} is in {peer_reference}; {neighbour_text}"
         )
+
+    def _wrong_interface(
+        self, current: str, out_link: LinkState, peer_reference: str, matched: RouteEntry | None
+    ) -> bool:
+        """The address is elsewhere in the graph: the route uses the wrong interface."""
+        assert self.destination is not None
+        path = find_owner(self.catalog, current, self.destination)
+        if path is None or path.first_link.index == out_link.index:
+            return False
+        gateway = None if path.hops == 1 else _gateway_on(path.first_link, path.first_peer)
+        if matched is not None and matched.destination.prefixlen > 0:
+            # Same destination, other device: `ip route replace` (add would say File exists).
+            network, replace = matched.destination, True
+        else:
+            network, replace = path.owner_address.network, False
+        remedy = Remedy(
+            "route-add",
+            current,
+            path.first_link.name,
+            network=network,
+            gateway=gateway,
+            replace=replace,
+        )
+        self.cause(
+            "route.missing",
+            current,
+            f"{current} sends {self.destination} out {out_link.name} to {peer_reference}, but "
+            f"{self.destination} is in {path.owner}, reached through {path.first_link.name}.",
+            remedy=remedy,
+        )
+        return True
 
     def _check_router(
         self, reference: str, state: NamespaceState, in_link: LinkState
