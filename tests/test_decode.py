@@ -407,6 +407,15 @@ def test_reassembly_memory_is_bounded() -> None:
     assert reassembler.expired > 0
 
 
+def test_repeated_fragments_are_bounded() -> None:
+    decoder = Decoder()
+    data = ether(ipv4(b"x" * 8, 17, ident=5, fragment=0x2000))
+    for number in range(1, 3 * decode_module.MAX_FRAGMENTS_PER_DATAGRAM):
+        decoder.decode(RawFrame(number, number, 1, len(data), len(data), data))
+    assert decoder._reassembler.pending <= 1
+    assert decoder._reassembler.expired >= 2
+
+
 def test_icmp_frag_needed_quotes_tcp_without_becoming_tcp() -> None:
     quoted = ipv4(tcp_header(ACK, payload=b"x" * 1400))[:28]
     icmp = struct.pack("!BBHHH", 3, 4, 0, 0, 1400) + quoted

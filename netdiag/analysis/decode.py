@@ -101,6 +101,9 @@ MAX_DEPTH = 8
 # Reassembly bounds: memory stays small whatever the capture holds.
 MAX_PENDING_DATAGRAMS = 256
 MAX_PENDING_BYTES = 16 << 20
+# 64 KiB in 8-byte fragments is 8192 of them; more than this is a flood, and
+# each new fragment re-sorts the pieces.
+MAX_FRAGMENTS_PER_DATAGRAM = 1024
 MAX_DATAGRAM = 65535 + 40  # an IPv6 payload (65535) after its unfragmentable headers
 REASSEMBLY_TIMEOUT_NS = 60 * 1_000_000_000  # Linux ipfrag_time is 30 s
 REASSEMBLY_TIMEOUT_FRAMES = 100_000
@@ -164,6 +167,9 @@ class Reassembler:
         if datagram is None:
             datagram = _Datagram(frame, ts_ns)
             self._pending[key] = datagram
+        if len(datagram.pieces) >= MAX_FRAGMENTS_PER_DATAGRAM:
+            self._drop(key)  # a flood of tiny or repeated fragments: give up on it
+            return None
         datagram.pieces.append((offset, claimed_length, captured))
         datagram.captured += len(captured)
         self._pending_bytes += len(captured)
