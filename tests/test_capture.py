@@ -49,6 +49,30 @@ def read_frames(path: Path) -> list[tuple[float, bytes]]:
         return [(float(ts), bytes(data)) for ts, data in dpkt.pcap.Reader(handle)]
 
 
+def start_capture_command(
+    namespace: str, interface: str, pcap: Path, *extra: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netdiag",
+            "capture",
+            "--ns",
+            namespace,
+            "--iface",
+            interface,
+            *extra,
+            "-w",
+            str(pcap),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def ping_and_talk(prefix: str, count: int) -> None:
     from netdiag.traffic.icmp import echo
     from netdiag.traffic.tcp import Listener, exchange_message
@@ -153,26 +177,7 @@ def test_missing_interface_is_a_clear_error(seed_up: tuple[str, str, str], tmp_p
 def test_capture_command_with_count(seed_up: tuple[str, str, str], tmp_path: Path) -> None:
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "count.pcap"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "netdiag",
-            "capture",
-            "--ns",
-            namespace,
-            "--iface",
-            interface,
-            "--count",
-            "6",
-            "-w",
-            str(pcap),
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_capture_command(namespace, interface, pcap, "--count", "6")
     time.sleep(1.5)  # the command's own start-up; its socket queues from the bind on
     ping_and_talk(prefix, 5)
     stdout, stderr = process.communicate(timeout=30)
@@ -187,24 +192,7 @@ def test_capture_command_ctrl_c_writes_what_it_had(
 ) -> None:
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "interrupted.pcap"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "netdiag",
-            "capture",
-            "--ns",
-            namespace,
-            "--iface",
-            interface,
-            "-w",
-            str(pcap),
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_capture_command(namespace, interface, pcap)
     time.sleep(1.5)
     ping_and_talk(prefix, 3)
     time.sleep(0.3)
