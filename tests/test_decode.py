@@ -407,6 +407,23 @@ def test_reassembly_memory_is_bounded() -> None:
     assert reassembler.expired > 0
 
 
+def test_fragment_past_the_end_does_not_shift_the_payload() -> None:
+    """An overlapping fragment running past the datagram's end is clipped, not spliced."""
+    payload = tcp_header(ACK, payload=b"y" * 28)  # 48 bytes
+    decoder = Decoder()
+    frames = [
+        ether(ipv4(payload[:40] + b"z" * 24, ident=9, fragment=0x2000)),  # runs past the end
+        ether(ipv4(payload[40:], ident=9, fragment=40 >> 3)),  # the last fragment
+    ]
+    results = [
+        decoder.decode(RawFrame(number, number, 1, len(data), len(data), data))
+        for number, data in enumerate(frames, 1)
+    ]
+    assert results[1].fragment is True
+    assert_tcp_to_7096(results[1])
+    assert results[1].payload_len == 28
+
+
 def test_repeated_fragments_are_bounded() -> None:
     decoder = Decoder()
     data = ether(ipv4(b"x" * 8, 17, ident=5, fragment=0x2000))

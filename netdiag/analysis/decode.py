@@ -116,7 +116,7 @@ _AF_INET6 = frozenset((10, 24, 28, 30))
 class _Datagram:
     """Fragments of one IP datagram waiting for the rest."""
 
-    __slots__ = ("captured", "claimed", "first_frame", "first_ts", "pieces", "total")
+    __slots__ = ("captured", "first_frame", "first_ts", "pieces", "total")
 
     def __init__(self, frame: int, ts_ns: int) -> None:
         self.first_frame = frame
@@ -124,7 +124,6 @@ class _Datagram:
         self.pieces: list[tuple[int, int, bytes]] = []  # (offset, claimed length, captured bytes)
         self.total = -1  # payload length, known once the last fragment is seen
         self.captured = 0
-        self.claimed = 0
 
 
 class Reassembler:
@@ -142,9 +141,8 @@ class Reassembler:
     """
 
     def __init__(self) -> None:
-        self._pending: OrderedDict[tuple[bytes, ...] | tuple[object, ...], _Datagram] = (
-            OrderedDict()
-        )
+        # Keyed by (src, dst, identification, protocol); oldest first.
+        self._pending: OrderedDict[tuple[object, ...], _Datagram] = OrderedDict()
         self._pending_bytes = 0
         self.expired = 0  # datagrams given up on
 
@@ -222,9 +220,10 @@ def _assemble(pieces: list[tuple[int, int, bytes]], total: int) -> bytes:
     buffer = bytearray(total)
     captured_until = 0  # first byte not captured, scanning in offset order
     for offset, _length, data in sorted(pieces, key=lambda piece: piece[0]):
-        buffer[offset : offset + len(data)] = data[: max(0, total - offset)]
+        chunk = data[: max(0, total - offset)]  # nothing past the last fragment's end
+        buffer[offset : offset + len(chunk)] = chunk  # same length: the buffer never resizes
         if offset <= captured_until:
-            captured_until = max(captured_until, offset + len(data))
+            captured_until = max(captured_until, offset + len(chunk))
     return bytes(buffer[: min(total, captured_until)])
 
 
