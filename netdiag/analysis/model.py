@@ -297,6 +297,8 @@ class TcpStream:
     flagged_frames: dict[str, tuple[int, ...]] = field(default_factory=dict)
     rtt_samples: tuple[RttSample, ...] = ()
     seq_points: tuple[SeqPoint, ...] = ()  # for plots; may be capped on huge streams
+    packets_c2s: int = 0  # packets sent by the client (packets_c2s + packets_s2c == packets)
+    packets_s2c: int = 0
 
     def count(self, flag: str) -> int:
         return self.analysis.get(flag, 0)
@@ -321,6 +323,8 @@ class TcpStream:
             "last_frame": self.last_frame,
             "timeline": [entry.to_json() for entry in self.timeline],
             "packets": self.packets,
+            "packets_c2s": self.packets_c2s,
+            "packets_s2c": self.packets_s2c,
             "bytes_c2s": self.bytes_c2s,
             "bytes_s2c": self.bytes_s2c,
             "retransmissions": self.count("retransmission"),

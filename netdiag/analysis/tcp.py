@@ -952,6 +952,8 @@ def _build_stream(conversation: _Conversation) -> TcpStream:
         packets=conversation.packets,
         bytes_c2s=client_flow.bytes,
         bytes_s2c=server_flow.bytes,
+        packets_c2s=client_flow.packets,
+        packets_s2c=server_flow.packets,
         analysis=counts,
         rtt_ms=RttSampleStats(
             samples=conversation.karn.count,
