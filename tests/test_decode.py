@@ -258,6 +258,7 @@ def test_vlan_stacks() -> None:
         (9, b"\x00\x21", 2),
         (50, b"\xff\x03\x00\x21", 4),
         (242, b"\x00" * 40 + b"\x08\x00\x00\x00", 44),
+        (226, b"\x01\x02" + b"\x00" * 22, 24),
     ],
 )
 def test_link_types_carrying_ipv4(linktype: int, header: bytes, length: int) -> None:

@@ -251,6 +251,7 @@ class Decoder:
             9: self._link_ppp,
             50: self._link_ppp,
             242: self._link_ipoib,
+            226: self._link_ipnet,
             105: self._link_ieee80211,
             127: self._link_radiotap,
             LINKTYPE_NONE: _link_none,
@@ -536,6 +537,18 @@ class Decoder:
         offset = 2 if data[0] == 0xFF and data[1] == 0x03 else 0
         packet.link_header_len = offset + (1 if len(data) > offset and data[offset] & 1 else 2)
         return self._ppp_protocol(packet, data, offset, 0)
+
+    def _link_ipnet(self, packet: DecodedPacket, data: bytes) -> FrameClass:
+        """Solaris ipnet (226): a 24-byte header whose second byte is the address family
+        (2 IPv4, 26 IPv6 on Solaris)."""
+        packet.link_header_len = 24
+        if len(data) < 24:
+            return _UNDECODABLE
+        if data[1] == _AF_INET:
+            return self._ipv4(packet, data, 24, 0)
+        if data[1] == 26:
+            return self._ipv6(packet, data, 24, 0)
+        return _OTHER
 
     def _link_radiotap(self, packet: DecodedPacket, data: bytes) -> FrameClass:
         """Radiotap (127): a little-endian length at offset 2, then an 802.11 frame."""
@@ -886,9 +899,11 @@ class Decoder:
             self._transport(packet, inflated, 0, len(inflated), len(inflated), next_header, depth)
 
 
-# Link types Wireshark knows but that carry no IP for netdiag's purposes (802.11,
-# radiotap, PPI, Bluetooth...): their frames are "other", not undecodable.
-_KNOWN_NON_IP_LINKS = frozenset((119, 163, 192, 187, 201, 220, 215, 195))
+# Link types Wireshark knows but that carry no IP for netdiag's purposes: their
+# frames are "other", not undecodable. Prism and AVS radio headers, PPI,
+# Bluetooth HCI (two kinds) and LE, netlink, USB (two kinds), 802.15.4 (two
+# kinds), SocketCAN.
+_KNOWN_NON_IP_LINKS = frozenset((119, 163, 192, 187, 201, 251, 253, 220, 189, 195, 215, 227))
 
 
 def _snap_ethertype(data: bytes, offset: int) -> int:
