@@ -189,6 +189,14 @@ def test_wrong_address_on_the_far_end(build: Build, unique_prefix: str) -> None:
         f"ip -n {ns2} addr add 10.0.2.0/24 dev {unique_prefix}veth1"
     )
     assert "10.0.3.0/24" in diagnosis.findings[0].message
+    # The other way round the wrong address is the source's: no route back to it.
+    reverse = diagnose(ns2, "10.0.1.0", None)
+    assert _codes(reverse) == ["route.return-missing", "addr.missing"]
+    assert reverse.findings[0].hint == (
+        f"ip -n {unique_prefix}ns1 route add 10.0.3.0/24 dev {unique_prefix}veth0"
+    )
+    assert reverse.findings[1].severity == "warn"
+    assert "10.0.2.0/24" in reverse.findings[1].message
 
 
 def test_mtu_mismatch_names_both_mtus(build: Build, unique_prefix: str) -> None:

@@ -664,7 +664,41 @@ class Walk:
             f"{reference} has no route back to the source address {self.source_address} "
             f"({answer.error}), so replies cannot return",
         )
+        self._source_address_outside(reference, in_link)
         return False
+
+    def _source_address_outside(self, reference: str, in_link: LinkState) -> None:
+        """A route back exists for a subnet the source's address is not in: a wrong address?
+
+        Only said when the source is the previous hop, so its address ought to be
+        in the subnet the namespace routes towards it.
+        """
+        if len(self.path) < 2 or self.path[-2] != self.source or self.source_link is None:
+            return
+        assert self.source_address is not None
+        towards_source = [
+            route.destination
+            for route in self.catalog.state(reference).routes
+            if route.interface == in_link.name
+            and route.destination.prefixlen > 0
+            and self.source_address not in route.destination
+            # Not the namespace's own subnet on the link (its connected route).
+            and not any(own.ip in route.destination for own in in_link.addresses)
+        ]
+        if not towards_source:
+            return
+        network = towards_source[0]
+        self.cause(
+            "addr.missing",
+            self.source,
+            f"{self.source}'s address {self.source_address} is outside {network}, the subnet "
+            f"{reference} routes towards {self.source} through {in_link.name}: is "
+            f"{self.source_link.name} given the wrong address?",
+            hint=ip_command(
+                self.source, f"addr add <address in {network}> dev {self.source_link.name}"
+            ),
+            severity="warn",
+        )
 
     def _at_destination(
         self,
