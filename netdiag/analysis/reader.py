@@ -59,7 +59,6 @@ PCAPNG_PB = 0x00000002  # obsolete packet block
 PCAPNG_SPB = 0x00000003
 PCAPNG_EPB = 0x00000006
 PCAPNG_CUSTOM = (0x00000BAD, 0x40000BAD)
-PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _PCAPNG_LOADED_BLOCKS = frozenset(
     (PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB, *PCAPNG_CUSTOM)
 )
@@ -82,10 +81,8 @@ _PCAP_MAGICS: dict[bytes, tuple[Literal["little", "big"], bool, int]] = {
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
-_STRUCTS = {
-    "little": (struct.Struct("<IIII"), struct.Struct("<IHHiIII")),
-    "big": (struct.Struct(">IIII"), struct.Struct(">IHHiIII")),
-}
+# pcap record header: seconds, fraction (us or ns), captured length, original length
+_PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 
 
 # Building a frozen dataclass through its __init__ costs about 0.7 us (one
@@ -391,7 +388,7 @@ class CaptureReader:
         return self._iter_pcapng()
 
     def _iter_pcap(self) -> Iterator[RawFrame]:
-        unpack_record = _STRUCTS[self._byte_order][0].unpack_from
+        unpack_record = _PCAP_RECORD[self._byte_order].unpack_from
         record_size = self._pcap_record_size
         linktype = self._pcap_linktype
         fraction_limit = NS_PER_S if self._pcap_nanoseconds else 1_000_000
