@@ -74,8 +74,6 @@ def _print_summary(console: Console, result: RunResult, prefix: str, elapsed_s: 
         console.print(f"report:  {escape(path)}")
     if result.kept:
         option = f" --prefix {prefix}" if prefix else ""
-        first = next((step for step in result.steps if step.id == "veth-pair"), None)
-        del first
         console.print(
             "\n[bold]The topology is still up.[/] Enter it with, for example:\n"
             f"    ip netns exec {escape(prefix)}ns1 bash\n"

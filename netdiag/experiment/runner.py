@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netdiag.analysis.model import RttStats
 from netdiag.errors import NetdiagError, OutputError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
-from netdiag.topology.spec import TopologySpec
+from netdiag.topology.spec import LinkEndSpec, TopologySpec
 
 if TYPE_CHECKING:
     from netdiag.analysis.model import Analysis
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from netdiag.traffic.icmp import EchoOutcome
     from netdiag.traffic.tcp import Listener
 
+# The contract's step ids, in order, for the default experiment (port 7096);
+# after them come "capture-complete" and "report", which work from the pcap.
 STEP_IDS = (
     "veth-pair",
     "ns1",
@@ -47,7 +50,7 @@ STEP_IDS = (
     "routes",
     "ping-ns2-ns1",
     "ping-ns1-ns2",
-    f"tcp-{7096}",
+    "tcp-7096",
     "capture",
     "teardown",
 )
@@ -171,7 +174,7 @@ class ExperimentRunner:
         try:
             ok, detail = body()
         except (NetdiagError, OSError) as error:
-            ok, detail = False, str(getattr(error, "message", None) or error)
+            ok, detail = False, error.message if isinstance(error, NetdiagError) else str(error)
             if setup:
                 self.progress.aborted_at = step_id
         elapsed = (time.perf_counter() - started) * 1000.0
@@ -309,7 +312,7 @@ class ExperimentRunner:
                 f"ip netns exec {self.server} ping -c 1 {self.server_address}",
             ),
             "the veth ends are not in the root namespace; the namespace reaches its own address",
-            lambda: self._isolation(live, self.server, self.server_address, link),
+            lambda: self._isolation(self.server, self.server_address),
             setup=True,
         )
 
@@ -394,9 +397,7 @@ class ExperimentRunner:
             return False, f"{address} is also an address of the root namespace"
         return echo_ok, f"{detail}; {echo_detail}"
 
-    def _isolation(
-        self, live: LiveTopology, namespace: str, address: str, link: object
-    ) -> tuple[bool, str]:
+    def _isolation(self, namespace: str, address: str) -> tuple[bool, str]:
         from netdiag.live.topology import root_namespace_view
 
         root_names, root_addresses = root_namespace_view()
@@ -495,7 +496,7 @@ class ExperimentRunner:
                 f"ICMP echo from {source_ns} to {destination} (scapy, inside {source_ns})",
                 (f"ip netns exec {source_ns} ping -c {count} {destination}",),
                 f"{count} requests, {count} replies",
-                lambda s=source_ns, a=source, d=destination: self._ping(s, a, d),  # type: ignore[misc]
+                partial(self._ping, source_ns, source, destination),
             )
         port = self.options.port
         self._step(
@@ -659,6 +660,22 @@ class ExperimentRunner:
             )
         )
         self.progress.pings = list(pings)
+        started = time.perf_counter()
+        ok, detail = self._completeness(analysis)
+        self._record(
+            StepResult(
+                "capture-complete",
+                ok,
+                detail,
+                (time.perf_counter() - started) * 1000.0,
+                "Check the capture holds every packet of the experiment",
+                (
+                    f"tshark -r {_display_path(Path(capture.path))} -Y 'icmp || tcp.port == "
+                    f"{self.options.port}'",
+                ),
+                "every echo request and reply sent, the whole TCP exchange, both FINs",
+            )
+        )
         self.result = self._result()
         started = time.perf_counter()
         from netdiag.report import write_report
@@ -692,6 +709,52 @@ class ExperimentRunner:
         )
         self.result = self._result()
 
+    def _completeness(self, analysis: Analysis) -> tuple[bool, str]:
+        """Compare what the traffic steps did with what the capture holds."""
+        problems: list[str] = []
+        notes: list[str] = []
+        for ping, identifier in zip(
+            self.progress.pings, self.progress.echo_identifiers, strict=False
+        ):
+            echoes = [e for e in analysis.icmp_echo if e.id == identifier and e.dst == ping.to]
+            replies = sum(1 for echo in echoes if echo.frame_rep is not None)
+            if len(echoes) != ping.sent or replies != ping.received:
+                problems.append(
+                    f"{ping.from_ns} -> {ping.to}: {len(echoes)}/{ping.sent} requests and "
+                    f"{replies}/{ping.received} replies captured"
+                )
+            else:
+                notes.append(f"{len(echoes)}+{replies} echoes {ping.from_ns} -> {ping.to}")
+        server = f"{self.server_address}:{self.options.port}"
+        streams = [stream for stream in analysis.tcp if stream.server == server]
+        for exchange in self.progress.tcp:
+            if not exchange.connected:
+                continue
+            message = exchange.message_sent.encode("utf-8")
+            first = streams[0] if streams else None
+            if first is None:
+                problems.append(f"no TCP stream to {server} in the capture")
+                continue
+            handshake = None not in (first.syn_frame, first.synack_frame, first.ack_frame)
+            if not handshake or first.bytes_c2s != len(message) or not first.fin_seen:
+                problems.append(
+                    f"stream to {server}: handshake {'seen' if handshake else 'incomplete'}, "
+                    f"{first.bytes_c2s}/{len(message)} message bytes, "
+                    f"FIN {'seen' if first.fin_seen else 'missing'}"
+                )
+            else:
+                notes.append(f"{server} handshake, {len(message)} message bytes, FINs")
+            if exchange.bulk_bytes and exchange.bulk_verified:
+                bulk = streams[1] if len(streams) > 1 else None
+                if bulk is None or bulk.bytes_c2s != exchange.bulk_bytes:
+                    captured = 0 if bulk is None else bulk.bytes_c2s
+                    problems.append(f"bulk stream: {captured}/{exchange.bulk_bytes} bytes captured")
+                else:
+                    notes.append(f"bulk {exchange.bulk_bytes} bytes")
+        if problems:
+            return False, "; ".join(problems)
+        return True, "capture holds " + "; ".join(notes) if notes else "nothing was sent"
+
 
 # ---- helpers ------------------------------------------------------------------------------
 
@@ -708,9 +771,8 @@ def _prefix_option(prefix: str) -> str:
     return f" --prefix {prefix}" if prefix else ""
 
 
-def _addresses(end: object) -> str:
-    addresses = getattr(end, "addresses", ())
-    return ", ".join(str(address) for address in addresses) or "no address"
+def _addresses(end: LinkEndSpec) -> str:
+    return ", ".join(str(address) for address in end.addresses) or "no address"
 
 
 def _configure_commands(spec: TopologySpec, namespace: str) -> tuple[str, ...]:
