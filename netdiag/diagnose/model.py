@@ -19,19 +19,25 @@ RemedyAction = Literal["link-up", "addr-add", "route-add", "forwarding-on", "mtu
 _PID_REFERENCE = re.compile(r"^pid:(\d+)$")
 
 
+def process_of(namespace: str) -> int | None:
+    """N for a ``pid:N`` reference (a process's namespace), None for a named namespace."""
+    match = _PID_REFERENCE.match(namespace)
+    return int(match.group(1)) if match else None
+
+
 def ip_command(namespace: str, arguments: str) -> str:
     """``ip -n NS ARGS``, or through nsenter for a ``pid:N`` namespace (``ip -n`` needs a name)."""
-    match = _PID_REFERENCE.match(namespace)
-    if match:
-        return f"nsenter -t {match.group(1)} -n ip {arguments}"
+    pid = process_of(namespace)
+    if pid is not None:
+        return f"nsenter -t {pid} -n ip {arguments}"
     return f"ip -n {namespace} {arguments}"
 
 
 def exec_command(namespace: str, command: str) -> str:
     """Run ``command`` inside the namespace, as a person would type it."""
-    match = _PID_REFERENCE.match(namespace)
-    if match:
-        return f"nsenter -t {match.group(1)} -n {command}"
+    pid = process_of(namespace)
+    if pid is not None:
+        return f"nsenter -t {pid} -n {command}"
     return f"ip netns exec {namespace} {command}"
 
 

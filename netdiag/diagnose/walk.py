@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from netdiag.analysis.model import Finding, Severity
-from netdiag.diagnose.model import Cause, Check, Remedy, exec_command, ip_command
+from netdiag.diagnose.model import Cause, Check, Remedy, exec_command, ip_command, process_of
 from netdiag.diagnose.state import (
     LinkState,
     NamespaceReader,
@@ -47,7 +46,6 @@ from netdiag.live import registry
 from netdiag.live.namespaces import list_namespaces, namespace_path
 
 MAX_HOPS = 32
-_PID_REFERENCE = re.compile(r"^pid:(\d+)$")
 
 IPv4Address = ipaddress.IPv4Address
 
@@ -213,9 +211,9 @@ def _longest_route(state: NamespaceState, address: IPv4Address) -> RouteEntry | 
 
 def describe_namespace(reference: str) -> str:
     """Who made this namespace: decides whether ``--fix`` may touch it."""
-    match = _PID_REFERENCE.match(reference)
-    if match:
-        return f"network namespace of process {match.group(1)} (not created by netdiag)"
+    pid = process_of(reference)
+    if pid is not None:
+        return f"network namespace of process {pid} (not created by netdiag)"
     owner = registry.owner_of_namespace(reference)
     if owner is None:
         return "exists, not created by netdiag (read only)"
