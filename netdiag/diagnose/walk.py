@@ -19,7 +19,9 @@ cause it finds:
 Where a fix needs to know which way the address lies (a missing route), the
 walk searches the graph of veth links breadth-first for the namespace that
 holds the address and takes the first hop of that path: the interface "whose
-link leads towards" the address.
+link leads towards" the address. The same search tells a route that exists but
+leaves by the wrong interface (``route.missing`` with ``ip route replace``)
+from an address missing at the far end (``addr.missing``).
 
 Everything here only reads; ``fix`` applies the remedies.
 """
