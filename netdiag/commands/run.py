@@ -40,7 +40,9 @@ def _print_step(console: Console, step: StepResult) -> None:
         console.print(f"    [yellow]expected: {escape(step.expected)}[/]")
 
 
-def _print_summary(console: Console, result: RunResult, prefix: str, elapsed_s: float) -> None:
+def _print_summary(
+    console: Console, result: RunResult, prefix: str, namespaces: tuple[str, ...], elapsed_s: float
+) -> None:
     console.print()
     for ping in result.icmp:
         rtt = ping.rtt_ms
@@ -76,8 +78,8 @@ def _print_summary(console: Console, result: RunResult, prefix: str, elapsed_s: 
         option = f" --prefix {prefix}" if prefix else ""
         console.print(
             "\n[bold]The topology is still up.[/] Enter it with, for example:\n"
-            f"    ip netns exec {escape(prefix)}ns1 bash\n"
-            f"    ip -n {escape(prefix)}ns1 addr\n"
+            f"    ip netns exec {escape(namespaces[0])} bash\n"
+            f"    ip -n {escape(namespaces[0])} addr\n"
             f"Remove it with:\n    netdiag down{escape(option)}"
         )
     verdict = "[green]every expected outcome held[/]" if result.ok else "[red]FAILED[/]: "
@@ -167,5 +169,7 @@ def execute(
     if json_output:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        _print_summary(console, result, prefix, time.perf_counter() - started)
+        _print_summary(
+            console, result, prefix, spec.namespace_names(), time.perf_counter() - started
+        )
     return int(ExitStatus.OK if result.ok else ExitStatus.EXPECTATION_FAILED)
