@@ -545,6 +545,16 @@ def test_damaged_inner_packet_keeps_outer_fields() -> None:
     assert (packet.src, packet.proto, packet.dport) == (OUTER_SRC, 17, 2152)
 
 
+def test_vlan_tags_are_not_tunnels() -> None:
+    """A tagged frame in a cooked capture is plain IP; ten thousand tags do not recurse."""
+    sll = b"\x00\x00\x00\x01\x00\x06" + b"\x00" * 8 + b"\x81\x00"
+    packet = decode_one(sll + b"\x00\x05\x08\x00" + ipv4(tcp_header()), 113)
+    assert_tcp_to_7096(packet)
+    assert not packet.tunnelled
+    many_tags = sll + b"\x00\x05\x81\x00" * 10_000 + b"\x00\x05\x08\x00" + ipv4(tcp_header())
+    assert_tcp_to_7096(decode_one(many_tags, 113))
+
+
 def test_nested_tunnels_are_bounded() -> None:
     data = ipv4(tcp_header())
     for _ in range(3 * decode_module.MAX_DEPTH):

@@ -380,17 +380,26 @@ class Decoder:
         """Dispatch on an ethertype found after a link header or inside a tunnel."""
         if depth > MAX_DEPTH:
             return _UNDECODABLE
+        # VLAN tags and Cisco metadata are tags, not tunnels: looped over, and
+        # the IP behind them is not "tunnelled".
+        while ethertype in ETH_VLAN_TYPES or ethertype == ETH_CISCO_METADATA:
+            if ethertype == ETH_CISCO_METADATA:
+                # version, length, option type/length, SGT, then the ethertype
+                if len(data) < offset + 8:
+                    return _UNDECODABLE
+                ethertype = _U16.unpack_from(data, offset + 6)[0]
+                offset += 8
+            else:
+                if len(data) < offset + 4:
+                    return _UNDECODABLE
+                ethertype = _U16.unpack_from(data, offset + 2)[0]
+                offset += 4
         if ethertype == ETH_IPV4:
             return self._ipv4(packet, data, offset, depth)
         if ethertype == ETH_IPV6:
             return self._ipv6(packet, data, offset, depth)
         if ethertype == ETH_ARP:
             return _arp(packet, data, offset)
-        if ethertype in ETH_VLAN_TYPES:
-            if len(data) < offset + 4:
-                return _UNDECODABLE
-            inner = _U16.unpack_from(data, offset + 2)[0]
-            return self._ethertype(packet, data, offset + 4, inner, depth + 1)
         if ethertype == ETH_PPPOE_SESSION:
             # version/type, code, session id, length; then a 2-byte PPP protocol
             if len(data) < offset + 8:
@@ -398,12 +407,6 @@ class Decoder:
             return self._ppp_protocol(packet, data, offset + 6, depth + 1)
         if ethertype in ETH_MPLS:
             return self._mpls(packet, data, offset, depth + 1)
-        if ethertype == ETH_CISCO_METADATA:
-            # version, length, option type/length, SGT, then the ethertype
-            if len(data) < offset + 8:
-                return _UNDECODABLE
-            inner = _U16.unpack_from(data, offset + 6)[0]
-            return self._ethertype(packet, data, offset + 8, inner, depth + 1)
         return _OTHER
 
     def _ppp_protocol(
