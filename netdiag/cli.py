@@ -117,7 +117,9 @@ def run(
 
 @app.command()
 def analyze(
-    files: Annotated[list[Path], typer.Argument(help="pcap or pcapng files.")],
+    # Plain strings, not Path: typer's Path checks would print a boxed usage
+    # error; unreadable files are the reader's to report, in one line, exit 2.
+    files: Annotated[list[str], typer.Argument(help="pcap or pcapng files.")],
     json_output: JsonOption = False,
     formats: Annotated[
         str | None, typer.Option("--format", help="Report forms to write: md,html,json.")
@@ -134,7 +136,7 @@ def analyze(
 
     _finish(
         lambda: execute(
-            files=files,
+            files=[Path(name) for name in files],
             json_output=json_output,
             formats=formats,
             out=out,
@@ -147,7 +149,7 @@ def analyze(
 
 @app.command()
 def hexdump(
-    file: Annotated[Path, typer.Argument(help="A pcap or pcapng file.")],
+    file: Annotated[str, typer.Argument(help="A pcap or pcapng file.")],
     frames: Annotated[list[int] | None, typer.Option("--frame", help="Frame number.")] = None,
     filter_expression: Annotated[
         str | None, typer.Option("--filter", help="e.g. 'tcp port 7096', 'icmp', 'host 10.0.1.0'")
@@ -161,7 +163,7 @@ def hexdump(
 
     _finish(
         lambda: execute(
-            file=file,
+            file=Path(file),
             frames=frames or [],
             filter_expression=filter_expression,
             link_layer=link_layer,
