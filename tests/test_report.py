@@ -38,7 +38,7 @@ from netdiag.analysis.model import (
 from netdiag.errors import OutputError, UsageError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
 from netdiag.report import parse_formats, report_document, write_report
-from netdiag.report.content import PLOTTED_STREAMS, ladder_text
+from netdiag.report.content import PLOTTED_STREAMS, code_spans, ladder_text
 from netdiag.report.output import atomic_write_bytes
 from tests.conftest import corpus_files
 
@@ -131,7 +131,13 @@ def make_analysis(path: str = "/nonexistent/x.pcap", client: str = "10.0.2.0:400
         tcp=(make_stream(client=client),),
         findings=(
             Finding("note", "tcp.retransmission", f"Sent again {SCRIPT}.", "ip -s link", 0, (9,)),
-            Finding("error", "icmp.echo-unanswered", "Echo seq 3 got no reply.", "ip route", None),
+            Finding(
+                "error",
+                "icmp.echo-unanswered",
+                "Echo seq 3 got no `reply`.",
+                "check `ip route get 10.0.1.0` | on both sides",
+                None,
+            ),
         ),
         tcp_analysis_totals={"retransmission": 1},
     )
@@ -228,7 +234,7 @@ def test_writes_every_form_with_plots(tmp_path: Path) -> None:
     assert "`this is a test message`" in markdown
     # Findings worst first, each with its hint.
     assert markdown.index("icmp.echo-unanswered") < markdown.index("tcp.retransmission")
-    assert "`ip route`" in markdown
+    assert "check `ip route get 10.0.1.0` \\| on both sides" in markdown  # prose with code
     # Links to the plots are relative and exist.
     assert "](plots/tcp-stream-0-ladder.png)" in markdown
     assert "|---:|" in markdown  # numeric columns right-aligned
@@ -241,6 +247,16 @@ def test_writes_every_form_with_plots(tmp_path: Path) -> None:
         json.dumps(make_analysis().to_json())
     )
     assert not list(out.rglob(".*"))  # no temporary files left behind
+
+
+def test_code_spans_in_finding_text(tmp_path: Path) -> None:
+    assert code_spans("run `ip r` now") == [("run ", False), ("ip r", True), (" now", False)]
+    assert code_spans("a ` b") == [("a ` b", False)]  # unpaired: left as text
+    write_report(tmp_path / "r", [make_analysis()], formats={"html"})
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "check <code>ip route get 10.0.1.0</code> | on both sides" in html
+    assert "Echo seq 3 got no <code>reply</code>." in html
+    assert "<td><code>ip -s link</code></td>" in html  # a bare command is code
 
 
 def test_format_subset_and_no_plots_for_json_only(tmp_path: Path) -> None:

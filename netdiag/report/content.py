@@ -22,6 +22,7 @@ from netdiag.analysis.model import (
     Analysis,
     EchoSummary,
     Finding,
+    IcmpError,
     TcpStream,
     TimelineEntry,
 )
@@ -349,6 +350,30 @@ class Table:
     more: str = ""  # a sentence after the table when its rows were capped
 
 
+def code_spans(text: str) -> list[tuple[str, bool]]:
+    """Split prose carrying Markdown-style `code` spans into (text, is_code) pieces.
+
+    Findings write hints such as "check `ip route get 10.0.1.0` on both
+    sides"; each form shows the commands as code and the rest as prose. An
+    unpaired backtick is kept as text.
+    """
+    pieces: list[tuple[str, bool]] = []
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # odd number of backticks: no reliable pairing
+        return [(text, False)]
+    for index, part in enumerate(parts):
+        if part:
+            pieces.append((part, index % 2 == 1))
+    return pieces
+
+
+def hint_cell(hint: str) -> Cell:
+    """A hint that is one command is code; prose with `commands` inside is mixed."""
+    if not hint:
+        return Cell("")
+    return Cell(hint, "mixed" if "`" in hint else "code")
+
+
 def _num(value: object) -> Cell:
     return Cell(str(value), "num")
 
@@ -370,8 +395,8 @@ def findings_table(findings: tuple[Finding, ...]) -> Table:
             (
                 Cell(finding.severity, finding.severity),
                 Cell(finding.code, "code"),
-                Cell(finding.message),
-                Cell(finding.hint, "code" if finding.hint else ""),
+                Cell(finding.message, "mixed"),
+                hint_cell(finding.hint),
                 Cell("" if finding.stream is None else str(finding.stream), "num"),
                 Cell(", ".join(str(frame) for frame in finding.frames[:10])),
             )
@@ -477,6 +502,21 @@ def echo_table(analysis: Analysis) -> Table:
     )
 
 
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp"}
+
+
+def quoted_flow(error: IcmpError) -> str:
+    """The packet an ICMP error quotes: ``udp 10.0.0.1:53 → 10.0.0.2:4000``."""
+    protocol = PROTOCOL_NAMES.get(error.quoted_proto, f"proto {error.quoted_proto}")
+    source, destination = error.quoted_src, error.quoted_dst
+    if error.quoted_sport is not None and error.quoted_dport is not None:
+        if ":" in source:  # IPv6: bracket, as endpoints are written elsewhere
+            source, destination = f"[{source}]", f"[{destination}]"
+        source = f"{source}:{error.quoted_sport}"
+        destination = f"{destination}:{error.quoted_dport}"
+    return f"{protocol} {source} → {destination}"
+
+
 def icmp_errors_table(analysis: Analysis) -> Table:
     return Table(
         ("frame", "kind", "from", "about", "next-hop MTU", "stream"),
@@ -485,7 +525,7 @@ def icmp_errors_table(analysis: Analysis) -> Table:
                 _num(error.frame),
                 Cell(f"{error.kind} (type {error.type} code {error.code})"),
                 Cell(error.reporter, "code"),
-                Cell(f"{error.quoted_src} → {error.quoted_dst} proto {error.quoted_proto}", "code"),
+                Cell(quoted_flow(error), "code"),
                 _optional_num(error.next_hop_mtu),
                 _optional_num(error.stream),
             )

@@ -27,6 +27,7 @@ from netdiag.report.content import (
     PlotFile,
     ReportContent,
     Table,
+    code_spans,
     outline,
 )
 
@@ -96,6 +97,12 @@ def cell(value: Cell) -> str:
         return f'<td class="num">{e(value.text)}</td>'
     if value.style == "code" and value.text:
         return f"<td><code>{e(value.text)}</code></td>"
+    if value.style == "mixed":
+        pieces = (
+            f"<code>{e(piece)}</code>" if is_code else e(piece)
+            for piece, is_code in code_spans(value.text)
+        )
+        return f"<td>{''.join(pieces)}</td>"
     css = CELL_CLASSES.get(value.style)
     if css:
         return f'<td><span class="{css}">{e(value.text)}</span></td>'

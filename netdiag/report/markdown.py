@@ -20,6 +20,7 @@ from netdiag.report.content import (
     Paragraph,
     ReportContent,
     Table,
+    code_spans,
     outline,
 )
 
@@ -47,12 +48,22 @@ def code(value: object) -> str:
     return f"`{content}`"
 
 
+def prose_cell(value: str) -> str:
+    """Prose in a table cell: escaped, with ``|`` and backslashes made literal."""
+    return text(value).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+
+
 def cell(value: Cell) -> str:
     if not value.text:
         return ""
     if value.style == "code":
         return code(value.text)
-    escaped = text(value.text).replace("\\", "\\\\").replace("|", "\\|")
+    if value.style == "mixed":
+        return "".join(
+            code(piece) if is_code else prose_cell(piece)
+            for piece, is_code in code_spans(value.text)
+        )
+    escaped = prose_cell(value.text)
     if value.style in ("bad", "error"):
         return f"**{escaped}**"
     return escaped

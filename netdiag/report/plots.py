@@ -45,7 +45,8 @@ def _time_unit(largest_ms: float) -> tuple[float, str]:
 def _new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI)
+    # Constrained layout fits titles and labels in one draw (bbox_inches="tight" draws twice).
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -56,7 +57,7 @@ def _save(figure: Figure, path: Path) -> None:
 
     buffer = io.BytesIO()
     # Fixed metadata: the same analysis gives the same bytes (no version/date stamp).
-    figure.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight")
+    figure.savefig(buffer, format="png", metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -16,6 +16,7 @@ from netdiag.report.content import (
     Cell,
     Table,
     build_section,
+    code_spans,
     echo_table,
     ping_block,
     stream_flags,
@@ -26,6 +27,7 @@ from netdiag.report.content import (
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
 TERMINAL_ROWS = 20
 NARROW_TERMINAL = 120  # columns below which endpoints are stacked
@@ -95,6 +97,13 @@ def rich_table(table: Table, title: str, limit: int = TERMINAL_ROWS) -> RichTabl
     return shown
 
 
+def with_code_spans(line: Text, prose: str) -> Text:
+    """Append prose to ``line``, its `code` spans styled as code (backticks dropped)."""
+    for piece, is_code in code_spans(prose):
+        line.append(piece, style=STYLES["code"] if is_code else "")
+    return line
+
+
 def print_findings(console: Console, findings: tuple[Finding, ...]) -> None:
     """Findings as a list, not a table: messages and hint commands need the whole width."""
     from rich.text import Text
@@ -109,12 +118,15 @@ def print_findings(console: Console, findings: tuple[Finding, ...]) -> None:
         line.append(" ")
         line.append(finding.code, style=STYLES["code"])
         line.append(f" ({'; '.join(where)})" if where else "")
-        line.append(f": {finding.message}")
-        console.print(line)
+        line.append(": ")
+        console.print(with_code_spans(line, finding.message))
         if finding.hint:
             hint = Text("        hint: ")
-            hint.append(finding.hint, style=STYLES["code"])
-            console.print(hint)
+            if "`" in finding.hint:
+                console.print(with_code_spans(hint, finding.hint))
+            else:
+                hint.append(finding.hint, style=STYLES["code"])
+                console.print(hint)
     if len(findings) > TERMINAL_ROWS:
         console.print(Text(f"  … {len(findings) - TERMINAL_ROWS} more findings (use --json)"))
 
