@@ -239,6 +239,14 @@ def test_interrupted_run_leaves_nothing(
     assert "Traceback" not in stderr
     assert "everything the run created was removed" in stderr
     assert list(isolated_registry.glob("*.json")) == []
+    if after_step in ("ping-ns2-ns1", "tcp-7096"):
+        # The capture written so far is kept, complete up to the interruption.
+        import dpkt
+
+        (pcap,) = tmp_path.glob("captures/*/*.pcap")
+        with open(pcap, "rb") as handle:
+            frames = list(dpkt.pcap.Reader(handle))
+        assert len(frames) >= 10  # at least the first direction's echoes
 
 
 def test_keep_then_down(tmp_path: Path, no_leftovers: str, isolated_registry: Path) -> None:

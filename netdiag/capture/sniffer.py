@@ -117,6 +117,8 @@ class Sniffer:
         self._file: BinaryIO | None = None
         self._thread: threading.Thread | None = None
         self._stop_requested = threading.Event()
+        # stop() writes to this pipe so the reader leaves poll() at once.
+        self._wake_reader, self._wake_writer = os.pipe()
         self._finished = threading.Event()
         self._markers_seen: dict[bytes, bool] = {}  # marker payload -> had a kernel stamp
         self.unstamped = 0
@@ -144,8 +146,12 @@ class Sniffer:
     def start(self, timeout: float = 2.0) -> float:
         """Open, bind, start reading; return once readiness is proven (ms taken)."""
         started = time.perf_counter()
-        self._open_socket()
-        self._open_file()
+        try:
+            self._open_socket()
+            self._open_file()
+        except BaseException:
+            self._close_wake_pipe()
+            raise
         self._thread = threading.Thread(
             target=self._read_loop, name=f"sniffer-{self.interface}", daemon=True
         )
@@ -260,16 +266,20 @@ class Sniffer:
         assert self._socket is not None and self._file is not None
         poller = select.poll()
         poller.register(self._socket, select.POLLIN)
+        poller.register(self._wake_reader, select.POLLIN)
         try:
             while True:
                 stopping = self._stop_requested.is_set()
-                if poller.poll(0 if stopping else 50):
+                events = poller.poll(0 if stopping else 500)
+                if any(descriptor == self._socket.fileno() for descriptor, _event in events):
                     self._read_available()
                     if self.count is not None and self.packets >= self.count:
                         self._stopped_by = "count"
                         break
                 elif stopping:
                     break  # queue empty and asked to stop
+                elif events:
+                    os.read(self._wake_reader, 64)  # woken by stop(): loop once more
         except OSError as error:
             self._error = str(error)
             self._stopped_by = "error"
@@ -352,12 +362,14 @@ class Sniffer:
             if self._ready_proven:
                 drained = self._round_trip_marker(b"end", 2.0)
             self._stop_requested.set()
+            os.write(self._wake_writer, b"x")
             self._thread.join()
         elif self._finished.is_set():
             drained = self._stopped_by == "count"
         with contextlib.suppress(OSError):
             self._read_statistics()
         self._close_socket()
+        self._close_wake_pipe()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -377,6 +389,12 @@ class Sniffer:
             unstamped=self.unstamped,
         )
         return self.result
+
+    def _close_wake_pipe(self) -> None:
+        for descriptor in (self._wake_reader, self._wake_writer):
+            if descriptor >= 0:
+                os.close(descriptor)
+        self._wake_reader = self._wake_writer = -1
 
     def _close_socket(self) -> None:
         for sock in (self._socket, self._marker_socket):

@@ -148,11 +148,20 @@ def execute(
     options = RunOptions(
         count=count, port=port, message=message, bulk=bulk, keep=keep, out=out, force=force
     )
-    runner = ExperimentRunner(spec, options, on_step=lambda step: _print_step(console, step))
-    console.print(
+    header = (
         f"[bold]netdiag run {options.run_id}[/]: topology {escape(spec.name)} "
         f"({escape(', '.join(spec.namespace_names()))})\n"
     )
+
+    def on_step(step: StepResult) -> None:
+        # The header waits for the first step: a refusal (name clash) prints only the error.
+        if not printed_header:
+            console.print(header)
+            printed_header.append(True)
+        _print_step(console, step)
+
+    printed_header: list[bool] = []
+    runner = ExperimentRunner(spec, options, on_step=on_step)
     try:
         with terminate_as_exception():
             # Import scapy now, in the root namespace and before any namespace exists,
