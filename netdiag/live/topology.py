@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from netdiag.errors import NetdiagError, ResourceConflictError
+from netdiag.errors import ExitStatus, NetdiagError, ResourceConflictError
 from netdiag.live import registry
 from netdiag.live.namespaces import configure_pyroute2, inside, namespace_exists
 from netdiag.live.signals import deferred_signals
@@ -43,7 +43,7 @@ ENETUNREACH = errno.ENETUNREACH
 class LiveTopologyError(NetdiagError):
     """The kernel refused a change netdiag asked for (message names the change)."""
 
-    exit_status = NetdiagError.exit_status
+    exit_status = ExitStatus.ENVIRONMENT
 
 
 @dataclass(frozen=True, slots=True)
