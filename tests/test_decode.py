@@ -252,6 +252,7 @@ def test_vlan_stacks() -> None:
         (228, b"", 0),
         (0, struct.pack("<I", 2), 4),
         (0, struct.pack(">I", 2), 4),
+        (0, b"\x0f\x00\x08\x00", 4),  # read as Wireshark does: an ethertype in the low bits
         (108, struct.pack(">I", 2), 4),
         (104, b"\x0f\x00\x08\x00", 4),
         (9, b"\xff\x03\x00\x21", 4),

@@ -453,14 +453,29 @@ class Decoder:
         return _OTHER
 
     def _link_null(self, packet: DecodedPacket, data: bytes) -> FrameClass:
-        """BSD loopback: a 4-byte address family in the capturing host's byte order."""
+        """BSD loopback: a 4-byte address family in the capturing host's byte order.
+
+        Guessed the way Wireshark's null dissector guesses on a little-endian
+        host: an IRIX-style 16-bit family in the first two bytes, a swapped
+        family, and a value above 1500 taken as an ethertype (its low 16 bits).
+        """
         packet.link_header_len = 4
         if len(data) < 4:
             return _UNDECODABLE
-        family = _U32_LE.unpack_from(data, 0)[0]
-        if family > 0xFFFF:
-            family = _U32.unpack_from(data, 0)[0]
-        return self._loopback_family(packet, data, family)
+        value = _U32_LE.unpack_from(data, 0)[0]
+        if value & 0xFFFF0000:
+            if not value & 0xFF000000 and value & 0x00FF0000 < 0x00060000:
+                value >>= 16
+            else:
+                value = _U32.unpack_from(data, 0)[0]
+        elif not value & 0xFF and value & 0xFF00:
+            value >>= 8  # a 16-bit family, byte-swapped
+        if value > 1500:
+            ethertype = value & 0xFFFF
+            if ethertype < 0x0600:
+                return _OTHER
+            return self._ethertype(packet, data, 4, ethertype, 0)
+        return self._loopback_family(packet, data, value)
 
     def _link_loop(self, packet: DecodedPacket, data: bytes) -> FrameClass:
         """OpenBSD loopback: like NULL, but the family is always big-endian."""
