@@ -470,15 +470,9 @@ def test_golden_markdown_and_json(name: str, corpus_dir: Path, tmp_path: Path) -
         )
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (.ci/run installs it)")
-@pytest.mark.parametrize("width", [390, 1280])
-def test_chromium_loads_the_report_without_console_errors(tmp_path: Path, width: int) -> None:
-    capture = tmp_path / "xss.pcap"
-    build_xss_capture(capture)
-    out = tmp_path / "report"
-    write_report(out, [analyze_file(capture), make_analysis()], make_run(message=SCRIPT))
-    screenshot = tmp_path / "shot.png"
-    result = subprocess.run(
+def headless_chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run Debian's chromium headless, offline, with a throw-away profile."""
+    return subprocess.run(
         [
             str(CHROMIUM),
             "--headless",
@@ -488,12 +482,8 @@ def test_chromium_loads_the_report_without_console_errors(tmp_path: Path, width:
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--window-size={width},2000",
-            f"--screenshot={screenshot}",
-            (out / "report.html").resolve().as_uri(),
+            f"--user-data-dir={profile}",
+            *arguments,
         ],
         capture_output=True,
         text=True,
@@ -501,12 +491,38 @@ def test_chromium_loads_the_report_without_console_errors(tmp_path: Path, width:
         timeout=180,
         check=False,
     )
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("width", [390, 1280])
+def test_chromium_loads_the_report_without_console_errors(tmp_path: Path, width: int) -> None:
+    capture = tmp_path / "xss.pcap"
+    build_xss_capture(capture)
+    out = tmp_path / "report"
+    write_report(out, [analyze_file(capture), make_analysis()], make_run(message=SCRIPT))
+    screenshot = tmp_path / "shot.png"
+    page_url = (out / "report.html").resolve().as_uri()
+    result = headless_chromium(
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--window-size={width},2000",
+        f"--screenshot={screenshot}",
+        page_url,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert screenshot.read_bytes().startswith(PNG_MAGIC)
     assert screenshot.stat().st_size > 10_000  # something was drawn
     # Chromium logs every console message (errors, CSP refusals, script output) as CONSOLE.
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
+    # The DOM the browser built from the page: the payload is text, never an element.
+    dom = headless_chromium(tmp_path / "profile", "--dump-dom", page_url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = TagCollector()
+    page.feed(dom.stdout)
+    assert_safe_and_self_contained(page)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
