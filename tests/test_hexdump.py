@@ -21,6 +21,7 @@ from netdiag.report.hexdump import (
     hex_ascii_lines,
     hexdump_lines,
     iter_decoded,
+    summary_line,
     tcpdump_header_len,
 )
 from tests.conftest import corpus_files
@@ -139,3 +140,40 @@ def test_dump_frames_picks_the_requested_frames(corpus_dir: Path) -> None:
     theirs = tcpdump_dumps(path, "-X")
     assert dumps[1][2] == theirs[3]
     assert "IP 10.118.10.1 > 10.118.10.2: ICMP echo request" in dumps[0][1]
+
+
+@pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
+@pytest.mark.parametrize(
+    "name", ["dpkt__http.pcap", "pcapplusplus__ICMPv6_echos.cap", "pcapplusplus__sll2.pcap"]
+)
+def test_summary_line_agrees_with_tcpdump(corpus_dir: Path, name: str) -> None:
+    """Time, family, addresses, ports and TCP flags read as tcpdump's own line does."""
+    path = corpus_dir / name
+    assert TCPDUMP is not None
+    result = subprocess.run(
+        [TCPDUMP, "-nn", "-#", "-r", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TZ": "UTC"},
+    )
+    theirs = {}
+    for line in result.stdout.splitlines():
+        match = NUMBERED.match(line)
+        if match:
+            theirs[int(match.group(1))] = line[match.end() :]
+    checked = 0
+    for frame, packet in iter_decoded(path):
+        ours = summary_line(frame, packet)
+        time_of_day, family, rest = ours.split(" ", 2)
+        line = theirs[frame.number]
+        assert line.startswith(time_of_day)
+        assert f" {family} " in line
+        endpoints = rest.split(":", 1)[0] if family == "IP" else rest.split(": ", 1)[0]
+        assert endpoints in line
+        if "Flags [" in ours:
+            assert ours.split("Flags ")[1].split("]")[0] in line.split("Flags ")[1]
+        if " ICMP6 echo " in ours:
+            assert "ICMP6, echo" in line
+        checked += 1
+    assert checked == len(theirs)
