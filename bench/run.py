@@ -396,6 +396,30 @@ def run_contenders(
     return contenders
 
 
+def time_formats(
+    packets: int, seed: int, timeout: float, fresh: list[Path]
+) -> dict[str, dict[str, object]]:
+    """The same frames in each format: how much each reader pays for its format."""
+    tshark = shutil.which("tshark")
+    commands: dict[str, list[str]] = {
+        "netdiag analyze --json": [*netdiag_command(), "analyze", "{}", "--json"],
+        "floor": [python_for_netdiag(), str(Path(__file__)), "--floor", "{}"],
+    }
+    if tshark:
+        commands["tshark -q -z conv,tcp"] = [tshark, "-q", "-z", "conv,tcp", "-r", "{}"]
+    table: dict[str, dict[str, object]] = {}
+    for file_format in ("pcap", "pcap-ns", "pcapng", "pcapng-ns"):
+        path = ensure_capture(packets, seed, file_format, fresh)
+        warm_page_cache(path)
+        row: dict[str, object] = {}
+        for name, command in commands.items():
+            result = measure([str(path) if part == "{}" else part for part in command], timeout)
+            row[name] = asdict(result)
+            print(f"  {file_format:<10} {name:<24} {_seconds(result)}", file=sys.stderr)
+        table[file_format] = row
+    return table
+
+
 def _seconds(result: Measurement | None) -> str:
     if result is None:
         return "-"
@@ -518,6 +542,20 @@ def render_table(report: dict[str, object]) -> str:
                 f"`netdiag analyze` on a 2,000-packet file: {small['seconds']:.3f} s, "
                 f"peak RSS {small['peak_rss_mb']:.0f} MB"
             )
+    formats = report.get("formats")
+    if isinstance(formats, dict) and formats:
+        names = list(next(iter(formats.values())).keys())
+        lines += [
+            "",
+            f"formats ({report.get('formats_packets', '?')} packets, same frames):",
+            "",
+            "| format | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for file_format, row in formats.items():
+            cells = [_seconds(Measurement(**row[name])) for name in names]
+            lines.append(f"| {file_format} | " + " | ".join(cells) + " |")
+        lines.append("")
     setup = report.get("setup")
     if isinstance(setup, dict):
         if "skipped" in setup:
@@ -564,6 +602,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per child")
     parser.add_argument("--no-setup", action="store_true", help="skip the netdiag up/down timing")
     parser.add_argument("--jobs-row", action="store_true", help="also time --jobs 2 on 2 files")
+    parser.add_argument(
+        "--formats-packets",
+        type=int,
+        default=0,
+        metavar="M",
+        help="also time netdiag, tshark and the floor on M packets in each of the 4 formats",
+    )
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor is not None:
@@ -586,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("contenders", file=sys.stderr)
         contenders = run_contenders(files, args.timeout, args.repeat, args.jobs_row)
+        if args.formats_packets:
+            print("formats", file=sys.stderr)
+            extra["formats"] = time_formats(args.formats_packets, args.seed, args.timeout, fresh)
+            extra["formats_packets"] = args.formats_packets
         if not args.no_setup:
             print("setup", file=sys.stderr)
             extra["setup"] = setup_timing(args.timeout)
