@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from netdiag.diagnose.engine import diagnose
 from netdiag.diagnose.model import Diagnosis, Remedy
+from netdiag.diagnose.state import NUD_FAILED, NamespaceReader
 from netdiag.errors import ResourceConflictError
 from netdiag.topology.spec import (
     AddressSpec,
@@ -394,13 +396,9 @@ def test_routed_without_routes_is_fixed_hop_by_hop(build: Build, unique_prefix: 
 
 
 def test_unanswered_arp_is_a_failed_neighbour(build: Build, unique_prefix: str) -> None:
-    from netdiag.live.namespaces import inside
-
     build()
     ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
-    # arp_ignore 8: ns2 holds 10.0.2.0 but answers no ARP request for it.
-    with inside(ns2), open("/proc/sys/net/ipv4/conf/all/arp_ignore", "w") as handle:
-        handle.write("8\n")
+    _ignore_arp(ns2, True)  # ns2 holds 10.0.2.0 but answers no ARP request for it
     diagnosis = diagnose(ns1, "10.0.2.0", None)
     assert not diagnosis.reachable
     assert _codes(diagnosis) == ["neigh.failed"]
@@ -455,3 +453,39 @@ def test_route_out_the_wrong_interface_is_replaced(build: Build, unique_prefix: 
     fixed = diagnose_and_fix(a, "10.9.9.9", None)
     assert fixed.reachable, fixed.findings
     assert fixed.path == (a, c)
+
+
+def _ignore_arp(namespace: str, ignore: bool) -> None:
+    """arp_ignore 8: the namespace keeps its addresses but answers no ARP request."""
+    from netdiag.live.namespaces import inside
+
+    with inside(namespace), open("/proc/sys/net/ipv4/conf/all/arp_ignore", "w") as handle:
+        handle.write("8\n" if ignore else "0\n")
+
+
+def test_a_stale_failed_neighbour_does_not_hide_a_healthy_path(
+    build: Build, unique_prefix: str
+) -> None:
+    build()
+    ns1, ns2 = unique_prefix + "ns1", unique_prefix + "ns2"
+    _ignore_arp(ns2, True)
+    assert _codes(diagnose(ns1, "10.0.2.0", None)) == ["neigh.failed"]
+    # Wait for the kernel to give up (INCOMPLETE -> FAILED after its ARP retries), so the
+    # entry cannot resolve by itself once ns2 answers again.
+    reader = NamespaceReader(ns1)
+    try:
+        deadline = time.monotonic() + 15.0
+        while not any(
+            entry.address == ipaddress.IPv4Address("10.0.2.0") and entry.state & NUD_FAILED
+            for entry in reader.neighbours()
+        ):
+            assert time.monotonic() < deadline, "the neighbour entry never became FAILED"
+            time.sleep(0.2)
+    finally:
+        reader.close()
+    _ignore_arp(ns2, False)
+    # The entry left by the first probes is FAILED; new packets retry the resolution.
+    diagnosis = diagnose(ns1, "10.0.2.0", None)
+    assert diagnosis.reachable, diagnosis.findings
+    next_hop = next(check for check in diagnosis.checks if check.name == "next-hop")
+    assert "resolution failed earlier" in next_hop.evidence  # seen, and not held against it

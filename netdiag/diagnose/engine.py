@@ -74,80 +74,61 @@ def _probe(walk: Walk) -> ProbeReport | None:
     return ProbeReport(source, echo=echo, large_echo=large, tcp=tcp)
 
 
-def _unresolved_next_hop(walk: Walk) -> tuple[str, str, ipaddress.IPv4Address] | None:
-    """(state, interface, next hop) when the source's neighbour entry did not resolve."""
-    route = walk.source_route
-    if route is None or not route.ok or route.interface_index is None:
-        return None
-    for entry in walk.catalog.reader(walk.source).neighbours():
-        if (
-            entry.address == route.next_hop
-            and entry.interface_index == route.interface_index
-            and entry.unresolved
-        ):
-            return entry.state_name, route.interface or "?", route.next_hop
+def _unresolved_next_hop(walk: Walk) -> tuple[str, str, ipaddress.IPv4Address, str] | None:
+    """(namespace, interface, next hop, state) of the first hop whose ARP did not resolve."""
+    for namespace, link, next_hop in walk.next_hops:
+        for entry in walk.catalog.reader(namespace).neighbours():
+            if (
+                entry.address == next_hop
+                and entry.interface_index == link.index
+                and entry.unresolved
+            ):
+                return namespace, link.name, next_hop, entry.state_name
     return None
+
+
+def _capture_hint(walk: Walk) -> str:
+    interface = walk.source_link.name if walk.source_link else "<interface>"
+    return (
+        f"capture on the path: netdiag capture --ns {walk.source} --iface {interface} "
+        "-w probe.pcap --analyze"
+    )
 
 
 def _probe_causes(walk: Walk, probes: ProbeReport) -> list[Cause]:
     """Causes only the probes reveal (or confirm) after the walk."""
-    if probes.skipped is not None or probes.echo is None or probes.echo.error is not None:
+    if probes.echo is not None and probes.echo.error is not None:
+        return []  # nothing was sent: the walk's cause stands alone
+    probed = probes.skipped is None and probes.echo is not None
+    if probed and probes.echo_answered:
+        if probes.tcp is not None and not probes.tcp.connected and not walk.causes:
+            message = (
+                f"Every check held and echoes were answered, yet the TCP connect to "
+                f"{walk.destination}:{walk.port} {probes.tcp.detail}."
+            )
+            return [Cause(Finding("error", "probe.failed", message, _capture_hint(walk)), None)]
         return []
-    causes = []
-    if not probes.echo_answered:
-        unresolved = _unresolved_next_hop(walk)
-        # After a cause found at or before the source's own link (no carrier, ...)
-        # an unanswered ARP is a mere consequence: not reported.
-        explains = not walk.causes or walk.causes[0].finding.code == "addr.missing"
-        if unresolved is not None and explains:
-            state, interface, next_hop = unresolved
-            remedy = Remedy(
-                "neigh-del", walk.source, interface, address=ipaddress.IPv4Interface(next_hop)
-            )
-            severity: Severity = "warn" if walk.causes else "error"
-            causes.append(
-                Cause(
-                    Finding(
-                        severity,
-                        "neigh.failed",
-                        f"The echo probe left {walk.source} but {next_hop} never answered ARP "
-                        f"on {interface} (neighbour entry {state}).",
-                        remedy.command,
-                    ),
-                    walk.source,
-                    remedy if not walk.causes else None,
-                )
-            )
-        elif not walk.causes:
-            causes.append(
-                Cause(
-                    Finding(
-                        "error",
-                        "probe.failed",
-                        f"Every check held, yet no echo reply came back to {walk.source}.",
-                        f"capture on the path: netdiag capture --ns {walk.source} --iface "
-                        f"{walk.source_link.name if walk.source_link else '<interface>'} "
-                        "-w probe.pcap --analyze",
-                    ),
-                    walk.source,
-                )
-            )
-    elif probes.tcp is not None and not probes.tcp.connected and not walk.causes:
-        causes.append(
-            Cause(
-                Finding(
-                    "error",
-                    "probe.failed",
-                    f"Every check held and echoes were answered, yet the TCP connect to "
-                    f"{walk.destination}:{walk.port} {probes.tcp.detail}.",
-                    f"capture on the path: netdiag capture --ns {walk.source} --iface "
-                    f"{walk.source_link.name if walk.source_link else '<interface>'} "
-                    "-w probe.pcap --analyze",
-                ),
-                walk.source,
-            )
+    # The echo went unanswered (or nothing could be probed): did a next hop not resolve?
+    # After a cause at or before the source's own link (no carrier, ...) an unanswered
+    # ARP is a mere consequence and is not reported.
+    explains = not walk.causes or walk.causes[0].finding.code == "addr.missing"
+    unresolved = _unresolved_next_hop(walk) if explains else None
+    if unresolved is not None:
+        namespace, interface, next_hop, state = unresolved
+        remedy = Remedy(
+            "neigh-del", namespace, interface, address=ipaddress.IPv4Interface(next_hop)
         )
-    return causes
+        severity: Severity = "warn" if walk.causes else "error"
+        message = (
+            f"{namespace} cannot resolve the next hop {next_hop} on {interface}: "
+            f"ARP got no answer (neighbour entry {state})."
+        )
+        finding = Finding(severity, "neigh.failed", message, remedy.command)
+        return [Cause(finding, namespace, None if walk.causes else remedy)]
+    if probed and not walk.causes:
+        message = f"Every check held, yet no echo reply came back to {walk.source}."
+        return [Cause(Finding("error", "probe.failed", message, _capture_hint(walk)), None)]
+    return []
 
 
 def _verdict(walk: Walk, causes: list[Cause], probes: ProbeReport | None, reachable: bool) -> str:

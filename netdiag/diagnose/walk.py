@@ -10,7 +10,8 @@ cause it finds:
 4. ``route get`` to the address from the source (none: ``route.missing``);
 5. for each hop: the veth's other end is followed into the next namespace
    (``IFLA_LINK`` + ``IFLA_LINK_NETNSID``), both ends must be up with equal MTU,
-   the next hop's neighbour entry must not be FAILED/INCOMPLETE, and a
+   the next hop must be in the next namespace (its neighbour entry is judged
+   after the probes: a FAILED entry may be stale and is retried), and a
    namespace that does not hold the address is a router: forwarding on, a
    route onward, a route back;
 6. the destination holds the address, has a route back to the source
@@ -238,6 +239,8 @@ class Walk:
         self.source_route: RouteAnswer | None = None
         self.source_link: LinkState | None = None  # the interface the path leaves by
         self.reached = False  # the walk got to the namespace holding the address
+        # (namespace, interface, next hop) of each hop, for the neighbour check after probes.
+        self.next_hops: list[tuple[str, LinkState, IPv4Address]] = []
 
     # ---- recording ----------------------------------------------------------------------
 
@@ -527,6 +530,7 @@ class Walk:
     ) -> bool:
         """The next hop must be in the peer namespace and resolvable on the link."""
         next_hop = answer.next_hop
+        self.next_hops.append((current, out_link, next_hop))
         peer_state = self.catalog.state(peer_reference)
         entry = state.neighbour(next_hop, out_link.index)
         neighbour_text = (
@@ -569,20 +573,9 @@ class Walk:
             self.cause("addr.missing", peer_reference, message, remedy=remedy)
             return False
         if entry is not None and entry.unresolved:
-            self.check("next-hop", current, False, neighbour_text)
-            self.cause(
-                "neigh.failed",
-                current,
-                f"{current} cannot resolve the next hop {next_hop} on {out_link.name} "
-                f"(neighbour entry {entry.state_name}).",
-                remedy=Remedy(
-                    "neigh-del",
-                    current,
-                    out_link.name,
-                    address=ipaddress.IPv4Interface(next_hop),
-                ),
-            )
-            return False
+            # A FAILED entry may be old (a link that was down): new packets retry the
+            # resolution, so the probes decide whether it is the cause (engine).
+            neighbour_text += " (resolution failed earlier; the probes try again)"
         return self.check(
             "next-hop", current, True, f"{next_hop} is in {peer_reference}; {neighbour_text}"
         )
