@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -457,6 +458,11 @@ def test_icmp_echo_fields_are_big_endian() -> None:
     assert (packet.icmp_type, packet.icmp_id, packet.icmp_seq) == (8, 0x0102, 0x0304)
 
 
+def zlib_deflate(payload: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)  # raw DEFLATE, as IPComp carries it
+    return compressor.compress(payload) + compressor.flush()
+
+
 def udp(payload: bytes, sport: int, dport: int) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
@@ -532,6 +538,16 @@ def test_tunnels_expose_inner_ipv4(data: bytes) -> None:
     assert decoder.counts().tunnelled == 1
 
 
+def test_l2tp_and_ipcomp_expose_inner_ip() -> None:
+    l2tp = b"\x00\x02\x00\x01\x00\x01\xff\x03\x00\x57"  # data message, ids, PPP/IPv6
+    packet = decode_one(outer(udp(l2tp + ipv6(tcp_header()), 1701, 1701), 17))
+    assert packet.tunnelled and packet.ip_version == 6
+    assert_tcp_to_7096(packet, SRC6, DST6)
+    packet = decode_one(outer(b"\x29\x00\x00\x02" + zlib_deflate(ipv6(tcp_header())), 108))
+    assert packet.tunnelled and packet.ip_version == 6
+    assert_tcp_to_7096(packet, SRC6, DST6)
+
+
 def test_6in4_exposes_inner_ipv6() -> None:
     packet = decode_one(outer(ipv6(tcp_header()), 41))
     assert packet.frame_class is FrameClass.IPV4 and packet.ip_version == 6 and packet.tunnelled
@@ -586,6 +602,13 @@ def test_mutated_headers_never_raise(data: st.DataObject) -> None:
         ether(ipv6(bytes([60, 0]) + b"\x01\x04\x00\x00\x00\x00" + tcp_header(), 0), 0x86DD),
         ether(ipv4(struct.pack("!BBHHH", 3, 4, 0, 0, 1400) + ipv4(tcp_header())[:28], 1)),
         ether(ipv4(tcp_header(), fragment=0x2000)),
+        outer(udp(b"\x08\x00\x00\x00\x00\x00\x01\x00" + ether(ipv4(tcp_header())), 1, 4789), 17),
+        outer(
+            udp(b"\x00\x02\x00\x01\x00\x01\xff\x03\x00\x21" + ipv4(tcp_header()), 1701, 1701), 17
+        ),
+        outer(b"\x29\x00\x00\x02" + zlib_deflate(ipv6(tcp_header())), 108),
+        ether(struct.pack("!II", 100 << 12, (200 << 12) | 0x100) + ipv4(tcp_header()), 0x8847),
+        ether(ipv6(struct.pack("!BBHI", 2, 0, 0, 1280) + ipv6(tcp_header())[:48], 58), 0x86DD),
     ]
     packet = bytearray(data.draw(st.sampled_from(templates)))
     for _ in range(data.draw(st.integers(1, 6))):
