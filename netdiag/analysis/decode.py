@@ -998,9 +998,10 @@ def _icmp(
             packet.icmp_type = data[start]
             packet.icmp_code = data[start + 1]
         return
-    icmp_type, code, _checksum, identifier, sequence = _ICMP.unpack_from(data, start)
+    icmp_type, code, checksum, identifier, sequence = _ICMP.unpack_from(data, start)
     packet.icmp_type = icmp_type
     packet.icmp_code = code
+    packet.icmp_checksum = checksum
     packet.payload_len = max(0, claimed - 8)
     if version == 4:
         if icmp_type in (0, 8):

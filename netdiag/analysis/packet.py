@@ -74,6 +74,7 @@ class DecodedPacket:
         "fragment",
         "frame",
         "frame_class",
+        "icmp_checksum",
         "icmp_code",
         "icmp_id",
         "icmp_mtu",
@@ -131,6 +132,10 @@ class DecodedPacket:
         self.icmp_id = 0
         self.icmp_seq = 0
         self.icmp_mtu = 0  # next-hop MTU of frag-needed / packet-too-big
+        # The ICMP checksum field: Wireshark pairs an echo reply with a request
+        # only when the reply's checksum is the request's adjusted for the type
+        # change, i.e. when the payload is the same.
+        self.icmp_checksum = 0
         # For ICMP errors: the quoted packet's (src, dst, proto, sport, dport)
         self.icmp_quoted: tuple[bytes, bytes, int, int, int] | None = None
         # ARP: the opcode (1 request, 2 reply); src/dst then hold the sender and
