@@ -2,9 +2,10 @@
 
 ``IcmpTracker`` pairs echo requests and replies the way Wireshark fills
 ``icmp.resp_to`` / ``icmp.resptime`` in a single pass: a request waits under
-(its address pair, identifier, sequence number) -- the pair unordered, as
-Wireshark's conversation is -- and the first reply with the same key takes
-it; a later request with the same key replaces an unanswered one (the older
+(its address pair, identifier, sequence number, the checksum its reply will
+carry) -- the pair unordered, as Wireshark's conversation is, and the
+checksum standing for "the same payload" -- and the first reply with the same
+key takes it; a later request with the same key replaces an unanswered one (the older
 stays unanswered), and a second reply to an answered request is left
 unmatched. RTTs are differences of integer nanosecond timestamps, in ms.
 
@@ -32,6 +33,10 @@ from netdiag.analysis.packet import DecodedPacket
 
 ECHO_REQUEST = {1: 8, 58: 128}
 ECHO_REPLY = {1: 0, 58: 129}
+# Ones'-complement change of the checksum from request to reply: ICMP type 8
+# -> 0 lowers the first 16-bit word by 0x0800 (checksum + 0x0800); ICMPv6
+# 128 -> 129 raises it by 0x0100 (checksum - 0x0100, i.e. + 0xFEFF).
+REPLY_CHECKSUM_DELTA = {1: 0x0800, 58: 0xFEFF}
 
 # (protocol, type) -> kind of ICMP error; ICMPv4 3/4 is refined to frag-needed.
 ERROR_KINDS: dict[tuple[int, int], str] = {
@@ -88,7 +93,7 @@ class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[int, bytes, bytes, int, int], _Request] = {}
+        self._pending: dict[tuple[int, bytes, bytes, int, int, int], _Request] = {}
         self._requests: list[_Request] = []
         self._errors: list[IcmpError] = []
 
@@ -102,8 +107,14 @@ class IcmpTracker:
         destination = packet.dst
         if icmp_type == ECHO_REQUEST.get(protocol) or icmp_type == ECHO_REPLY.get(protocol):
             low, high = (source, destination) if source <= destination else (destination, source)
-            key = (protocol, low, high, packet.icmp_id, packet.icmp_seq)
-            if icmp_type == ECHO_REQUEST[protocol]:
+            is_request = icmp_type == ECHO_REQUEST[protocol]
+            checksum = packet.icmp_checksum
+            if is_request:
+                # The checksum the reply will carry: only the type differs.
+                checksum += REPLY_CHECKSUM_DELTA[protocol]
+                checksum = (checksum & 0xFFFF) + (checksum >> 16)
+            key = (protocol, low, high, packet.icmp_id, packet.icmp_seq, checksum)
+            if is_request:
                 request = _Request(
                     "icmp" if protocol == 1 else "icmpv6",
                     packet.frame,
