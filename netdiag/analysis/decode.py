@@ -7,11 +7,14 @@ time of a large capture. The common path (Ethernet, IPv4, TCP) is written
 out in ``Decoder.decode`` itself; everything else goes through small
 functions that are cheap to follow.
 
-It opens what Wireshark opens: VLAN tags (802.1Q, 802.1ad, QinQ), Linux
-cooked captures, BSD loopback, raw IP, Cisco HDLC, PPP, IP over InfiniBand;
-tunnels (GRE with its optional fields, ERSPAN, PPPoE, MPLS, VXLAN, GTP-U,
-IP-in-IP, 6in4, IPComp) down to the innermost IP packet carrying TCP, UDP or
-ICMP. IPv4 and IPv6 fragments are reassembled in bounded memory; the frame
+It opens what Wireshark opens: VLAN tags (802.1Q, 802.1ad, QinQ), LLC/SNAP,
+Linux cooked captures (SLL, SLL2), BSD and OpenBSD loopback, raw IP, Cisco
+HDLC, PPP, IP over InfiniBand, Solaris ipnet, unencrypted 802.11 data
+frames (bare or behind radiotap); tunnels (GRE with its optional fields,
+ERSPAN, PPPoE, L2TPv2, MPLS, VXLAN, GTP-U, IP-in-IP, 6in4, IPComp with
+DEFLATE) down to the innermost IP packet carrying TCP, UDP or ICMP.
+``tunnelled`` and its count mean an IP header inside another protocol's
+payload (VLAN tags and Cisco metadata are tags, not tunnels). IPv4 and IPv6 fragments are reassembled in bounded memory; the frame
 that completes a datagram carries its transport fields (``fragment=True``),
 as tshark reports a fragmented ping on its last fragment.
 
