@@ -14,7 +14,9 @@ frames (bare or behind radiotap); tunnels (GRE with its optional fields,
 ERSPAN, PPPoE, L2TPv2, MPLS, VXLAN, GTP-U, IP-in-IP, 6in4, IPComp with
 DEFLATE) down to the innermost IP packet carrying TCP, UDP or ICMP.
 ``tunnelled`` and its count mean an IP header inside another protocol's
-payload (VLAN tags and Cisco metadata are tags, not tunnels). IPv4 and IPv6 fragments are reassembled in bounded memory; the frame
+payload (VLAN tags and Cisco metadata are tags, not tunnels).
+
+IPv4 and IPv6 fragments are reassembled in bounded memory; the frame
 that completes a datagram carries its transport fields (``fragment=True``),
 as tshark reports a fragmented ping on its last fragment.
 
