@@ -189,6 +189,22 @@ def floor_loop(path: Path) -> int:
     return 0
 
 
+def dpkt_loop(path: Path) -> int:
+    """The slow path for reference: dpkt's reader and a full dpkt object per frame."""
+    import dpkt
+
+    frames = 0
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+        handle.seek(0)
+        reader = dpkt.pcapng.Reader(handle) if magic == b"\x0a\x0d\x0d\x0a" else None
+        for _, buffer in reader or dpkt.pcap.Reader(handle):
+            dpkt.ethernet.Ethernet(buffer)
+            frames += 1
+    print(frames)
+    return 0
+
+
 def generator_digest() -> str:
     # CRC-32 is enough to tell generator versions apart, and zlib is already loaded
     # (hashlib would add OpenSSL's megabytes to the runner: see runner_rss_mb).
@@ -346,7 +362,7 @@ def setup_timing(timeout: float) -> dict[str, object]:
 
 
 def run_contenders(
-    files: dict[str, Path], timeout: float, repeats: int, jobs_row: bool
+    files: dict[str, Path], timeout: float, repeats: int, jobs_row: bool, dpkt_row: bool
 ) -> list[Contender]:
     python = python_for_netdiag()
     contenders = [
@@ -369,6 +385,13 @@ def run_contenders(
             "floor: Python record-header loop", [python, str(Path(__file__)), "--floor", "{}"]
         )
     )
+    if dpkt_row:
+        contenders.append(
+            Contender(
+                "dpkt: Ethernet object per frame",
+                [python, str(Path(__file__)), "--dpkt-loop", "{}"],
+            )
+        )
     if jobs_row:
         contenders.append(
             Contender(
@@ -609,10 +632,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="M",
         help="also time netdiag, tshark and the floor on M packets in each of the 4 formats",
     )
+    parser.add_argument(
+        "--dpkt-row", action="store_true", help="also time a loop building dpkt objects"
+    )
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dpkt-loop", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor is not None:
         return floor_loop(args.floor)
+    if args.dpkt_loop is not None:
+        return dpkt_loop(args.dpkt_loop)
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     fresh: list[Path] = []
     try:
@@ -630,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             measure([*netdiag_command(), "analyze", str(small), "--json"], args.timeout)
         )
         print("contenders", file=sys.stderr)
-        contenders = run_contenders(files, args.timeout, args.repeat, args.jobs_row)
+        contenders = run_contenders(files, args.timeout, args.repeat, args.jobs_row, args.dpkt_row)
         if args.formats_packets:
             print("formats", file=sys.stderr)
             extra["formats"] = time_formats(args.formats_packets, args.seed, args.timeout, fresh)
