@@ -1,0 +1,178 @@
+"""Findings from small synthetic packet sequences: codes, frames, messages, hints, order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netdiag.analysis.findings import build_findings
+from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
+from netdiag.analysis.model import FileInfo, Finding
+from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
+from netdiag.analysis.tcp import TcpTracker
+from tests.test_icmp import A, B, arp, echo, icmp_error
+from tests.test_tcp import C_ISN, HANDSHAKE, S_ISN, T0_NS, tcp_packet, track
+
+FILE = FileInfo(
+    path="x.pcap",
+    format="pcap",
+    link_types=(1,),
+    packets=10,
+    first_ts=0.0,
+    last_ts=1.0,
+    complete=True,
+)
+
+
+def findings_for_tcp(rows: list[tuple[Any, ...]], info: FileInfo = FILE) -> tuple[Finding, ...]:
+    return build_findings(info, track(rows), (), (), ())
+
+
+def only(findings: tuple[Finding, ...], code: str) -> Finding:
+    matching = [finding for finding in findings if finding.code == code]
+    assert len(matching) == 1, [finding.code for finding in findings]
+    return matching[0]
+
+
+def test_unanswered_syn_reports_tries_backoff_and_where_to_look() -> None:
+    rows = [
+        (0.0, "c>s", SYN, C_ISN, 0),
+        (1000.0, "c>s", SYN, C_ISN, 0),
+        (3000.0, "c>s", SYN, C_ISN, 0),
+    ]
+    finding = only(findings_for_tcp(rows), "tcp.syn-unanswered")
+    assert (finding.severity, finding.stream, finding.frames) == ("error", 0, (1, 2, 3))
+    assert "3 SYNs" in finding.message
+    assert "1.00 s, 2.00 s" in finding.message  # the backoff between tries
+    assert "no SYN-ACK came back" in finding.hint
+    assert "ss -ltn 'sport = :7096'" in finding.hint
+    assert "ip route get 10.0.2.1" in finding.hint  # the route back to the client
+
+
+def test_refused_port_names_port_and_address() -> None:
+    rows = [(0.0, "c>s", SYN, C_ISN, 0), (0.2, "s>c", RST | ACK, 0, C_ISN + 1)]
+    findings = findings_for_tcp(rows)
+    finding = only(findings, "tcp.rejected")
+    assert finding.message.startswith(
+        "connection refused: nothing listens on port 7096 at 10.0.1.1"
+    )
+    assert finding.frames == (1, 2)
+    assert "ss -ltn 'sport = :7096'" in finding.hint
+    assert not [f for f in findings if f.code in ("tcp.syn-unanswered", "tcp.reset")]
+
+
+def test_reset_of_an_established_connection_names_who_reset() -> None:
+    rows = [*HANDSHAKE, (5.0, "s>c", RST | ACK, S_ISN + 1, C_ISN + 1)]
+    finding = only(findings_for_tcp(rows), "tcp.reset")
+    assert finding.severity == "warn"
+    assert "reset by the server (10.0.1.1:7096)" in finding.message
+    assert finding.frames == (4,)
+
+
+def test_retransmissions_and_handshake_halves() -> None:
+    rows = [
+        (0.0, "c>s", SYN, C_ISN, 0),
+        (3.0, "s>c", SYN | ACK, S_ISN, C_ISN + 1),  # 3 ms towards the server and back
+        (4.0, "c>s", ACK, C_ISN + 1, S_ISN + 1),  # 1 ms towards the client and back
+        (5.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 10),
+        (300.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 10),
+        (303.0, "s>c", ACK, S_ISN + 1, C_ISN + 11),
+    ]
+    finding = only(findings_for_tcp(rows), "tcp.retransmission")
+    assert finding.frames == (5,)
+    assert "1 segment of 10.0.2.1:40000 -> 10.0.1.1:7096 had to be sent again" in finding.message
+    assert "3.000 ms capture point to server and back" in finding.message
+    assert "1.000 ms capture point to client and back" in finding.message
+
+
+def test_one_sided_capture_is_not_called_an_unanswered_syn() -> None:
+    rows = [
+        (0.0, "c>s", SYN, C_ISN, 0),
+        (1.0, "c>s", ACK, C_ISN + 1, S_ISN + 1),
+        (2.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 100),
+    ]
+    findings = findings_for_tcp(rows)
+    assert only(findings, "tcp.one-sided").severity == "warn"
+    assert not [f for f in findings if f.code == "tcp.syn-unanswered"]
+
+
+def test_zero_window_and_duplicate_acks() -> None:
+    rows = [
+        *HANDSHAKE,
+        (3.0, "s>c", ACK, S_ISN + 1, C_ISN + 1, 0, 0),  # zero window
+        (4.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 10),
+        (5.0, "s>c", ACK, S_ISN + 1, C_ISN + 11, 0, 100),
+        (6.0, "s>c", ACK, S_ISN + 1, C_ISN + 11, 0, 100),  # duplicate ACK
+    ]
+    findings = findings_for_tcp(rows)
+    assert only(findings, "tcp.zero-window").frames == (4,)
+    assert only(findings, "tcp.dup-ack").frames == (7,)
+
+
+def test_icmp_findings_loss_unreachable_frag_needed() -> None:
+    tcp = TcpTracker()
+    tcp.process(tcp_packet(1, 0.0, "c>s", SYN, 1000, client=(A, 40000), server=(B, 7096)))
+    icmp = IcmpTracker()
+    for packet in [
+        echo(2, 0.0, A, B, 8, seq=1),
+        echo(3, 1.0, B, A, 0, seq=1),
+        echo(4, 1000.0, A, B, 8, seq=2),
+    ]:
+        icmp.process(packet)
+    icmp.process(icmp_error(5, 3, 3, (A, B, 17, 5000, 53)), tcp.stream_of)
+    icmp.process(icmp_error(6, 3, 4, (A, B, 6, 40000, 7096), mtu=1400), tcp.stream_of)
+    echoes = icmp.echoes(T0_NS)
+    findings = build_findings(FILE, tcp.finish(), echoes, summarize(echoes), icmp.errors())
+    lost = only(findings, "icmp.echo-unanswered")
+    assert (lost.severity, lost.frames) == ("warn", (4,))
+    assert "1 of 2 echo requests from 10.0.1.1 to 10.0.2.1" in lost.message
+    unreachable = only(findings, "icmp.unreachable")
+    assert "port unreachable" in unreachable.message
+    assert "ss -lun 'sport = :53'" in unreachable.hint
+    frag = only(findings, "icmp.frag-needed")
+    assert (frag.stream, frag.frames) == (0, (6,))
+    assert "next-hop MTU 1400" in frag.message
+    assert "mtu 1400" in frag.hint
+
+
+def test_arp_unanswered() -> None:
+    tracker = ArpTracker()
+    tracker.process(arp(1, 1, A, B))
+    tracker.process(arp(2, 1, A, B))
+    findings = build_findings(FILE, (), (), (), (), tracker.questions())
+    finding = only(findings, "arp.unanswered")
+    assert finding.frames == (1, 2)
+    assert "10.0.1.1 asked 2 times who has 10.0.2.1" in finding.message
+    assert "ip neigh show 10.0.2.1" in finding.hint
+
+
+def test_truncated_capture() -> None:
+    info = FileInfo(
+        path="cut.pcap",
+        format="pcap",
+        link_types=(1,),
+        packets=3,
+        first_ts=0.0,
+        last_ts=1.0,
+        complete=False,
+        warnings=("cut short inside frame 4",),
+        truncated_frames=2,
+    )
+    findings = build_findings(info, (), (), (), ())
+    assert [f.code for f in findings] == ["capture.truncated", "capture.truncated"]
+    assert [f.severity for f in findings] == ["warn", "note"]  # worst first
+    assert "cut short inside frame 4" in findings[0].message
+
+
+def test_findings_are_sorted_worst_first() -> None:
+    rows = [
+        *HANDSHAKE,
+        (3.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 10),
+        (300.0, "c>s", PSH | ACK, C_ISN + 1, S_ISN + 1, 10),
+        (301.0, "c>s", FIN | ACK, C_ISN + 11, S_ISN + 1),
+    ]
+    syn_rows = [(400.0, "c>s", SYN, 9, 0)]
+    streams = track(rows) + track(syn_rows, client=(A, 40001))
+    findings = build_findings(FILE, streams, (), (), ())
+    severities = [finding.severity for finding in findings]
+    assert severities == sorted(severities, key=["error", "warn", "note"].index)
+    assert findings[0].code == "tcp.syn-unanswered"
