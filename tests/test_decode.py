@@ -210,6 +210,15 @@ def assert_tcp_to_7096(packet: DecodedPacket, src: bytes = SRC4, dst: bytes = DS
     assert (packet.sport, packet.dport, packet.seq, packet.ack) == (40000, 7096, 1000, 2000)
 
 
+def test_address_and_endpoint_formatting() -> None:
+    assert format_addr(SRC4) == "10.0.1.1"
+    assert format_addr(SRC6) == "2001:db8::1"
+    assert format_endpoint(SRC4, 7096) == "10.0.1.1:7096"
+    assert format_endpoint(SRC6, 80) == "[2001:db8::1]:80"
+    assert format_addr(socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.1")) == "::ffff:10.0.0.1"
+    assert format_addr(b"") == "?" and format_addr(b"\x01\x02") == "0102"  # never raises
+
+
 def test_ethernet_ipv4_tcp_fields() -> None:
     options = b"\x02\x04\x05\xb4\x01\x01\x04\x02"
     data = ether(ipv4(tcp_header(PSH | ACK, options, b"this is a test message")))

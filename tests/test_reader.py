@@ -313,6 +313,17 @@ def test_pcapng_sections_reset_interfaces_and_byte_order(tmp_path: Path) -> None
     assert info.truncated_frames == 2
 
 
+def test_pcapng_packet_options_are_not_packet_bytes(tmp_path: Path) -> None:
+    packet = b"p" * 13  # padded to 16 in the block, followed by an epb_flags option
+    header = struct.pack("<IIIII", 0, 0, 5, len(packet), 99)
+    flags = struct.pack("<HHI", 2, 4, 1) + struct.pack("<HH", 0, 0)
+    body = header + packet + b"\x00" * 3 + flags
+    content = shb("<") + idb("<", 1) + block("<", 6, body)
+    frames, info = read_all(write(tmp_path, "options.pcapng", content))
+    assert [(f.data, f.caplen, f.wirelen, f.ts_ns) for f in frames] == [(packet, 13, 99, 5000)]
+    assert info.complete
+
+
 def test_pcapng_cut_inside_block(tmp_path: Path) -> None:
     content = shb("<") + idb("<", 1) + epb("<", 0, 0, b"x" * 40) + epb("<", 0, 1, b"y" * 40)
     frames, info = read_all(write(tmp_path, "cut.pcapng", content[:-10]))
