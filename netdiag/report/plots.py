@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from netdiag.analysis.model import Analysis, IcmpEcho, TcpStream
 from netdiag.report.content import ladder_label
@@ -67,7 +67,6 @@ def _finish(
     path: Path,
     title: str,
     labels: tuple[str, str],
-    legend_location: Literal["best", "lower right"] = "best",
 ) -> None:
     """Title, axis labels, grid and legend the same way on every chart, then save."""
     # Plain tick labels: an offset such as "+6.41e1" in the corner is unreadable at a glance.
@@ -76,7 +75,9 @@ def _finish(
     axes.set_xlabel(labels[0])
     axes.set_ylabel(labels[1])
     axes.grid(True, alpha=0.3)
-    axes.legend(loc=legend_location, fontsize="small")
+    # The legend goes under the axes (constrained layout makes room): data can fill any
+    # corner, and loc="best" is slow (and warns) on the thousands of points of a big capture.
+    figure.legend(loc="outside lower center", ncols=3, fontsize="small")
     _save(figure, path)
 
 
@@ -201,7 +202,6 @@ def plot_time_sequence(stream: TcpStream, path: Path) -> bool:
         path,
         f"TCP stream {stream.stream}: time-sequence graph (data from {sender})",
         (f"time since the stream's first packet ({unit})", "relative sequence number (bytes)"),
-        legend_location="lower right",
     )
     return True
 
