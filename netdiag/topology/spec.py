@@ -6,7 +6,8 @@ builds it). Everything is frozen and validated on construction, so a spec that
 exists is one the kernel will accept: names fit the kernel's limits, addresses
 parse, subnets of different links do not overlap, every route leaves through an
 interface its namespace owns and every gateway is on a subnet one of that
-namespace's links provides.
+namespace's links provides. Links whose ends are ports of one bridge
+(``BridgeSpec``) are one broadcast domain and may share a subnet.
 
 ``with_prefix`` renames every namespace and interface (``--prefix P``) so that
 several runs can go side by side without sharing a single kernel object.
@@ -158,6 +159,31 @@ class LinkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeSpec:
+    """A Linux bridge inside ``namespace`` with veth ends of that namespace as its ports.
+
+    ``ip -n NS link add NAME type bridge; ip -n NS link set PORT master NAME``.
+    The links whose ends are ports form one broadcast domain (a star's hub).
+    """
+
+    namespace: str
+    name: str
+    members: tuple[str, ...]
+    addresses: tuple[AddressSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_namespace_name(self.namespace)
+        check_interface_name(self.name)
+        if not self.members:
+            raise TopologyError(f"bridge {self.name} in {self.namespace} has no member interface")
+        for member in self.members:
+            check_interface_name(member)
+        repeated = sorted({member for member in self.members if self.members.count(member) > 1})
+        if repeated:
+            raise TopologyError(f"bridge {self.name} lists member {repeated[0]} twice")
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     """``ip -n NS route add DESTINATION [via GATEWAY] dev DEVICE``.
 
@@ -204,6 +230,7 @@ class TopologySpec:
     probe: ProbeSpec | None = None
     description: str = ""
     prefix: str = ""
+    bridges: tuple[BridgeSpec, ...] = ()
     _by_namespace: dict[str, tuple[LinkEndSpec, ...]] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -231,26 +258,38 @@ class TopologySpec:
         object.__setattr__(
             self, "_by_namespace", {name: tuple(ends) for name, ends in by_namespace.items()}
         )
+        self._check_bridges()
         self._check_addresses()
         self._check_routes()
         self._check_probe()
 
     def _check_addresses(self) -> None:
+        assigned = [
+            (address, f"{end.interface} in {end.namespace}")
+            for link in self.links
+            for end in link.ends
+            for address in end.addresses
+        ] + [
+            (address, f"bridge {bridge.name} in {bridge.namespace}")
+            for bridge in self.bridges
+            for address in bridge.addresses
+        ]
         seen_addresses: dict[IPv4Address, str] = {}
-        for link in self.links:
-            for end in link.ends:
-                for address in end.addresses:
-                    owner = f"{end.interface} in {end.namespace}"
-                    if address.address in seen_addresses:
-                        raise TopologyError(
-                            f"address {address.address} is on both "
-                            f"{seen_addresses[address.address]} and {owner}"
-                        )
-                    seen_addresses[address.address] = owner
+        for address, owner in assigned:
+            if address.address in seen_addresses:
+                raise TopologyError(
+                    f"address {address.address} is on both "
+                    f"{seen_addresses[address.address]} and {owner}"
+                )
+            seen_addresses[address.address] = owner
         # Different links are different broadcast domains: a subnet that spans
-        # two of them makes routing ambiguous, so it is refused.
+        # two of them makes routing ambiguous, so it is refused. Links bridged
+        # together are one domain and may share a subnet.
+        domain = self._bridge_domains()
         for index, link in enumerate(self.links):
             for other in self.links[index + 1 :]:
+                if domain.get(id(link), id(link)) == domain.get(id(other), id(other)):
+                    continue
                 for network in link.networks:
                     for other_network in other.networks:
                         if network.overlaps(other_network):
@@ -258,6 +297,72 @@ class TopologySpec:
                                 f"subnets {network} and {other_network} overlap on "
                                 f"different links ({_link_label(link)} and {_link_label(other)})"
                             )
+
+    def _check_bridges(self) -> None:
+        taken: dict[tuple[str, str], str] = {}
+        for bridge in self.bridges:
+            ends = self._by_namespace.get(bridge.namespace)
+            if ends is None:
+                raise TopologyError(
+                    f"bridge {bridge.name} is in namespace {bridge.namespace!r}, "
+                    "which the topology does not declare"
+                )
+            if any(end.interface == bridge.name for end in ends):
+                raise TopologyError(
+                    f"bridge {bridge.name} has the name of a veth end in {bridge.namespace}"
+                )
+            for member in bridge.members:
+                if not any(end.interface == member for end in ends):
+                    raise TopologyError(
+                        f"bridge {bridge.name} in {bridge.namespace} lists member {member!r}, "
+                        f"which is not a link end in {bridge.namespace}"
+                    )
+                key = (bridge.namespace, member)
+                if key in taken:
+                    raise TopologyError(
+                        f"{member} in {bridge.namespace} is a port of both bridge "
+                        f"{taken[key]} and bridge {bridge.name}"
+                    )
+                taken[key] = bridge.name
+
+    def _bridge_domains(self) -> dict[int, int]:
+        """Link id -> id of the first link of its bridge (links bridged together share it)."""
+        domain: dict[int, int] = {}
+        for bridge in self.bridges:
+            members = self._bridged_links(bridge)
+            roots = {domain.get(id(link), id(link)) for link in members}
+            root = min(roots) if roots else 0
+            for link_id, current in list(domain.items()):
+                if current in roots:
+                    domain[link_id] = root
+            for link in members:
+                domain[id(link)] = root
+        return domain
+
+    def _bridge_networks(self, bridge: BridgeSpec) -> set[IPv4Network]:
+        """The subnets a bridge's broadcast domain provides: its own and its ports' links'."""
+        networks = {address.network for address in bridge.addresses}
+        for link in self._bridged_links(bridge):
+            networks |= link.networks
+        return networks
+
+    def _bridged_links(self, bridge: BridgeSpec) -> list[LinkSpec]:
+        """The links one of whose ends is a port of ``bridge``."""
+        return [
+            link
+            for link in self.links
+            if any(
+                end.namespace == bridge.namespace and end.interface in bridge.members
+                for end in link.ends
+            )
+        ]
+
+    def bridge_of(self, namespace: str, interface: str) -> BridgeSpec | None:
+        """The bridge that ``interface`` in ``namespace`` is a port of, if any."""
+        for bridge in self.bridges:
+            if bridge.namespace == namespace and interface in bridge.members:
+                return bridge
+        return None
 
     def _check_routes(self) -> None:
         for route in self.routes:
@@ -268,14 +373,30 @@ class TopologySpec:
                     "which the topology does not declare"
                 )
             device = next((end for end in ends if end.interface == route.device), None)
-            if device is None:
+            bridge = next(
+                (
+                    bridge
+                    for bridge in self.bridges
+                    if bridge.namespace == route.namespace and bridge.name == route.device
+                ),
+                None,
+            )
+            if device is None and bridge is None:
                 raise TopologyError(
                     f"route {route.destination} in {route.namespace} uses device "
                     f"{route.device!r}, which is not an interface of {route.namespace}"
                 )
             if route.gateway is not None:
-                link = next(link for link in self.links if device in link.ends)
-                if not any(route.gateway in network for network in link.networks):
+                if bridge is not None:
+                    networks = self._bridge_networks(bridge)
+                else:
+                    assert device is not None
+                    link = next(link for link in self.links if device in link.ends)
+                    networks = set(link.networks)
+                    for other_bridge in self.bridges:  # a leaf of a star reaches the hub's
+                        if link in self._bridged_links(other_bridge):
+                            networks |= self._bridge_networks(other_bridge)
+                if not any(route.gateway in network for network in networks):
                     raise TopologyError(
                         f"route {route.destination} in {route.namespace} goes via "
                         f"{route.gateway}, which no subnet of {route.device}'s link provides"
@@ -308,6 +429,9 @@ class TopologySpec:
 
     def addresses_of(self, namespace: str) -> tuple[AddressSpec, ...]:
         return tuple(address for end in self.interfaces_of(namespace) for address in end.addresses)
+
+    def bridges_of(self, namespace: str) -> tuple[BridgeSpec, ...]:
+        return tuple(bridge for bridge in self.bridges if bridge.namespace == namespace)
 
     def routes_of(self, namespace: str) -> tuple[RouteSpec, ...]:
         return tuple(route for route in self.routes if route.namespace == namespace)
@@ -370,6 +494,15 @@ class TopologySpec:
                 for route in self.routes
             ),
             probe=probe,
+            bridges=tuple(
+                replace(
+                    bridge,
+                    namespace=prefix + bridge.namespace,
+                    name=prefix + bridge.name,
+                    members=tuple(prefix + member for member in bridge.members),
+                )
+                for bridge in self.bridges
+            ),
         )
 
 
