@@ -13,6 +13,8 @@ File layout (the built-in ``seed`` is the reference example)::
       - ends:
           - {namespace: ns1, interface: veth0, addresses: [10.0.1.0/24]}
           - {namespace: ns2, interface: veth1, addresses: [10.0.2.0/24]}
+    bridges:                         # optional: a Linux bridge and its veth-end ports
+      - {namespace: hub, name: hubbr, members: [hub1, hub2], addresses: [10.3.0.254/24]}
     routes:
       - {namespace: ns1, destination: 10.0.2.0/24, device: veth0}
     probe:                           # optional; default: first link, end 0 serves
@@ -34,6 +36,7 @@ import yaml
 from netdiag.errors import InputError, TopologyError
 from netdiag.topology.spec import (
     AddressSpec,
+    BridgeSpec,
     LinkEndSpec,
     LinkSpec,
     NamespaceSpec,
@@ -169,6 +172,34 @@ def _link(source: _Source, node: yaml.Node) -> LinkSpec:
     return source.build(node, lambda: LinkSpec(ends=(first, second)))
 
 
+def _bridge(source: _Source, node: yaml.Node) -> BridgeSpec:
+    keys = source.mapping(
+        node, "a bridge", {"namespace", "name", "members", "addresses"}, {"namespace", "name"}
+    )
+    members = (
+        tuple(
+            source.scalar(member, "a member interface")
+            for member in source.sequence(keys["members"][1], "members")
+        )
+        if "members" in keys
+        else ()
+    )
+    addresses: list[AddressSpec] = []
+    if "addresses" in keys:
+        for address_node in source.sequence(keys["addresses"][1], "addresses"):
+            text = source.scalar(address_node, "an address")
+            addresses.append(source.build(address_node, partial(_address_spec, text)))
+    return source.build(
+        node,
+        lambda: BridgeSpec(
+            namespace=source.scalar(keys["namespace"][1], "namespace"),
+            name=source.scalar(keys["name"][1], "name"),
+            members=members,
+            addresses=tuple(addresses),
+        ),
+    )
+
+
 def _route(source: _Source, node: yaml.Node) -> RouteSpec:
     keys = source.mapping(
         node,
@@ -245,7 +276,7 @@ def parse_topology(text: str, label: str, default_name: str) -> TopologySpec:
     keys = source.mapping(
         root,
         "the topology",
-        {"name", "description", "namespaces", "links", "routes", "probe"},
+        {"name", "description", "namespaces", "links", "bridges", "routes", "probe"},
         {"namespaces", "links"},
     )
     name = source.scalar(keys["name"][1], "name") if "name" in keys else default_name
@@ -260,6 +291,11 @@ def parse_topology(text: str, label: str, default_name: str) -> TopologySpec:
     if "routes" in keys:
         routes = tuple(
             _route(source, node) for node in source.sequence(keys["routes"][1], "routes")
+        )
+    bridges: tuple[BridgeSpec, ...] = ()
+    if "bridges" in keys:
+        bridges = tuple(
+            _bridge(source, node) for node in source.sequence(keys["bridges"][1], "bridges")
         )
     probe = _probe(source, keys["probe"][1]) if "probe" in keys else None
     if probe is not None and not probe.capture_interface:
@@ -284,6 +320,7 @@ def parse_topology(text: str, label: str, default_name: str) -> TopologySpec:
             links=links,
             routes=routes,
             probe=probe,
+            bridges=bridges,
         ),
     )
 
@@ -297,6 +334,13 @@ def builtin_names() -> tuple[str, ...]:
             if entry.name.endswith(".yaml")
         )
     )
+
+
+def all_builtin_names() -> tuple[str, ...]:
+    """The YAML built-ins and the generated ones (star, chain)."""
+    from netdiag.topology.generators import GENERATED
+
+    return tuple(sorted({*builtin_names(), *GENERATED}))
 
 
 def builtin_text(name: str) -> str:
@@ -315,15 +359,22 @@ def load_topology_file(path: Path) -> TopologySpec:
     return parse_topology(text, str(path), default_name=path.stem)
 
 
-def load_topology(reference: str | None) -> TopologySpec:
-    """``None`` -> the seed; a built-in name -> that topology; otherwise a YAML file path."""
+def load_topology(reference: str | None, length: int | None = None) -> TopologySpec:
+    """``None`` -> the seed; a built-in name -> that topology; otherwise a YAML file path.
+
+    ``star`` and ``chain`` are generated for ``length`` namespaces (``--length``).
+    """
     name = reference or DEFAULT_TOPOLOGY
+    from netdiag.topology import generators
+
+    if name in generators.GENERATED:
+        return generators.generate(name, length)
     if name in builtin_names():
         return parse_topology(builtin_text(name), f"{name}.yaml", default_name=name)
     path = Path(name)
     if not path.exists() and "/" not in name and not name.endswith((".yaml", ".yml")):
         raise InputError(
             f"no built-in topology {name!r} and no such file",
-            advice=f"built-in topologies: {', '.join(builtin_names())}",
+            advice=f"built-in topologies: {', '.join(all_builtin_names())}",
         )
     return load_topology_file(path)
