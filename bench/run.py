@@ -267,6 +267,23 @@ def first_line(command: list[str]) -> str:
     return lines[0].strip() if lines else "unknown"
 
 
+def code_state() -> dict[str, object]:
+    """The commit measured, and whether netdiag/ differed from it (a shared work tree)."""
+
+    def git(*arguments: str) -> str:
+        try:
+            result = subprocess.run(
+                ["git", *arguments], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+            )
+        except OSError:
+            return ""
+        return result.stdout.strip()
+
+    status = git("status", "--porcelain", "--", "netdiag").splitlines()
+    changed = [line.split(maxsplit=1)[1] for line in status if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "netdiag_uncommitted": changed}
+
+
 def machine() -> dict[str, object]:
     cpu_model = "unknown"
     memory_gb: float | None = None
@@ -499,6 +516,7 @@ def build_report(
         "started_utc": started,
         "packets": packets,
         "machine": machine(),
+        "code": code_state(),
         "files": sidecars,
         "contenders": rows,
         "runner_rss_mb": runner_rss_mb(),
@@ -598,6 +616,13 @@ def render_table(report: dict[str, object]) -> str:
         f"peak RSS figures cannot read below the runner's own {report['runner_rss_mb']} MB "
         "(Linux charges the parent's RSS to a child at exec)"
     )
+    code = report.get("code")
+    if isinstance(code, dict):
+        changed = code["netdiag_uncommitted"]
+        lines.append(
+            f"code: commit {code['commit']}"
+            + (f", with uncommitted changes in {', '.join(changed)}" if changed else "")
+        )
     machine_info = report["machine"]
     assert isinstance(machine_info, dict)
     lines += [
