@@ -32,7 +32,7 @@ from netdiag.errors import ExitStatus, NetdiagError, ResourceConflictError
 from netdiag.live import registry
 from netdiag.live.namespaces import configure_pyroute2, inside, namespace_exists
 from netdiag.live.signals import deferred_signals
-from netdiag.topology.spec import LinkEndSpec, LinkSpec, RouteSpec, TopologySpec
+from netdiag.topology.spec import BridgeSpec, LinkEndSpec, LinkSpec, RouteSpec, TopologySpec
 
 RT_SCOPE_UNIVERSE = 0
 IFF_UP = 0x1
@@ -261,6 +261,33 @@ class LiveTopology:
     def create_links(self) -> None:
         for link in self.spec.links:
             self.create_link(link)
+        for bridge in self.spec.bridges:
+            self.create_bridge(bridge)
+
+    def create_bridge(self, bridge: BridgeSpec) -> None:
+        """``ip -n NS link add NAME type bridge; ip -n NS link set PORT master NAME``."""
+        handle = self.handle(bridge.namespace)
+        try:
+            handle.link("add", ifname=bridge.name, kind="bridge")
+        except Exception as error:
+            raise LiveTopologyError(
+                f"cannot create bridge {bridge.name} in {bridge.namespace}: {error}"
+            ) from error
+        self._record = replace(
+            self._record, links=(*self._record.links, (bridge.namespace, bridge.name))
+        )
+        self._save_record()
+        bridge_index = self.index_of(bridge.namespace, bridge.name)
+        for member in bridge.members:
+            try:
+                handle.link(
+                    "set", index=self.index_of(bridge.namespace, member), master=bridge_index
+                )
+            except Exception as error:
+                raise LiveTopologyError(
+                    f"cannot make {member} a port of bridge {bridge.name} in "
+                    f"{bridge.namespace}: {error}"
+                ) from error
 
     def index_of(self, namespace: str, interface: str) -> int:
         indexes = self.handle(namespace).link_lookup(ifname=interface)
@@ -298,6 +325,11 @@ class LiveTopology:
     def configure_namespace(self, namespace: str) -> None:
         for end in self.spec.interfaces_of(namespace):
             self.configure_end(end)
+        for bridge in self.spec.bridges_of(namespace):
+            # A bridge is an interface like a link end: addresses, then up.
+            self.configure_end(
+                LinkEndSpec(namespace=namespace, interface=bridge.name, addresses=bridge.addresses)
+            )
 
     def set_forwarding(self, namespace: str, enabled: bool) -> None:
         # /proc/sys/net resolves to the namespace of the thread that opens it.
