@@ -24,10 +24,9 @@ def _console(json_output: bool) -> Console:
 
 
 def up(*, topology: str | None, prefix: str, length: int, json_output: bool) -> int:
-    del length  # sizes for built-in star/chain topologies, when they exist
     from netdiag.topology.loader import load_topology
 
-    spec = load_topology(topology).with_prefix(prefix)
+    spec = load_topology(topology, length).with_prefix(prefix)
     from netdiag.live.namespaces import check_environment
 
     check_environment()
