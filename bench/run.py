@@ -379,7 +379,12 @@ def setup_timing(timeout: float) -> dict[str, object]:
 
 
 def run_contenders(
-    files: dict[str, Path], timeout: float, repeats: int, jobs_row: bool, dpkt_row: bool
+    files: dict[str, Path],
+    timeout: float,
+    repeats: int,
+    jobs_row: bool,
+    dpkt_row: bool,
+    only: list[str],
 ) -> list[Contender]:
     python = python_for_netdiag()
     contenders = [
@@ -420,6 +425,9 @@ def run_contenders(
         )
     for contender in contenders:
         if contender.command is None:
+            continue
+        if only and not any(word in contender.name for word in only):
+            contender.note = "left out (--only)"
             continue
         for size, path in files.items():
             command = [str(path) if part == "{}" else part for part in contender.command]
@@ -660,6 +668,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dpkt-row", action="store_true", help="also time a loop building dpkt objects"
     )
+    parser.add_argument(
+        "--only",
+        type=lambda value: [word.strip() for word in value.split(",") if word.strip()],
+        default=[],
+        metavar="WORDS",
+        help="time only contenders whose name contains one of these words "
+        "(e.g. netdiag,tshark); netdiag's row is needed for the ratios",
+    )
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dpkt-loop", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -684,7 +700,9 @@ def main(argv: list[str] | None = None) -> int:
             measure([*netdiag_command(), "analyze", str(small), "--json"], args.timeout)
         )
         print("contenders", file=sys.stderr)
-        contenders = run_contenders(files, args.timeout, args.repeat, args.jobs_row, args.dpkt_row)
+        contenders = run_contenders(
+            files, args.timeout, args.repeat, args.jobs_row, args.dpkt_row, args.only
+        )
         if args.formats_packets:
             print("formats", file=sys.stderr)
             extra["formats"] = time_formats(args.formats_packets, args.seed, args.timeout, fresh)
