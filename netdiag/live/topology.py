@@ -90,19 +90,25 @@ def remove_recorded(record: registry.RunRecord) -> TeardownResult:
     removed: list[str] = []
     errors: list[str] = []
     owned = {name for name in record.existing_namespaces()}
-    for namespace, interface in reversed(record.links):
-        if namespace not in owned:
-            continue
-        try:
-            handle = _open_route_socket(namespace)
+    # One netlink socket per namespace for all its links (a socket per link costs a fork).
+    handles: dict[str, Any] = {}
+    try:
+        for namespace, interface in reversed(record.links):
+            if namespace not in owned:
+                continue
             try:
+                if namespace not in handles:
+                    handles[namespace] = _open_route_socket(namespace)
+                handle = handles[namespace]
                 indexes = handle.link_lookup(ifname=interface)
                 if indexes:
                     handle.link("del", index=indexes[0])
-            finally:
-                handle.close()
-        except Exception as error:  # the namespace removal below takes the link anyway
-            errors.append(f"deleting {interface} in {namespace}: {error}")
+            except Exception as error:  # the namespace removal below takes the link anyway
+                errors.append(f"deleting {interface} in {namespace}: {error}")
+    finally:
+        # Closed before the namespaces go: an open socket would keep one alive.
+        for handle in handles.values():
+            handle.close()
     for created in reversed(record.namespaces):
         if created.name not in owned:
             continue
