@@ -260,13 +260,18 @@ class ExperimentRunner:
 
     def _setup_steps(self, live: LiveTopology) -> None:
         spec = self.spec
+        # The server's end of the capture link, or (capture elsewhere, e.g. routed's
+        # client side) its first interface; the ends only name things in the transcript.
+        server_ends = spec.interfaces_of(self.server)
         server_end = next(
-            end
-            for end in spec.interfaces_of(self.server)
-            if end.interface == self.probe.capture_interface
+            (end for end in server_ends if end.interface == self.probe.capture_interface),
+            server_ends[0],
         )
         link = next(link for link in spec.links if server_end in link.ends)
-        client_end = link.ends[1] if link.ends[0] == server_end else link.ends[0]
+        client_end = next(
+            (end for end in spec.interfaces_of(self.client) if end in link.ends),
+            spec.interfaces_of(self.client)[0],
+        )
 
         def veth_pair() -> tuple[bool, str]:
             live.create_namespaces()
@@ -341,6 +346,32 @@ class ExperimentRunner:
             lambda: self._unreachable(live),
         )
 
+        others = [name for name in spec.namespace_names() if name not in (self.server, self.client)]
+        if others:
+            # Routers of routed/chain, the hub of a star: configured like the ends.
+            self._step(
+                "other-namespaces",
+                f"Configure {', '.join(others)}: addresses, links (and bridges) up, forwarding",
+                (
+                    *(command for name in others for command in _configure_commands(spec, name)),
+                    *(
+                        command
+                        for bridge in spec.bridges
+                        for command in (
+                            f"ip -n {bridge.namespace} link add {bridge.name} type bridge",
+                            *(
+                                f"ip -n {bridge.namespace} link set {member} master {bridge.name}"
+                                for member in bridge.members
+                            ),
+                            f"ip -n {bridge.namespace} link set {bridge.name} up",
+                        )
+                    ),
+                ),
+                "every interface is up with its addresses",
+                partial(self._configure_all, live, others),
+                setup=True,
+            )
+
         self._step(
             "routes",
             "Add a route to the other subnet on each side",
@@ -374,6 +405,15 @@ class ExperimentRunner:
         if problems:
             return False, "; ".join(problems)
         return True, "; ".join(details)
+
+    def _configure_all(self, live: LiveTopology, namespaces: list[str]) -> tuple[bool, str]:
+        results = [self._configure(live, namespace) for namespace in namespaces]
+        problems = [detail for ok, detail in results if not ok]
+        if problems:
+            return False, "; ".join(problems)
+        forwarding = [n.name for n in self.spec.namespaces if n.name in namespaces and n.forwarding]
+        note = f"; forwarding on in {', '.join(forwarding)}" if forwarding else ""
+        return True, f"{len(namespaces)} namespace(s) configured{note}"
 
     def _self_echo(self, namespace: str, address: str) -> tuple[bool, str]:
         from netdiag.traffic.icmp import echo
