@@ -122,10 +122,9 @@ def execute(
             if not KNOWN_SCENARIOS
             else f"known scenarios: {', '.join(KNOWN_SCENARIOS)}",
         )
-    del length  # star/chain sizes: for built-in topologies that take one
     from netdiag.topology.loader import load_topology
 
-    spec = load_topology(topology).with_prefix(prefix)
+    spec = load_topology(topology, length).with_prefix(prefix)
 
     from netdiag.live.namespaces import check_environment
 
