@@ -19,12 +19,15 @@ import errno
 import math
 import os
 import random
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from netdiag.analysis.model import RttStats
@@ -59,6 +62,53 @@ STEP_IDS = (
 def new_run_id() -> str:
     """``20261129-014512-ab12``: UTC time of the start and 4 random hex digits."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+
+
+# ---- test hook: stop at a named moment (issue 7) --------------------------------------------
+#
+# Tests must interrupt a run at a precise moment (during setup, traffic, capture,
+# analysis, report) without guessing with sleeps. ``NETDIAG_PAUSE_AT=point[,point...]``
+# makes the run print ``netdiag: paused at POINT`` on stderr when it reaches a point and
+# wait there for a signal: SIGINT/SIGTERM interrupt it as they would at that moment,
+# SIGUSR1 lets it go on. Each point pauses once. Points: every step id (before the step's
+# body runs), "links" (namespaces made, veth links not yet), "finish" (stopping the
+# capture and tearing down), "analysis", "report". Read only here; unset, it costs a
+# dictionary lookup.
+PAUSE_ENVIRONMENT = "NETDIAG_PAUSE_AT"
+_paused_at: set[str] = set()
+
+
+def pause_point(point: str) -> None:
+    wanted = os.environ.get(PAUSE_ENVIRONMENT)
+    if not wanted or point not in wanted.split(",") or point in _paused_at:
+        return
+    _paused_at.add(point)
+    woken: list[int] = []
+    previous = {
+        number: signal.getsignal(number)
+        for number in (signal.SIGUSR1, signal.SIGINT, signal.SIGTERM)
+    }
+
+    def wake(number: int, frame: FrameType | None) -> None:
+        woken.append(number)
+        handler = previous[signal.Signals(number)]
+        if number == signal.SIGUSR1:
+            return
+        if callable(handler):
+            handler(number, frame)  # raises, or records while signals are deferred
+        else:  # default or ignore: let the kernel act as it would have
+            signal.signal(number, handler)
+            signal.raise_signal(number)
+
+    for number in previous:
+        signal.signal(number, wake)
+    try:
+        print(f"netdiag: paused at {point} ({PAUSE_ENVIRONMENT})", file=sys.stderr, flush=True)
+        while not woken:  # a flag, not signal.pause(): no window to lose a signal in
+            time.sleep(0.05)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +222,7 @@ class ExperimentRunner:
             return False
         started = time.perf_counter()
         try:
+            pause_point(step_id)
             ok, detail = body()
         except (NetdiagError, OSError) as error:
             ok, detail = False, error.message if isinstance(error, NetdiagError) else str(error)
@@ -275,6 +326,7 @@ class ExperimentRunner:
 
         def veth_pair() -> tuple[bool, str]:
             live.create_namespaces()
+            pause_point("links")
             live.create_links()
             return True, (
                 f"{server_end.interface} in {server_end.namespace} <-> "
@@ -334,18 +386,6 @@ class ExperimentRunner:
             setup=True,
         )
 
-        self._step(
-            "unreachable-before-routes",
-            "Without routes, each side cannot reach the other's subnet",
-            (
-                f"ip -n {self.server} route get {self.client_address}",
-                f"ip -n {self.client} route get {self.server_address}",
-                f"ip netns exec {self.client} ping -c 1 {self.server_address}",
-            ),
-            "RTNETLINK answers: Network is unreachable (both sides); sending fails the same way",
-            lambda: self._unreachable(live),
-        )
-
         others = [name for name in spec.namespace_names() if name not in (self.server, self.client)]
         if others:
             # Routers of routed/chain, the hub of a star: configured like the ends.
@@ -371,6 +411,18 @@ class ExperimentRunner:
                 partial(self._configure_all, live, others),
                 setup=True,
             )
+
+        self._step(
+            "unreachable-before-routes",
+            "Without routes, each side cannot reach the other's subnet",
+            (
+                f"ip -n {self.server} route get {self.client_address}",
+                f"ip -n {self.client} route get {self.server_address}",
+                f"ip netns exec {self.client} ping -c 1 {self.server_address}",
+            ),
+            "RTNETLINK answers: Network is unreachable (both sides); sending fails the same way",
+            lambda: self._unreachable(live),
+        )
 
         self._step(
             "routes",
@@ -686,6 +738,7 @@ class ExperimentRunner:
             from netdiag.analysis.analyze import analyze_file
         except ImportError:
             return  # the analyzer has not landed: RTTs stay empty
+        pause_point("analysis")
         try:
             analysis = analyze_file(Path(capture.path))
         except NetdiagError as error:
@@ -720,6 +773,7 @@ class ExperimentRunner:
         started = time.perf_counter()
         from netdiag.report import write_report
 
+        pause_point("report")
         try:
             written = write_report(
                 self.options.report_dir,
