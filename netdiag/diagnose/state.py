@@ -64,6 +64,7 @@ class LinkState:
     peer_index: int | None  # IFLA_LINK: the veth peer's ifindex
     peer_netnsid: int | None  # IFLA_LINK_NETNSID; None when the peer shares the namespace
     addresses: tuple[ipaddress.IPv4Interface, ...]
+    master_index: int | None = None  # IFLA_MASTER: the bridge this link is a port of
 
     @property
     def loopback(self) -> bool:
@@ -86,6 +87,7 @@ class LinkState:
             "peer_index": self.peer_index,
             "peer_netnsid": self.peer_netnsid,
             "addresses": [str(address) for address in self.addresses],
+            "master_index": self.master_index,
         }
 
 
@@ -240,6 +242,7 @@ def _link_state(message: Any, addresses: dict[int, list[ipaddress.IPv4Interface]
         ),
         peer_netnsid=int(peer_netnsid) if peer_netnsid is not None else None,
         addresses=tuple(addresses.get(index, ())),
+        master_index=int(master) if (master := _attribute(message, "IFLA_MASTER")) else None,
     )
 
 

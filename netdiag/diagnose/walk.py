@@ -451,6 +451,11 @@ class Walk:
                 )
                 return
             peer_reference, in_link = peer
+            if in_link.master_index is not None:
+                crossed = self._cross_bridge(peer_reference, in_link, answer.next_hop)
+                if crossed is None:
+                    return
+                peer_reference, in_link = crossed
             if peer_reference in self.path:
                 self.check("hop", current, False, f"{out_link.name} leads back to {peer_reference}")
                 self.route_cause(
@@ -475,6 +480,49 @@ class Walk:
             if next_answer is None:
                 return
             current, answer = peer_reference, next_answer
+
+    def _cross_bridge(
+        self, hub: str, port: LinkState, next_hop: IPv4Address
+    ) -> tuple[str, LinkState] | None:
+        """Follow a bridge (a star's hub) to the port whose far end holds ``next_hop``.
+
+        The packet is switched, not routed: the hub namespace is on the path but
+        needs no forwarding or routes. Returns the far end (namespace, link), or
+        ``(hub, port)`` unchanged when the hub itself holds the next hop (an
+        address on the bridge) or no port leads to it; None after a cause.
+        """
+        state = self.catalog.state(hub)
+        bridge = state.link_by_index(port.master_index)
+        if bridge is None or state.owner_link(next_hop) is not None:
+            return hub, port
+        if not bridge.admin_up:
+            self.path.append(hub)
+            self.check("bridge", hub, False, bridge.describe())
+            self.cause(
+                "link.down",
+                hub,
+                f"The bridge {bridge.name} in {hub} (which {port.name} is a port of) is down.",
+                remedy=Remedy("link-up", hub, bridge.name),
+            )
+            return None
+        for other in state.links:
+            if other.master_index != bridge.index or other.index == port.index:
+                continue
+            far = self.catalog.peer(hub, other)
+            if far is None or self.catalog.state(far[0]).owner_link(next_hop) is None:
+                continue
+            self.path.append(hub)
+            if not self._check_link(hub, other):
+                return None
+            self.check(
+                "bridge",
+                hub,
+                True,
+                f"{port.name} -> bridge {bridge.name} -> {other.name} in {hub}: "
+                f"{next_hop} is in {far[0]}",
+            )
+            return far
+        return hub, port
 
     def _check_hop_link(
         self, current: str, out_link: LinkState, peer_reference: str, in_link: LinkState
