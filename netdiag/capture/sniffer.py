@@ -38,6 +38,7 @@ to a microsecond value of 1000000) and cannot record the original length.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
@@ -71,6 +72,8 @@ RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
 MARKER_TEXT = b"netdiag capture marker "
 _TIMESPEC = struct.Struct("@qq")
 _TIMESTAMPING_SIZE = 3 * _TIMESPEC.size  # software, (deprecated), hardware
+# A failed write of the pcap (not of the socket): the file, not the capture, is at fault.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,10 @@ class CaptureResult:
     stopped_by: str  # "stop", "count", "error"
     error: str | None = None
     unstamped: int = 0  # frames without a kernel timestamp (stamped at read time)
+    # The pcap could not be written (disk full, quota): the file ends where the disk
+    # filled up, perhaps inside a record, and the analyzer reads it up to that cut.
+    # Also in ``error``. Callers report it as an OutputError after teardown (issue 7).
+    write_error: str | None = None
 
 
 class Sniffer:
@@ -132,6 +139,7 @@ class Sniffer:
         self._ready_proven = False
         self._stopped_by = "stop"
         self._error: str | None = None
+        self._write_error: str | None = None
         self.result: CaptureResult | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -281,10 +289,16 @@ class Sniffer:
                 elif events:
                     os.read(self._wake_reader, 64)  # woken by stop(): loop once more
         except OSError as error:
-            self._error = str(error)
-            self._stopped_by = "error"
+            if error.errno in _WRITE_ERRNOS:
+                self._note_write_error(error)
+            else:
+                self._error = str(error)
+                self._stopped_by = "error"
         finally:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as error:  # disk full: reported, never a traceback in a thread
+                self._note_write_error(error)
             self._finished.set()
             with self._marker_condition:
                 self._marker_condition.notify_all()
@@ -315,6 +329,12 @@ class Sniffer:
             if self.count is not None and self.packets >= self.count:
                 break
         self._file.flush()
+
+    def _note_write_error(self, error: OSError) -> None:
+        if self._write_error is None:
+            self._write_error = f"cannot write capture file {self.path}: {error.strerror or error}"
+        self._error = self._error or self._write_error
+        self._stopped_by = "error"
 
     def _is_marker(self, data: bytes, stamped: bool) -> bool:
         if len(data) < 14 + len(MARKER_TEXT) or data[12:14] != b"\x88\xb5":
@@ -371,7 +391,10 @@ class Sniffer:
         self._close_socket()
         self._close_wake_pipe()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()  # closes the descriptor even when the last flush fails
+            except OSError as error:
+                self._note_write_error(error)
             self._file = None
         self.result = CaptureResult(
             path=str(self.path),
@@ -387,6 +410,7 @@ class Sniffer:
             stopped_by=self._stopped_by,
             error=self._error,
             unstamped=self.unstamped,
+            write_error=self._write_error,
         )
         return self.result
 
