@@ -262,6 +262,13 @@ class ExperimentRunner:
             self._traffic_steps(live)
         finally:
             self._finish(live)
+        capture = self.progress.capture
+        if capture is not None and capture.write_error is not None:
+            # Disk full while capturing (issue 7): everything is torn down by now; one
+            # error line and exit 2. The pcap keeps what was written, up to the cut.
+            raise OutputError(
+                capture.write_error, advice="free some space, or choose another --out"
+            )
         self._analyze_and_report()
         assert self.result is not None
         return self.result
