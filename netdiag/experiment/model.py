@@ -21,9 +21,12 @@ class StepResult:
     title: str = ""  # what the step does, for people
     commands: tuple[str, ...] = ()  # the equivalent `ip` commands a person would type
     expected: str = ""  # what the step expects (e.g. "Network is unreachable")
+    # `run --scenario`: the injected fault makes this step's normal outcome fail, so
+    # failing is what is expected and ``ok`` says the step did fail.
+    fault_expected: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "id": self.id,
             "ok": self.ok,
             "detail": self.detail,
@@ -32,6 +35,9 @@ class StepResult:
             "commands": list(self.commands),
             "expected": self.expected,
         }
+        if self.fault_expected:
+            document["fault_expected"] = True
+        return document
 
 
 @dataclass(frozen=True, slots=True)
