@@ -107,6 +107,8 @@ class RunResult:
     kernel_drops: int | None = None
     diagnosis: tuple[Finding, ...] = ()
     kept: bool = False  # --keep: topology left up
+    # `run --scenario`: the analyzer's findings on the run's capture (also in report.json).
+    capture_findings: tuple[Finding, ...] = ()
     artifacts_extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -124,4 +126,5 @@ class RunResult:
         }
         if self.scenario is not None:
             document["diagnosis"] = [finding.to_json() for finding in self.diagnosis]
+            document["capture_findings"] = [finding.to_json() for finding in self.capture_findings]
         return document
