@@ -277,35 +277,25 @@ def tshark_per_frame(path: Path) -> dict[int, tuple[int | None, int | None, set[
     return result
 
 
-class FrameRecorder(TcpTracker):
-    """A tracker that also remembers each frame's stream, ack_rtt and flags."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.per_frame: dict[int, tuple[int | None, int | None, set[str]]] = {}
-
-    def _account(
-        self, conversation: Any, flow_index: int, forward: Any, frame: int, *rest: Any
-    ) -> None:
-        ta, acked_segment, rtt_ns = rest[-4], rest[-3], rest[-2]
-        flags = {name for name, bits in ANALYSIS_FLAGS if ta & bits}
-        rtt = rtt_ns if acked_segment is not None and rtt_ns else None
-        self.per_frame[frame] = (conversation.stream, rtt, flags)
-        super()._account(conversation, flow_index, forward, frame, *rest)
-
-
 def netdiag_per_frame(path: Path) -> dict[int, tuple[int | None, int | None, set[str]]]:
     from netdiag.analysis.decode import Decoder
     from netdiag.analysis.reader import CaptureReader
 
-    recorder = FrameRecorder()
+    per_frame: dict[int, tuple[int | None, int | None, set[str]]] = {}
+
+    def record(frame: int, stream: int, bits: int, rtt: int | None) -> None:
+        flags = {name for name, mask in ANALYSIS_FLAGS if bits & mask}
+        per_frame[frame] = (stream, rtt or None, flags)
+
+    recorder = TcpTracker()
+    recorder.on_frame = record
     decoder = Decoder()
     with CaptureReader(path) as reader:
         for frame in reader:
             packet = decoder.decode(frame)
             if packet.proto == 6:
                 recorder.process(packet)
-    return recorder.per_frame
+    return per_frame
 
 
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")

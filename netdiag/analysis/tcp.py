@@ -42,7 +42,7 @@ from __future__ import annotations
 import random
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -111,10 +111,37 @@ MAX_TIMELINE_HANDSHAKE = 24
 MAX_TIMELINE_TEARDOWN = 24
 MAX_FLAGGED_FRAMES = 1000  # per flag per stream
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
-MAX_POINTS_TOTAL = 400_000
+MAX_POINTS_TOTAL = 100_000  # plot points and RTT samples over the whole file
 MAX_EXACT_SAMPLES = 1_000_000  # beyond this, medians come from a reservoir
 
 SYN_ACK = SYN | ACK
+
+# Zeek history letters as bits of a per-flow mask (each letter once per side);
+# the letter is upper case for the originator, lower case for the responder.
+HISTORY_SYN = 1 << 0
+HISTORY_SYNACK = 1 << 1
+HISTORY_ACK = 1 << 2
+HISTORY_DATA = 1 << 3
+HISTORY_FIN = 1 << 4
+HISTORY_RST = 1 << 5
+HISTORY_RETRANSMISSION = 1 << 6
+HISTORY_ZERO_WINDOW = 1 << 7
+HISTORY_GAP = 1 << 8
+HISTORY_INCONSISTENT = 1 << 9  # SYN with RST
+HISTORY_SYN_FIN = 1 << 10  # SYN with FIN
+HISTORY_LETTERS = {
+    HISTORY_SYN: "S",
+    HISTORY_SYNACK: "H",
+    HISTORY_ACK: "A",
+    HISTORY_DATA: "D",
+    HISTORY_FIN: "F",
+    HISTORY_RST: "R",
+    HISTORY_RETRANSMISSION: "T",
+    HISTORY_ZERO_WINDOW: "W",
+    HISTORY_GAP: "G",
+    HISTORY_INCONSISTENT: "I",
+    HISTORY_SYN_FIN: "Q",
+}
 SYN_FIN_RST = SYN | FIN | RST
 
 
@@ -155,37 +182,46 @@ class BoundedSamples:
 
     Exact up to ``limit`` values; past that the median comes from a uniform
     reservoir of ``limit`` values (min, max and count stay exact). The
-    generator is seeded so that a file always gives the same report.
+    generator is seeded so that a file always gives the same report. ``add``
+    is on the per-ACK path, so its common case is one append.
     """
 
-    __slots__ = ("_random", "count", "limit", "maximum", "minimum", "values")
+    __slots__ = ("_extra", "_maximum", "_minimum", "_random", "limit", "values")
 
     def __init__(self, limit: int = MAX_EXACT_SAMPLES) -> None:
         self.values = array("q")
         self.limit = limit
-        self.count = 0
-        self.minimum = 0
-        self.maximum = 0
+        self._extra = 0  # samples beyond the limit
+        self._minimum = 0
+        self._maximum = 0
         self._random: random.Random | None = None
 
     def add(self, value_ns: int) -> None:
-        if self.count == 0 or value_ns < self.minimum:
-            self.minimum = value_ns
-        if self.count == 0 or value_ns > self.maximum:
-            self.maximum = value_ns
-        self.count += 1
-        if len(self.values) < self.limit:
-            self.values.append(value_ns)
-            return
+        values = self.values
+        if len(values) < self.limit:
+            values.append(value_ns)
+        else:
+            self._add_beyond_limit(value_ns)
+
+    def _add_beyond_limit(self, value_ns: int) -> None:
         if self._random is None:
             self._random = random.Random(self.limit)
+            self._minimum = min(self.values)
+            self._maximum = max(self.values)
+        self._extra += 1
+        self._minimum = min(self._minimum, value_ns)
+        self._maximum = max(self._maximum, value_ns)
         slot = self._random.randrange(self.count)
         if slot < self.limit:
             self.values[slot] = value_ns
 
     @property
+    def count(self) -> int:
+        return len(self.values) + self._extra
+
+    @property
     def exact(self) -> bool:
-        return self.count <= self.limit
+        return self._extra == 0
 
     def median_ns(self) -> float | None:
         if not self.values:
@@ -198,14 +234,12 @@ class BoundedSamples:
 
     def stats_ms(self) -> tuple[float | None, float | None, float | None]:
         """(min, median, max) in ms, or Nones when empty."""
-        if self.count == 0:
+        if not self.values:
             return None, None, None
         median = self.median_ns()
-        return (
-            self.minimum / 1e6,
-            None if median is None else median / 1e6,
-            self.maximum / 1e6,
-        )
+        minimum = min(self.values) if self._random is None else self._minimum
+        maximum = max(self.values) if self._random is None else self._maximum
+        return minimum / 1e6, None if median is None else median / 1e6, maximum / 1e6
 
 
 class _Segment:
@@ -232,6 +266,7 @@ class _Flow:
         "contiguous",
         "dupacknum",
         "fin",
+        "history",
         "is_first_ack",
         "lastack",
         "lastack_ts",
@@ -272,6 +307,7 @@ class _Flow:
         self.packets = 0
         self.bytes = 0
         self.fin = False
+        self.history = 0  # HISTORY_* bits already noted for this side
 
 
 @dataclass(slots=True)
@@ -303,7 +339,6 @@ class _Conversation:
         "flagged",
         "flows",
         "history",
-        "history_seen",
         "ip_version",
         "karn",
         "karn_excluded",
@@ -356,8 +391,7 @@ class _Conversation:
         self.rst_flow = -1
         self.timeline: list[_Event] = []
         self.timeline_teardown: list[_Event] = []
-        self.history: list[tuple[int, str]] = []
-        self.history_seen: set[tuple[int, str]] = set()
+        self.history: list[tuple[int, str]] = []  # (flow, letter) in order of first use
         self.analysis: dict[int, int] = {}  # analysis bitmask -> frames with exactly it
         self.flagged: dict[str, list[int]] = {}
         self.karn = BoundedSamples(MAX_POINTS_PER_STREAM)
@@ -366,12 +400,6 @@ class _Conversation:
         # resolved when the stream is built, once the roles are final.
         self.rtt_samples: list[tuple[int, int, int, int]] = []  # frame, ts, data flow, rtt ns
         self.points: list[tuple[int, int, int, int, int, str]] = []  # frame, ts, flow, seq, len
-
-    def note_history(self, flow: int, letter: str) -> None:
-        key = (flow, letter)
-        if key not in self.history_seen:
-            self.history_seen.add(key)
-            self.history.append(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +423,9 @@ class TcpTracker:
         self._points_left = MAX_POINTS_TOTAL
         self.ack_rtt = BoundedSamples()
         self._totals: dict[int, int] = {}
+        # Optional observer of every frame: (frame, stream, analysis bits,
+        # ack_rtt in ns or None). Tests use it to compare with tshark per frame.
+        self.on_frame: Callable[[int, int, int, int | None], None] | None = None
 
     # -- per packet ---------------------------------------------------------
 
@@ -444,8 +475,7 @@ class TcpTracker:
             forward.base_seq = seq
             ta = A_REUSED_PORTS
 
-        seglen = packet.payload_len
-        seglen = max(seglen, 0)
+        seglen = packet.payload_len  # never negative (the decoder's contract)
         ta, acked_segment, rtt_ns, karn_ok = self._analyze(
             conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, packet.window, ta
         )
@@ -474,22 +504,72 @@ class TcpTracker:
             elif flags & ACK and reverse.win_scale == -2:
                 forward.win_scale = -2
 
-        self._account(
-            conversation,
-            forward_index,
-            forward,
-            frame,
-            ts,
-            flags,
-            seglen,
-            relative_seq,
-            relative_ack,
-            packet.window,
-            ta,
-            acked_segment,
-            rtt_ns,
-            karn_ok,
-        )
+        # -- netdiag's own bookkeeping: counts, roles, timeline, history ------
+        conversation.packets += 1
+        conversation.last_frame = frame
+        conversation.last_ts = ts
+        forward.packets += 1
+        forward.bytes += seglen
+        if flags & (SYN | FIN | RST):
+            self._handshake_or_teardown(conversation, forward_index, frame, ts, flags)
+        elif (
+            flags & ACK
+            and conversation.ack_frame is None
+            and conversation.synack_frame is not None
+            and forward_index == conversation.client
+        ):
+            conversation.ack_frame = frame
+            conversation.ack_ts = ts
+            conversation.established = True
+        if conversation.teardown:
+            if len(conversation.timeline_teardown) < MAX_TIMELINE_TEARDOWN:
+                conversation.timeline_teardown.append(
+                    _Event(frame, ts, forward_index, flags, relative_seq, relative_ack, seglen)
+                )
+        elif (
+            conversation.roles_from != "first_packet"
+            and (not conversation.established or frame == conversation.ack_frame)
+            and len(conversation.timeline) < MAX_TIMELINE_HANDSHAKE
+        ):
+            conversation.timeline.append(
+                _Event(frame, ts, forward_index, flags, relative_seq, relative_ack, seglen)
+            )
+
+        # Zeek history letters (case is resolved once the originator is known).
+        if seglen:
+            letter = HISTORY_DATA
+        elif flags & ACK and not flags & (SYN | FIN | RST):
+            letter = HISTORY_ACK
+        else:
+            letter = 0
+        if letter and not forward.history & letter:
+            forward.history |= letter
+            conversation.history.append((forward_index, HISTORY_LETTERS[letter]))
+        if ta:
+            self._flagged(conversation, forward_index, forward, frame, ta, syn_ack_bits)
+
+        # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
+        if acked_segment is not None and rtt_ns != 0:
+            self.ack_rtt.add(rtt_ns)
+            if karn_ok:
+                conversation.karn.add(rtt_ns)
+                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
+                    conversation.rtt_samples.append((frame, ts, 1 - forward_index, rtt_ns))
+                    self._points_left -= 1
+            else:
+                conversation.karn_excluded += 1
+
+        # Plot points for the time-sequence graph (capped).
+        if self._points_left > 0 and len(conversation.points) < MAX_POINTS_PER_STREAM:
+            if seglen:
+                kind = "retransmission" if ta & A_ANY_RETRANSMISSION else "data"
+                conversation.points.append((frame, ts, forward_index, relative_seq, seglen, kind))
+                self._points_left -= 1
+            elif flags & ACK:
+                conversation.points.append((frame, ts, forward_index, relative_ack, 0, "ack"))
+                self._points_left -= 1
+        if self.on_frame is not None:
+            self.on_frame(frame, conversation.stream, ta, rtt_ns if acked_segment else None)
 
     def _new_conversation(
         self, key: tuple[bytes, int, bytes, int], ip_version: int, frame: int, ts: int
@@ -535,7 +615,7 @@ class TcpTracker:
         else:
             if window == 0 and no_sfr:
                 ta |= A_ZERO_WINDOW
-            if nextseq and _seq_gt(seq, nextseq) and not flags & RST:
+            if nextseq and (nextseq - seq) & MASK32 >= HALF32 and not flags & RST:  # GT_SEQ
                 ta |= A_LOST_PACKET
             if seglen <= 1 and seq == (nextseq - 1) & MASK32 and no_sfr:
                 ta |= A_KEEP_ALIVE
@@ -564,8 +644,14 @@ class TcpTracker:
         # finished_fwd: a new ACK number resets the duplicate-ACK count.
         if ack != forward.lastack:
             forward.dupacknum = 0
-        if reverse.maxseqtobeacked and flags & ACK and _seq_gt(ack, reverse.maxseqtobeacked):
-            if reverse.nextseq > reverse.maxseqtobeacked:  # plain unsigned, as in C
+        # ACKED LOST PACKET: the ACK covers data never seen. As tshark 4.0.17
+        # behaves (checked frame by frame): with a hole in the other direction
+        # (its nextseq beyond 'max seq to be acked', compared as plain unsigned
+        # numbers) it reports and moves the mark to nextseq; otherwise it
+        # reports once, until that side's next duplicate ACK or new ACK number.
+        maxseqtobeacked = reverse.maxseqtobeacked
+        if maxseqtobeacked and flags & ACK and (maxseqtobeacked - ack) & MASK32 >= HALF32:
+            if reverse.nextseq > maxseqtobeacked:
                 reverse.maxseqtobeacked = reverse.nextseq
                 ta |= A_ACK_LOST_PACKET
             else:
@@ -608,7 +694,7 @@ class TcpTracker:
             if segments and seq != segments[-1].nextseq:
                 forward.contiguous = False
             segments.append(_Segment(seq, new_nextseq, frame, ts, bool(ta & A_ANY_RETRANSMISSION)))
-        if (not forward.nextseq or _seq_gt(new_nextseq, forward.nextseq)) and not (
+        if (not forward.nextseq or (forward.nextseq - new_nextseq) & MASK32 >= HALF32) and not (
             ta & A_ZERO_WINDOW_PROBE
         ):
             forward.nextseq = new_nextseq
@@ -630,7 +716,8 @@ class TcpTracker:
         unacked = reverse.segments
         if unacked:
             if reverse.contiguous:
-                while unacked and not _seq_gt(unacked[0].nextseq, ack):
+                # pop while not GT_SEQ(nextseq, ack)
+                while unacked and (ack - unacked[0].nextseq) & MASK32 < HALF32:
                     segment = unacked.popleft()
                     if segment.nextseq == ack:
                         acked = segment
@@ -663,32 +750,11 @@ class TcpTracker:
                 karn_ok = False
         return ta, acked, rtt_ns, karn_ok
 
-    def _account(
-        self,
-        conversation: _Conversation,
-        flow_index: int,
-        forward: _Flow,
-        frame: int,
-        ts: int,
-        flags: int,
-        seglen: int,
-        relative_seq: int,
-        relative_ack: int,
-        window: int,
-        ta: int,
-        acked_segment: _Segment | None,
-        rtt_ns: int,
-        karn_ok: bool,
+    def _handshake_or_teardown(
+        self, conversation: _Conversation, flow_index: int, frame: int, ts: int, flags: int
     ) -> None:
-        """netdiag's own per-stream bookkeeping: roles, handshake, history, counts."""
-        conversation.packets += 1
-        conversation.last_frame = frame
-        conversation.last_ts = ts
-        forward.packets += 1
-        forward.bytes += seglen
+        """Roles and handshake frames (the corpus README's definitions), FIN/RST, history."""
         syn_ack_bits = flags & SYN_ACK
-
-        # Roles and handshake frames (the corpus README's definitions).
         if syn_ack_bits == SYN:
             if conversation.syn_frame is None:
                 conversation.syn_frame = frame
@@ -717,84 +783,55 @@ class TcpTracker:
             conversation.ack_frame = frame
             conversation.ack_ts = ts
             conversation.established = True
-
-        # Timeline: the handshake until established, then FIN/RST and after.
+        flow = conversation.flows[flow_index]
         if flags & (FIN | RST):
             conversation.teardown = True
             if flags & FIN:
-                forward.fin = True
+                flow.fin = True
             if flags & RST and not conversation.rst_seen:
                 conversation.rst_seen = True
                 conversation.rst_flow = flow_index
-        if conversation.teardown:
-            if len(conversation.timeline_teardown) < MAX_TIMELINE_TEARDOWN:
-                conversation.timeline_teardown.append(
-                    _Event(frame, ts, flow_index, flags, relative_seq, relative_ack, seglen)
-                )
-        elif (
-            conversation.roles_from != "first_packet"
-            and (not conversation.established or frame == conversation.ack_frame)
-            and len(conversation.timeline) < MAX_TIMELINE_HANDSHAKE
-        ):
-            conversation.timeline.append(
-                _Event(frame, ts, flow_index, flags, relative_seq, relative_ack, seglen)
-            )
-
-        # Zeek history letters (case is resolved once the originator is known).
-        note = conversation.note_history
         if flags & SYN:
             if flags & RST:
-                note(flow_index, "I")
+                letter = HISTORY_INCONSISTENT
             elif flags & FIN:
-                note(flow_index, "Q")
+                letter = HISTORY_SYN_FIN
             else:
-                note(flow_index, "H" if flags & ACK else "S")
-        elif flags & RST:
-            note(flow_index, "R")
+                letter = HISTORY_SYNACK if flags & ACK else HISTORY_SYN
         else:
-            if flags & FIN:
-                note(flow_index, "F")
-            if seglen:
-                note(flow_index, "D")
-            elif flags & ACK and not flags & FIN:
-                note(flow_index, "A")
-        if ta:
-            if ta & A_ANY_RETRANSMISSION and syn_ack_bits != SYN:
-                note(flow_index, "T")
-            if ta & A_ZERO_WINDOW:
-                note(flow_index, "W")
-            if ta & A_LOST_PACKET:
-                note(flow_index, "G")
-            conversation.analysis[ta] = conversation.analysis.get(ta, 0) + 1
-            self._totals[ta] = self._totals.get(ta, 0) + 1
-            flagged = conversation.flagged
-            for name, bits in ANALYSIS_FLAGS:
-                if ta & bits:
-                    frames = flagged.get(name)
-                    if frames is None:
-                        flagged[name] = [frame]
-                    elif len(frames) < MAX_FLAGGED_FRAMES:
-                        frames.append(frame)
+            letter = HISTORY_RST if flags & RST else HISTORY_FIN
+        if not flow.history & letter:
+            flow.history |= letter
+            conversation.history.append((flow_index, HISTORY_LETTERS[letter]))
 
-        # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
-        if acked_segment is not None and rtt_ns != 0:
-            self.ack_rtt.add(rtt_ns)
-            if karn_ok:
-                conversation.karn.add(rtt_ns)
-                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
-                    conversation.rtt_samples.append((frame, ts, 1 - flow_index, rtt_ns))
-            else:
-                conversation.karn_excluded += 1
-
-        # Plot points for the time-sequence graph (capped).
-        if self._points_left > 0 and len(conversation.points) < MAX_POINTS_PER_STREAM:
-            if seglen:
-                kind = "retransmission" if ta & A_ANY_RETRANSMISSION else "data"
-                conversation.points.append((frame, ts, flow_index, relative_seq, seglen, kind))
-                self._points_left -= 1
-            elif flags & ACK:
-                conversation.points.append((frame, ts, flow_index, relative_ack, 0, "ack"))
-                self._points_left -= 1
+    def _flagged(
+        self,
+        conversation: _Conversation,
+        flow_index: int,
+        flow: _Flow,
+        frame: int,
+        ta: int,
+        syn_ack_bits: int,
+    ) -> None:
+        """Count a frame's analysis flags and note the history letters they imply."""
+        for letter, bits in (
+            (HISTORY_RETRANSMISSION, A_ANY_RETRANSMISSION if syn_ack_bits != SYN else 0),
+            (HISTORY_ZERO_WINDOW, A_ZERO_WINDOW),
+            (HISTORY_GAP, A_LOST_PACKET),
+        ):
+            if ta & bits and not flow.history & letter:
+                flow.history |= letter
+                conversation.history.append((flow_index, HISTORY_LETTERS[letter]))
+        conversation.analysis[ta] = conversation.analysis.get(ta, 0) + 1
+        self._totals[ta] = self._totals.get(ta, 0) + 1
+        flagged = conversation.flagged
+        for name, bits in ANALYSIS_FLAGS:
+            if ta & bits:
+                frames = flagged.get(name)
+                if frames is None:
+                    flagged[name] = [frame]
+                elif len(frames) < MAX_FLAGGED_FRAMES:
+                    frames.append(frame)
 
     # -- lookups for other trackers ----------------------------------------
 
