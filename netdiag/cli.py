@@ -256,10 +256,18 @@ def clean(json_output: JsonOption = False) -> None:
     _finish(lambda: execute(json_output=json_output))
 
 
+# Click's own usage errors (an option out of range, a missing argument, an unknown
+# command): BadParameter -> UsageError -> ClickException, whether typer bundles click
+# or uses the click package.
+_ClickException: type[Exception] = typer.BadParameter.__mro__[2]
+
+
 def main() -> None:
     """Entry point: run the app and map errors to the contract's exit codes."""
     try:
-        app()
+        # Not click's standalone mode: it would print a usage banner and a boxed error
+        # for bad options; the contract wants one `netdiag: error:` line (issue 7).
+        code = app(standalone_mode=False)
     except NetdiagError as error:
         if _state["debug"]:
             raise
@@ -267,3 +275,16 @@ def main() -> None:
         if error.advice:
             print(f"netdiag: {error.advice}", file=sys.stderr)
         sys.exit(int(error.exit_status))
+    except _ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `netdiag`: the help
+            error.show()  # type: ignore[attr-defined]
+        else:
+            message = error.format_message()  # type: ignore[attr-defined]
+            print(f"netdiag: error: {' '.join(message.split())}", file=sys.stderr)
+            context = getattr(error, "ctx", None)
+            if context is not None:
+                print(f"netdiag: try '{context.command_path} --help'", file=sys.stderr)
+        sys.exit(int(getattr(error, "exit_code", ExitStatus.USAGE)))
+    except typer.Abort:
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    sys.exit(code if isinstance(code, int) else 0)
