@@ -585,6 +585,7 @@ class ExperimentRunner:
                     )
                 )
                 self.progress.aborted_at = "capture"
+        self._capture_started(live)
         count = self.options.count
         for step_id, source_ns, source, destination in (
             ("ping-ns2-ns1", self.client, self.client_address, self.server_address),
@@ -611,6 +612,11 @@ class ExperimentRunner:
         )
         if self._sniffer is not None:
             self._capture_step()
+
+    def _capture_started(self, live: LiveTopology) -> None:
+        """Hook between the sniffer's start and the traffic (``run --scenario`` injects
+        a fault here that would keep the capture from starting, e.g. a link down)."""
+        del live
 
     def _ping(self, namespace: str, source: str, destination: str) -> tuple[bool, str]:
         from netdiag.traffic.icmp import echo
