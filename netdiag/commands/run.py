@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from netdiag.errors import ExitStatus, UsageError
+from netdiag.errors import ExitStatus
 from netdiag.experiment.model import RunResult, StepResult
 
 if TYPE_CHECKING:
     from netdiag.experiment.runner import ExperimentRunner
-
-KNOWN_SCENARIOS: tuple[str, ...] = ()
 
 
 def _print_step(console: Console, step: StepResult) -> None:
@@ -115,16 +113,17 @@ def execute(
     import time
 
     started = time.perf_counter()
-    if scenario is not None and scenario not in KNOWN_SCENARIOS:
-        raise UsageError(
-            f"unknown scenario {scenario!r}",
-            advice="scenarios are not available yet"
-            if not KNOWN_SCENARIOS
-            else f"known scenarios: {', '.join(KNOWN_SCENARIOS)}",
-        )
+    fault = None
+    if scenario is not None:
+        from netdiag.experiment.scenarios import apply_scenario, get_scenario
+
+        fault = get_scenario(scenario)  # UsageError (exit 2) for an unknown name
+        topology = topology or fault.topology
     from netdiag.topology.loader import load_topology
 
     spec = load_topology(topology, length).with_prefix(prefix)
+    if fault is not None:
+        spec = apply_scenario(fault, spec)
 
     from netdiag.live.namespaces import check_environment
 
@@ -161,6 +160,10 @@ def execute(
 
     printed_header: list[bool] = []
     runner = ExperimentRunner(spec, options, on_step=on_step)
+    if fault is not None:
+        from netdiag.experiment.scenarios import ScenarioRunner
+
+        runner = ScenarioRunner(spec, options, fault, on_step=on_step)
     try:
         with terminate_as_exception():
             # Import scapy now, in the root namespace and before any namespace exists,
