@@ -71,9 +71,8 @@ def new_run_id() -> str:
 # makes the run print ``netdiag: paused at POINT`` on stderr when it reaches a point and
 # wait there for a signal: SIGINT/SIGTERM interrupt it as they would at that moment,
 # SIGUSR1 lets it go on. Each point pauses once. Points: every step id (before the step's
-# body runs), "links" (namespaces made, veth links not yet), "finish" (stopping the
-# capture and tearing down), "analysis", "report". Read only here; unset, it costs a
-# dictionary lookup.
+# body runs), "links" (namespaces made, veth links not yet), "analysis", "report".
+# Read only here; unset, it costs a dictionary lookup.
 PAUSE_ENVIRONMENT = "NETDIAG_PAUSE_AT"
 _paused_at: set[str] = set()
 
@@ -274,9 +273,20 @@ class ExperimentRunner:
         return self.result
 
     def _finish(self, live: LiveTopology) -> None:
-        """Stop capture, close sockets, tear down (or keep); record capture + teardown."""
+        """Stop capture, close sockets, tear down (or keep); record capture + teardown.
+
+        Ctrl-C / SIGTERM arriving in here (a second one, after the first brought the run
+        here) are held back until the teardown is done, then delivered: raised out of
+        the capture stop, they would skip the teardown and leave the namespaces behind.
+        """
         if os.getpid() != live.owner_pid:
             return
+        from netdiag.live.signals import deferred_signals
+
+        with deferred_signals():
+            self._finish_held(live)
+
+    def _finish_held(self, live: LiveTopology) -> None:
         if self._sniffer is not None and self.progress.capture is None:
             self._capture_step()
         if self.options.keep and self.progress.aborted_at is None:
