@@ -134,7 +134,8 @@ def execute(
     from netdiag.live.signals import Terminated, terminate_as_exception
 
     console = Console(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
-    error_console = Console(stderr=True, highlight=False)
+    # soft_wrap: the leftovers note is one line however long (issue 7: one-line messages).
+    error_console = Console(stderr=True, highlight=False, soft_wrap=True)
     abandoned = registry.abandoned_records()
     if abandoned:
         names = sorted({name for record in abandoned for name in record.existing_namespaces()})
