@@ -1,0 +1,165 @@
+"""`netdiag run --scenario NAME`: each fault injected for real, diagnosed live and from the pcap.
+
+The netns tests run the CLI as a user would (a subprocess, real namespaces under
+a unique prefix, an isolated run registry) and read its JSON: the live
+``diagnosis`` must name the scenario's live code, the capture's findings (in the
+run JSON and in report.json, computed from the pcap alone) its capture code.
+The spec tests check, without root, that each fault is written into the
+topology as documented.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netdiag.errors import UsageError
+from netdiag.experiment.scenarios import SCENARIOS, apply_scenario, get_scenario
+from netdiag.topology.loader import load_topology
+
+
+def netdiag(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netdiag", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def ours(prefix: str) -> list[str]:
+    from pyroute2 import netns
+
+    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
+
+
+@pytest.fixture
+def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "registry"
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def no_leftovers(unique_prefix: str) -> Iterator[str]:
+    """Fails the test if a namespace with the prefix survives; removes it either way."""
+    yield unique_prefix
+    left = ours(unique_prefix)
+    if left:
+        from pyroute2 import netns
+
+        for name in left:
+            netns.remove(name)
+    assert left == [], f"left behind: {left}"
+
+
+# ---- each fault, for real ----------------------------------------------------------------
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_is_diagnosed_live_and_from_the_capture(
+    name: str, tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    scenario = SCENARIOS[name]
+    result = netdiag(
+        "run", "--scenario", name, "--prefix", no_leftovers, "--out", str(tmp_path), "--json"
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    steps = {step["id"]: step for step in document["steps"]}
+    assert result.returncode == 0, [step for step in document["steps"] if not step["ok"]]
+    assert document["ok"] is True
+    assert document["scenario"] == name
+    assert document["topology"] == scenario.topology
+
+    # The fault had its effect: each step it breaks ran and failed (ok = "failed as expected").
+    for step_id in scenario.broken_steps:
+        assert steps[step_id]["fault_expected"] is True
+        assert steps[step_id]["ok"] is True
+        assert "failed as the fault makes it" in steps[step_id]["detail"]
+    untouched = [s for s in document["steps"] if s["id"] not in scenario.broken_steps]
+    assert all("fault_expected" not in step for step in untouched)
+
+    # Live: diagnose named the injected cause with the contract's code.
+    live_codes = {finding["code"] for finding in document["diagnosis"]}
+    assert scenario.live_code in live_codes, document["diagnosis"]
+    assert steps["diagnosis"]["ok"] is True
+
+    # From the capture alone: the analyzer's findings, in the run JSON and in report.json.
+    capture_codes = {finding["code"] for finding in document["capture_findings"]}
+    report_path = tmp_path / "reports" / document["run_id"] / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert {finding["code"] for finding in report["findings"]} == capture_codes
+    if scenario.capture_codes:
+        assert capture_codes & set(scenario.capture_codes), capture_codes
+    else:
+        # Nothing reached the wire: the capture holds no evidence, and says nothing false.
+        assert capture_codes == set()
+        assert "cannot show this fault" in steps["capture-diagnosis"]["detail"]
+    assert steps["teardown"]["ok"] is True
+
+
+@pytest.mark.netns
+def test_large_pings_only_with_mtu_mismatch(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    """closed-port sends no full-size pings; its TCP step is refused by the server's RST."""
+    result = netdiag(
+        "run", "--scenario", "closed-port", "--prefix", no_leftovers, "--out", str(tmp_path),
+        "--json",
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    ids = [step["id"] for step in document["steps"]]
+    assert "ping-large-ns1-ns2" not in ids
+    (tcp,) = document["tcp"]
+    assert tcp["connected"] is False and "refused" in tcp["error"]
+
+
+# ---- how each fault is written into the topology (no root needed) --------------------------
+
+
+def test_unknown_scenario_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        get_scenario("no-such-fault")
+    assert caught.value.advice is not None and "no-route" in caught.value.advice
+
+
+def test_no_route_and_no_return_route() -> None:
+    seed = load_topology("seed")
+    assert apply_scenario(SCENARIOS["no-route"], seed).routes == ()
+    only_server = apply_scenario(SCENARIOS["no-return-route"], seed)
+    assert [route.namespace for route in only_server.routes] == ["ns1"]
+
+
+def test_mtu_mismatch_lowers_only_the_clients_end() -> None:
+    spec = apply_scenario(SCENARIOS["mtu-mismatch"], load_topology("seed"))
+    ends = {end.interface: end for link in spec.links for end in link.ends}
+    assert ends["veth1"].mtu is not None and ends["veth1"].mtu < 1500
+    assert ends["veth0"].mtu is None
+
+
+def test_wrong_address_is_outside_the_servers_route() -> None:
+    seed = load_topology("seed")
+    spec = apply_scenario(SCENARIOS["wrong-address"], seed)
+    (address,) = spec.addresses_of("ns2")
+    (server_route,) = spec.routes_of("ns1")
+    assert address.address not in server_route.destination
+    assert spec.experiment_probe().client_address == address.address
+    # Not on any other subnet either: the fault is the address, not an overlap.
+    assert address.network != ipaddress.IPv4Network("10.0.1.0/24")
+
+
+def test_no_forwarding_needs_a_router() -> None:
+    routed = apply_scenario(SCENARIOS["no-forwarding"], load_topology("routed"))
+    assert not any(namespace.forwarding for namespace in routed.namespaces)
+    with pytest.raises(UsageError, match="needs a router"):
+        apply_scenario(SCENARIOS["no-forwarding"], load_topology("seed"))
