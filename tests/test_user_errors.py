@@ -1,0 +1,226 @@
+"""Issue 7, bad input: every error a user can cause is one line, the contract's code.
+
+The CLI runs in a subprocess as a user runs it. A run that fails on its
+output (read-only folder, disk full) must also leave nothing behind: these
+tests make their own mounts (a read-only tmpfs, a 64 KiB tmpfs) in a
+test-owned folder and unmount them in fixtures. (Not root: see
+test_cli_errors.py::test_run_not_root_is_environment_error.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netdiag.topology.loader import builtin_text
+
+SEED = builtin_text("seed")
+
+
+def netdiag(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "netdiag", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess[str], code: int) -> list[str]:
+    """The stderr lines of a one-line error (plus at most one line of advice)."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("netdiag: error: "), lines
+    assert len(lines) <= 2, lines
+    assert all(line.startswith("netdiag: ") for line in lines), lines
+    return lines
+
+
+def the_line_of(text: str, needle: str) -> int:
+    return next(number for number, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+TOPOLOGY_MISTAKES = [
+    # (id, seed text -> broken text, the text on the line the error must name)
+    (
+        "yaml-syntax",
+        lambda text: text.replace("  - ns2\n", "  - [ns2\n"),
+        "links:",  # yaml notices the unclosed bracket where the next key starts
+    ),
+    (
+        "unknown-key",
+        lambda text: text.replace(
+            "        addresses: [10.0.2.0/24]", "        adresses: [10.0.2.0/24]"
+        ),
+        "adresses:",
+    ),
+    (
+        "bad-address",
+        lambda text: text.replace("[10.0.2.0/24]", "[10.0.2.300/24]"),
+        "10.0.2.300/24",
+    ),
+    (
+        "no-prefix-length",
+        lambda text: text.replace("[10.0.2.0/24]", "[10.0.2.0]"),
+        "[10.0.2.0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mistake", "line_text"),
+    [(m[1], m[2]) for m in TOPOLOGY_MISTAKES],
+    ids=[m[0] for m in TOPOLOGY_MISTAKES],
+)
+def test_bad_topology_file_names_file_and_line(
+    tmp_path: Path, mistake: object, line_text: str
+) -> None:
+    assert callable(mistake)
+    text = mistake(SEED)
+    assert text != SEED
+    topology = tmp_path / "mine.yaml"
+    topology.write_text(text)
+    (first, *_advice) = error_lines(netdiag("run", "--topology", str(topology)), 2)
+    assert f"{topology}:{the_line_of(text, line_text)}:" in first
+
+
+def test_overlapping_subnets_are_refused_naming_the_file(tmp_path: Path) -> None:
+    second_link = (
+        "  - kind: veth\n"
+        "    ends:\n"
+        "      - {namespace: ns1, interface: veth2, addresses: [10.0.1.128/25]}\n"
+        "      - {namespace: ns2, interface: veth3, addresses: [10.0.9.1/24]}\n"
+    )
+    text = SEED.replace("routes:\n", second_link + "routes:\n", 1)
+    topology = tmp_path / "overlap.yaml"
+    topology.write_text(text)
+    (first, *_advice) = error_lines(netdiag("run", "--topology", str(topology)), 2)
+    assert f"{topology}:" in first  # file and a line number
+    assert "overlap" in first and "10.0.1.0/24" in first and "10.0.1.128/25" in first
+
+
+def test_debug_lets_the_traceback_through(tmp_path: Path) -> None:
+    """The switch works both ways: --debug shows what the one line hides."""
+    topology = tmp_path / "bad.yaml"
+    topology.write_text("name: x\nnamespaces: [ns1\n")
+    result = netdiag("--debug", "run", "--topology", str(topology))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "TopologyError" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["run", "--port", "70000"],
+        ["run", "--port", "0"],
+        ["run", "--port", "http"],
+        ["run", "--count", "0"],
+        ["run", "--no-such-option"],
+        ["no-such-command"],
+    ],
+    ids=["port-high", "port-zero", "port-word", "count-zero", "unknown-option", "unknown-command"],
+)
+def test_bad_options_are_one_line(arguments: list[str]) -> None:
+    lines = error_lines(netdiag(*arguments), 2)
+    if "--port" in arguments:
+        assert "--port" in lines[0]
+
+
+def test_unknown_scenario_is_one_line() -> None:
+    (first, *_advice) = error_lines(netdiag("run", "--scenario", "no-such-fault"), 2)
+    assert "no-such-fault" in first
+
+
+# ---- output folders that cannot take the run's files ---------------------------------------
+
+
+def mount_tmpfs(folder: Path, options: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+
+
+def unmount(folder: Path) -> None:
+    if subprocess.run(["umount", str(folder)], check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "read-only"
+    mount_tmpfs(folder, "ro,size=64k")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "tiny"
+    mount_tmpfs(folder, "size=64k")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+@pytest.fixture
+def isolated_run(
+    unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path]]:
+    """A prefix and a registry of the test's own; fails if the prefix survives."""
+    from pyroute2 import netns
+
+    registry = tmp_path / "registry"
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(registry))
+    yield unique_prefix, registry
+    left = sorted(name for name in netns.listnetns() if name.startswith(unique_prefix))
+    for name in left:
+        netns.remove(name)
+    assert left == [], f"left behind: {left}"
+
+
+@pytest.mark.netns
+def test_read_only_output_folder(read_only_folder: Path, isolated_run: tuple[str, Path]) -> None:
+    prefix, registry = isolated_run
+    (first, *_advice) = error_lines(
+        netdiag("run", "--prefix", prefix, "--out", str(read_only_folder / "x")), 2
+    )
+    assert str(read_only_folder) in first
+    assert "Read-only file system" in first
+    assert not registry.exists() or list(registry.glob("*.json")) == []  # nothing was built
+
+
+@pytest.mark.netns
+def test_output_under_a_file(tmp_path: Path, isolated_run: tuple[str, Path]) -> None:
+    prefix, _registry = isolated_run
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (first, *_advice) = error_lines(
+        netdiag("run", "--prefix", prefix, "--out", str(blocker / "out")), 2
+    )
+    assert str(blocker) in first
+
+
+@pytest.mark.netns
+def test_disk_full_while_capturing(tiny_disk: Path, isolated_run: tuple[str, Path]) -> None:
+    """64 KiB cannot hold a 1 MB bulk transfer's capture: one line, exit 2, nothing left."""
+    from netdiag.analysis.analyze import analyze_file
+
+    prefix, registry = isolated_run
+    result = netdiag("run", "--prefix", prefix, "--out", str(tiny_disk), "--bulk", "1000000")
+    (first, *_advice) = error_lines(result, 2)
+    assert "cannot write capture file" in first and "No space left on device" in first
+    assert list(registry.glob("*.json")) == []  # torn down: the record went with it
+    # The capture written up to the full disk is kept, and read up to the cut.
+    (pcap,) = tiny_disk.glob("captures/*/*.pcap")
+    assert str(pcap) in first
+    analysis = analyze_file(pcap)
+    assert analysis.file.packets > 10
+    assert sum(1 for echo in analysis.icmp_echo if echo.frame_rep is not None) == 10
