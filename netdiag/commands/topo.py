@@ -3,7 +3,8 @@
 ``up`` builds a topology and records it as *kept* in netdiag's run registry;
 ``down`` removes a kept topology (matched by prefix and topology name) exactly
 as recorded; ``status`` shows every topology netdiag has up, read live through
-pyroute2; ``clean`` removes what runs that died (``kill -9``) left behind.
+pyroute2, with diagnose's read-only walk between each pair of endpoints (nothing
+is sent); ``clean`` removes what runs that died (``kill -9``) left behind.
 All of them act only on what the registry records, with the namespace's
 identity (device, inode) checked, never on names that merely look familiar.
 """
@@ -148,33 +149,10 @@ def _namespace_view(namespace: str) -> dict[str, Any]:
 
 
 def _reachability(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each ordered pair, whether the source has a route to the other's first address."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    """For each ordered pair of endpoints: diagnose's read-only walk (nothing is sent)."""
+    from netdiag.diagnose.pairs import reachability
 
-    from netdiag.live.namespaces import inside
-
-    pairs = []
-    for source in views:
-        with inside(source["name"]):
-            handle = IPRoute()
-        try:
-            for target in views:
-                own = [a for a in target["addresses"] if not a["address"].startswith("127.")]
-                if target is source or not own:
-                    continue
-                destination = own[0]["address"].split("/")[0]
-                try:
-                    handle.route("get", dst=destination)
-                    routed, error = True, None
-                except NetlinkError as exception:
-                    routed, error = False, exception.args[1] if len(exception.args) > 1 else None
-                pairs.append(
-                    {"from": source["name"], "to": destination, "routed": routed, "error": error}
-                )
-        finally:
-            handle.close()
-    return pairs
+    return [pair.to_json() for pair in reachability([view["name"] for view in views])]
 
 
 def status(*, json_output: bool) -> int:
@@ -220,17 +198,34 @@ def status(*, json_output: bool) -> int:
         )
         for view in item["namespaces"]:
             console.print(f"  {escape(view['name'])}")
+            for link in view["links"]:
+                if link["name"] != "lo":
+                    state = "UP" if link["up"] else "DOWN"
+                    console.print(
+                        f"    link {escape(str(link['name']))} {state} "
+                        f"({escape(str(link['state']))}), mtu {link['mtu']}"
+                    )
             for address in view["addresses"]:
                 console.print(
                     f"    {escape(str(address['interface']))} {escape(address['address'])}"
                 )
             for route in view["routes"]:
+                via = f" via {route['via']}" if route["via"] else ""
                 console.print(
-                    f"    route {escape(route['destination'])} dev {escape(str(route['device']))}"
+                    f"    route {escape(route['destination'])}{escape(via)} "
+                    f"dev {escape(str(route['device']))}"
                 )
         for pair in item["reachability"]:
-            verdict = "routed" if pair["routed"] else f"NOT routed ({pair['error']})"
-            console.print(f"  {escape(pair['from'])} → {escape(pair['to'])}: {escape(verdict)}")
+            if pair["reachable"]:
+                verdict = "reachable via " + " → ".join(pair["path"])
+            else:
+                verdict = f"[red]NOT reachable[/] ({escape(', '.join(pair['findings']))}): " + (
+                    escape(pair["verdict"])
+                )
+            console.print(
+                f"  {escape(pair['from'])} → {escape(pair['to_namespace'])} "
+                f"{escape(str(pair['to']))}: {verdict}"
+            )
     return int(ExitStatus.OK)
 
 
