@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -151,23 +151,29 @@ def unmount(folder: Path) -> None:
 
 
 @pytest.fixture
-def read_only_folder(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "read-only"
-    mount_tmpfs(folder, "ro,size=64k")
-    try:
-        yield folder
-    finally:
+def mount(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """``mount(name, options)``: a tmpfs under the test's folder, unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def make(name: str, options: str) -> Path:
+        folder = tmp_path / name
+        mount_tmpfs(folder, options)
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
         unmount(folder)
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "tiny"
-    mount_tmpfs(folder, "size=64k")
-    try:
-        yield folder
-    finally:
-        unmount(folder)
+def read_only_folder(mount: Callable[[str, str], Path]) -> Path:
+    return mount("read-only", "ro,size=64k")
+
+
+@pytest.fixture
+def tiny_disk(mount: Callable[[str, str], Path]) -> Path:
+    return mount("tiny", "size=64k")
 
 
 @pytest.fixture
