@@ -849,9 +849,10 @@ class TcpTracker:
 
     def finish(self) -> list[TcpStream]:
         """Every stream, in tcp.stream order. The tracker is spent afterwards."""
-        for conversation in self._conversations.values():
+        # Pop as we go, so each state is freed as soon as its record exists.
+        while self._conversations:
+            _key, conversation = self._conversations.popitem()
             self._finish(conversation)
-        self._conversations.clear()
         self._finished.sort(key=lambda stream: stream.stream)
         return self._finished
 
