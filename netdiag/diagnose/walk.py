@@ -48,7 +48,8 @@ from netdiag.errors import InputError
 from netdiag.live import registry
 from netdiag.live.namespaces import list_namespaces, namespace_path
 
-MAX_HOPS = 32
+# As far as a packet can go: IPv4's TTL is at most 255 (a 50-namespace chain is 49 hops).
+MAX_HOPS = 255
 
 IPv4Address = ipaddress.IPv4Address
 
@@ -480,6 +481,7 @@ class Walk:
             if next_answer is None:
                 return
             current, answer = peer_reference, next_answer
+        self.check("hop", current, False, f"the walk stops after {MAX_HOPS} hops")
 
     def _cross_bridge(
         self, hub: str, port: LinkState, next_hop: IPv4Address
