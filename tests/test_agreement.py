@@ -177,3 +177,152 @@ def test_karn_rule_differs_from_ack_rtt_only_by_the_excluded_samples(path: Path)
         if stream.rtt_ms.samples:
             assert stream.rtt_ms.min is not None and stream.rtt_ms.max is not None
             assert stream.rtt_ms.min <= (stream.rtt_ms.median or 0) <= stream.rtt_ms.max
+
+
+# -- captures made here by the kernel's own TCP stack ------------------------------------
+
+
+def _connect(namespace: str, family: int, address: str, port: int, timeout: float) -> Any:
+    """A client socket made inside ``namespace``; None when the connection failed."""
+    import socket
+
+    from netdiag.live.namespaces import inside
+
+    with inside(namespace):
+        client = socket.socket(family, socket.SOCK_STREAM)
+    client.settimeout(timeout)
+    try:
+        client.connect((address, port))
+    except OSError:
+        client.close()
+        return None
+    return client
+
+
+def _listen(namespace: str, family: int, address: str, port: int, receive_buffer: int = 0) -> Any:
+    import socket
+
+    from netdiag.live.namespaces import inside
+
+    with inside(namespace):
+        server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if receive_buffer:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    server.bind((address, port))
+    server.listen(4)
+    server.settimeout(5)
+    return server
+
+
+def _kernel_scenarios(prefix: str, pcap: Path) -> None:
+    """Refused port, zero window, IPv6 transfer, unanswered SYN; captured on ns1/veth0."""
+    import socket
+    import time
+
+    from pyroute2 import IPRoute
+
+    from netdiag.capture.sniffer import Sniffer
+    from netdiag.live.namespaces import configure_pyroute2, inside
+
+    ns1, ns2 = f"{prefix}ns1", f"{prefix}ns2"
+    configure_pyroute2()
+    for namespace, interface, address in (
+        (ns1, "veth0", "fd00:db8::1"),
+        (ns2, "veth1", "fd00:db8::2"),
+    ):
+        with inside(namespace):
+            route = IPRoute()
+        try:
+            index = route.link_lookup(ifname=f"{prefix}{interface}")[0]
+            route.addr("add", index=index, address=address, prefixlen=64, flags=0x02)  # nodad
+        finally:
+            route.close()
+    with Sniffer(ns1, f"{prefix}veth0", pcap):
+        # 1. A port nothing listens on: SYN answered by RST.
+        assert _connect(ns2, socket.AF_INET, "10.0.1.0", 7097, 2.0) is None
+        # 2. A receiver that does not read: its window closes, the sender probes.
+        server = _listen(ns1, socket.AF_INET, "10.0.1.0", 7096, receive_buffer=4096)
+        client = _connect(ns2, socket.AF_INET, "10.0.1.0", 7096, 2.0)
+        assert client is not None
+        accepted, _ = server.accept()
+        client.setblocking(False)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            try:
+                client.send(b"z" * 65536)
+            except BlockingIOError:
+                time.sleep(0.05)
+        client.close()
+        accepted.close()
+        server.close()
+        # 3. IPv6: a small transfer closed with FIN both ways.
+        server6 = _listen(ns1, socket.AF_INET6, "fd00:db8::1", 7098)
+        client6 = _connect(ns2, socket.AF_INET6, "fd00:db8::1", 7098, 2.0)
+        assert client6 is not None
+        accepted6, _ = server6.accept()
+        client6.sendall(b"this is a test message")
+        assert accepted6.recv(100) == b"this is a test message"
+        client6.close()
+        accepted6.recv(100)
+        accepted6.close()
+        server6.close()
+        # 4. No route back from ns1: the SYN arrives, no SYN-ACK can leave.
+        with inside(ns1):
+            route = IPRoute()
+        try:
+            index = route.link_lookup(ifname=f"{prefix}veth0")[0]
+            # the seed's `ip route add 10.0.2.0/24 dev veth0`: scope link (253)
+            route.route("del", dst="10.0.2.0/24", oif=index, scope=253)
+        finally:
+            route.close()
+        listener = _listen(ns1, socket.AF_INET, "10.0.1.0", 7099)
+        assert _connect(ns2, socket.AF_INET, "10.0.1.0", 7099, 3.5) is None  # SYN, +1 s, +2 s
+        listener.close()
+
+
+@pytest.mark.netns
+def test_kernel_made_capture_is_explained_and_agrees_with_tshark(
+    unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netdiag.live.topology import LiveTopology
+    from netdiag.topology.loader import load_topology
+    from tests.test_tcp import TSHARK, netdiag_per_frame, tshark_per_frame
+
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(tmp_path / "registry"))
+    spec = load_topology(None).with_prefix(unique_prefix)
+    pcap = tmp_path / "kernel.pcap"
+    with LiveTopology(spec, f"agreement-{unique_prefix}") as live:
+        live.build()
+        _kernel_scenarios(unique_prefix, pcap)
+
+    analysis = analyze_file(pcap)
+    by_port = {int(stream.server.rpartition(":")[2]): stream for stream in analysis.tcp}
+    codes = {(finding.code, finding.stream) for finding in analysis.findings}
+
+    refused = by_port[7097]
+    assert (refused.state, refused.history) == ("REJ", "Sr")
+    assert ("tcp.rejected", refused.stream) in codes
+
+    slow_reader = by_port[7096]
+    assert slow_reader.count("zero_window") >= 1
+    assert ("tcp.zero-window", slow_reader.stream) in codes
+    assert slow_reader.irtt_ms is not None and slow_reader.irtt_ms > 0
+
+    ipv6 = by_port[7098]
+    assert (ipv6.ip_version, ipv6.state, ipv6.bytes_c2s) == (6, "SF", 22)
+    assert ipv6.client.startswith("[fd00:db8::2]:")
+
+    unanswered = by_port[7099]
+    assert unanswered.state == "S0"
+    assert len(unanswered.syn_frames) >= 2
+    (finding,) = [f for f in analysis.findings if f.stream == unanswered.stream]
+    assert finding.code == "tcp.syn-unanswered"
+    assert "retried after" in finding.message
+
+    if TSHARK is not None:
+        expected = tshark_per_frame(pcap)
+        actual = netdiag_per_frame(pcap)
+        assert {
+            frame: actual.get(frame) for frame in expected if expected[frame][0] is not None
+        } == {frame: value for frame, value in expected.items() if value[0] is not None}
