@@ -10,6 +10,8 @@ it dislikes, but other viewers might not).
 
 from __future__ import annotations
 
+import re
+
 from netdiag.report.content import (
     Block,
     Bullets,
@@ -26,12 +28,20 @@ from netdiag.report.content import (
 
 
 def text(value: object) -> str:
-    """Escape prose: HTML-significant characters become entities, lines are joined."""
+    """Escape prose: HTML-significant characters become entities, lines are joined.
+
+    Brackets are escaped too (issue 7): ``[x](javascript:…)`` or ``![x](http://…)``
+    from a packet must not become a link or an image fetched when the report is viewed;
+    backslashes first, so that the escapes added here cannot be undone by the text.
+    """
     return (
         str(value)
+        .replace("\\", "\\\\")
         .replace("&", "&amp;")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
+        .replace("[", "\\[")
+        .replace("]", "\\]")
         .replace("\r", " ")
         .replace("\n", " ")
     )
@@ -44,13 +54,17 @@ def code(value: object) -> str:
     """
     content = str(value).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     if "`" in content:
-        return f"`` {content} ``"
+        # The fence must be longer than every backtick run inside (issue 7): with a
+        # fixed ``, a ``x`` in a packet closed the span and let <script> out of it.
+        runs = [len(run) for run in re.findall("`+", content)]
+        fence = "`" * (max(runs) + 1)
+        return f"{fence} {content} {fence}"
     return f"`{content}`"
 
 
 def prose_cell(value: str) -> str:
-    """Prose in a table cell: escaped, with ``|`` and backslashes made literal."""
-    return text(value).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    """Prose in a table cell: escaped (backslashes by ``text``), ``|`` and backticks literal."""
+    return text(value).replace("|", "\\|").replace("`", "\\`")
 
 
 def cell(value: Cell) -> str:
