@@ -149,7 +149,9 @@ def execute(
     )
     header = (
         f"[bold]netdiag run {options.run_id}[/]: topology {escape(spec.name)} "
-        f"({escape(', '.join(spec.namespace_names()))})\n"
+        f"({escape(', '.join(spec.namespace_names()))})"
+        + (f", scenario {escape(fault.name)}: {escape(fault.summary)}" if fault else "")
+        + "\n"
     )
 
     def on_step(step: StepResult) -> None:
