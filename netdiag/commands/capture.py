@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from netdiag.errors import ExitStatus
+from netdiag.errors import ExitStatus, OutputError
 
 
 def execute(
@@ -57,6 +57,9 @@ def execute(
             code = ExitStatus.SIGTERM
         finally:
             result = sniffer.stop(settle=False)
+    if result.write_error is not None:
+        # Disk full (issue 7): one error line, exit 2; the file keeps what was written.
+        raise OutputError(result.write_error, advice="free some space, or choose another -w")
     document = {
         "path": result.path,
         "namespace": ns,
