@@ -9,6 +9,7 @@ test_cli_errors.py::test_run_not_root_is_environment_error.)
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -230,3 +231,49 @@ def test_disk_full_while_capturing(tiny_disk: Path, isolated_run: tuple[str, Pat
     analysis = analyze_file(pcap)
     assert analysis.file.packets > 10
     assert sum(1 for echo in analysis.icmp_echo if echo.frame_rep is not None) == 10
+
+
+@pytest.mark.netns
+def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str, Path]) -> None:
+    import time
+
+    from netdiag.live.topology import LiveTopology
+    from netdiag.topology.loader import load_topology
+    from netdiag.traffic.tcp import Listener, bulk_transfer
+
+    prefix, _registry = isolated_run
+    pcap = tiny_disk / "bulk.pcap"
+    with LiveTopology(load_topology(None).with_prefix(prefix), f"full-{prefix}") as live:
+        live.build()
+        capture = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "netdiag", "capture", "--ns", f"{prefix}ns1"),
+                *("--iface", f"{prefix}veth0", "-w", str(pcap)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not pcap.exists() and capture.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # waiting for the bound socket's file header, not timing it
+            listener = Listener(f"{prefix}ns1", "10.0.1.0", 7096)
+            try:
+                received, verified, _rate, error = bulk_transfer(
+                    listener, f"{prefix}ns2", "10.0.1.0", 7096, 1_000_000
+                )
+            finally:
+                listener.close()
+            assert verified, error  # the traffic itself is fine; only the disk is full
+            result_stdout, result_stderr = capture.communicate(timeout=60)
+        finally:
+            if capture.poll() is None:
+                capture.send_signal(signal.SIGKILL)  # only the process this test started
+                capture.communicate()
+    result = subprocess.CompletedProcess(
+        capture.args, capture.returncode, result_stdout, result_stderr
+    )
+    (first, *_advice) = error_lines(result, 2)
+    assert "No space left on device" in first and str(pcap) in first
+    assert pcap.stat().st_size > 24 and received == 1_000_000
