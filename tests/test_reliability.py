@@ -279,8 +279,12 @@ def test_teardown_runs_only_in_the_process_that_built(
 
 
 @pytest.fixture
-def foreign(unique_prefix: str) -> Iterator[Callable[..., None]]:
-    """Look-alikes netdiag did not make: namespaces, and veth pairs (down, no address)."""
+def foreign(unique_prefix: str, runs: Runs) -> Iterator[Callable[..., None]]:
+    """Look-alikes netdiag did not make: namespaces, and veth pairs (down, no address).
+
+    Depends on ``runs`` so that it is removed first, before ``runs`` checks that
+    nothing of the prefix is left.
+    """
     from pyroute2 import IPRoute, netns
 
     made_namespaces: list[str] = []
