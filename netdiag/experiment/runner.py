@@ -234,13 +234,17 @@ class ExperimentRunner:
     # ---- the run ----------------------------------------------------------------------
 
     def prepare_output(self) -> None:
-        """Create the capture folder first: an unwritable --out fails before any change."""
-        try:
-            self.options.capture_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(
-                f"cannot create {self.options.capture_dir}: {error.strerror or error}"
-            ) from error
+        """Create the output folders first: an unwritable --out fails before any change."""
+        # The reports/ parent too (issue 7): a `reports` that is a file, say, is refused
+        # now, not after the whole experiment. The run's own folder comes with the report.
+        for folder in (self.options.report_dir.parent, self.options.capture_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                if isinstance(error, FileExistsError):
+                    reason = "a file of that name is in the way"
+                raise OutputError(f"cannot create {folder}: {reason}") from error
         report_dir = self.options.report_dir
         if report_dir.exists() and any(report_dir.iterdir()) and not self.options.force:
             raise OutputError(
