@@ -216,6 +216,20 @@ def test_output_under_a_file(tmp_path: Path, isolated_run: tuple[str, Path]) -> 
 
 
 @pytest.mark.netns
+def test_reports_folder_in_the_way_is_refused_before_building(
+    tmp_path: Path, isolated_run: tuple[str, Path]
+) -> None:
+    prefix, registry = isolated_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reports").write_text("a file where the reports folder goes")
+    (first, *_advice) = error_lines(netdiag("run", "--prefix", prefix, "--out", str(out)), 2)
+    assert str(out / "reports") in first
+    assert not registry.exists() or list(registry.glob("*.json")) == []  # nothing was built
+    assert sorted(path.name for path in out.iterdir()) == ["reports"]  # nor any folder made
+
+
+@pytest.mark.netns
 def test_disk_full_while_capturing(tiny_disk: Path, isolated_run: tuple[str, Path]) -> None:
     """64 KiB cannot hold a 1 MB bulk transfer's capture: one line, exit 2, nothing left."""
     from netdiag.analysis.analyze import analyze_file
