@@ -177,6 +177,15 @@ def flag_letters(flags: int) -> str:
     return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
 
 
+def _clamp_to_int64(value_ns: int) -> int:
+    """A sample as array("q") can hold it (±292 years of ns).
+
+    A corrupt timestamp (a pcapng EPB of 2**62 µs, found by fuzzing, issue 7) gives an
+    RTT beyond that; it is kept, clamped, instead of raising OverflowError.
+    """
+    return max(-(2**63), min(value_ns, 2**63 - 1))
+
+
 class BoundedSamples:
     """Samples (integer ns) for min/median/max with memory bounded by ``limit``.
 
@@ -199,9 +208,12 @@ class BoundedSamples:
     def add(self, value_ns: int) -> None:
         values = self.values
         if len(values) < self.limit:
-            values.append(value_ns)
+            try:
+                values.append(value_ns)
+            except OverflowError:  # see _clamp_to_int64; off the common path
+                values.append(_clamp_to_int64(value_ns))
         else:
-            self._add_beyond_limit(value_ns)
+            self._add_beyond_limit(_clamp_to_int64(value_ns))
 
     def _add_beyond_limit(self, value_ns: int) -> None:
         if self._random is None:
