@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 # TCP flags.
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -111,6 +112,8 @@ PCAP_RECORD = struct.Struct("<IIII")
 PCAPNG_EPB = struct.Struct("<IIIIIII")
 
 Frame = tuple[int, bytes, int]
+# What the merge loop reads from a source: frames, or (from a spawner) new sources.
+Source = Iterator[tuple[int, object, int]]
 
 
 class Direction:
@@ -412,7 +415,7 @@ class Conversation:
         remaining = response
         flight_size = 10
         while remaining > 0:
-            lengths = []
+            lengths: list[int] = []
             while remaining > 0 and len(lengths) < flight_size:
                 length = min(MSS, remaining)
                 lengths.append(length)
@@ -591,7 +594,7 @@ def _frame_time(frame: Frame) -> int:
 
 def internet_checksum(data: bytes) -> int:
     """RFC 1071 one's-complement sum (``data`` of even length)."""
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -642,7 +645,7 @@ def ping_session(world: World, start: int) -> Iterator[Frame]:
         now += SECOND + rng.randrange(-200, 200) * MICROSECOND
 
 
-def spawner(world: World, rate: float, tcp: bool) -> Iterator[tuple[int, Iterator[Frame], int]]:
+def spawner(world: World, rate: float, tcp: bool) -> Source:
     """Start times of new sources: a Poisson process of the given rate per second."""
     rng = world.rng
     now = START_NS
@@ -727,7 +730,7 @@ def generate(
     order = 0
     # Heap entries: (time, order, frame or new source, tag, source). ``order`` keeps
     # frames of equal time in the order they were made and never compares sources.
-    heap: list[tuple[int, int, object, int, Iterator[tuple[int, object, int]]]] = []
+    heap: list[tuple[int, int, object, int, Source]] = []
     for source in (
         spawner(world, world.conversation_rate, tcp=True),
         spawner(world, world.ping_rate, tcp=False),
@@ -748,13 +751,13 @@ def generate(
             order += 1
             heapreplace(heap, (following[0], order, following[1], following[2], source))
         if tag == TAG_SPAWN:
-            new_source: Iterator[tuple[int, object, int]] = item  # type: ignore[assignment]
+            new_source = cast(Source, item)
             first = next(new_source)
             order += 1
             heappush(heap, (first[0], order, first[1], first[2], new_source))
             continue
         counts[tag] += 1
-        batch.append((when, item))  # type: ignore[arg-type]
+        batch.append((when, cast(bytes, item)))
         written += 1
         if len(batch) >= BATCH_RECORDS:
             writer.write(batch)
