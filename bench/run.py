@@ -641,6 +641,99 @@ def render_table(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def render_targets(report: dict[str, object]) -> str:
+    """Issue 6's targets next to this run's figures, as a markdown table."""
+    rows = {row["name"]: row for row in report["contenders"]}  # type: ignore[attr-defined]
+    ours = rows["netdiag analyze --json"]
+    lines = ["| target (issue 6) | now | met? |", "|---|---|---|"]
+
+    def seconds(row: dict[str, object], size: str) -> float | None:
+        result = row.get(size)
+        if not isinstance(result, dict) or result["error"]:
+            return None
+        value = result["seconds"]
+        return float(value) if value is not None else None
+
+    def peak(row: dict[str, object], size: str) -> float | None:
+        result = row.get(size)
+        if not isinstance(result, dict) or result["error"]:
+            return None
+        return float(result["peak_rss_mb"])
+
+    def met(condition: bool) -> str:
+        return "yes" if condition else "no"
+
+    n_time = seconds(ours, "N")
+    for name, label, factor in (
+        ("tshark -q -z conv,tcp", "≥ 4× faster than tshark", 4.0),
+        ("tcptrace -n -l", "ahead of tcptrace", 1.0),
+    ):
+        peer = rows.get(name)
+        peer_time = seconds(peer, "N") if peer else None
+        if n_time and peer_time:
+            lines.append(
+                f"| {label} | {peer_time / n_time:.2f}× ({n_time:.2f} s vs {peer_time:.2f} s) "
+                f"| {met(peer_time / n_time >= factor)} |"
+            )
+    small_peak, large_peak = peak(ours, "N"), peak(ours, "2N")
+    if small_peak is not None:
+        lines.append(f"| peak memory < 200 MB | {small_peak:.0f} MB | {met(small_peak < 200)} |")
+    if small_peak is not None and large_peak is not None:
+        lines.append(
+            f"| memory flat when the file doubles | {small_peak:.0f} → {large_peak:.0f} MB "
+            f"| {met(large_peak < 1.1 * small_peak)} |"
+        )
+    linearity = ours.get("linearity")
+    if isinstance(linearity, float):
+        lines.append(f"| time(2N) ≤ 2.1 × time(N) | {linearity:.2f}× | {met(linearity <= 2.1)} |")
+    jobs = rows.get("netdiag analyze F F --jobs 2 --json")
+    speedup = jobs["netdiag_speedup"]["N"] if jobs else None
+    if speedup:
+        lines.append(
+            f"| `--jobs N` uses N processes | 2 files, `--jobs 2`: {speedup:.2f}× the speed "
+            f"of 2 serial runs | {met(speedup > 1.1)} |"
+        )
+    start = report.get("startup")
+    if isinstance(start, dict) and "median_s" in start:
+        median = start["median_s"]
+        lines.append(f"| `netdiag --help` < 0.5 s | {median:.3f} s | {met(median < 0.5)} |")
+    small = report.get("small_analyze")
+    if isinstance(small, dict) and not small.get("error"):
+        value = small["seconds"]
+        lines.append(f"| `analyze` of a small file < 0.5 s | {value:.3f} s | {met(value < 0.5)} |")
+    setup = report.get("setup")
+    if isinstance(setup, dict):
+        seed = setup.get("seed")
+        if isinstance(seed, dict) and not seed["up"]["error"] and seed["startup_s"]:
+            own = seed["up"]["seconds"] - seed["startup_s"]
+            lines.append(
+                f"| seed topology up < 50 ms of netdiag's own time | {seed['up']['seconds']:.2f} s "
+                f"wall, ~{own * 1000:.0f} ms past interpreter start-up | {met(own < 0.05)} |"
+            )
+        chain = setup.get("chain-50")
+        if isinstance(chain, dict) and not chain["up"]["error"] and not chain["down"]["error"]:
+            up, down = chain["up"]["seconds"], chain["down"]["seconds"]
+            lines.append(
+                f"| 50-namespace chain up and down < 3 s | {up + down:.2f} s "
+                f"({up:.2f} + {down:.2f}) | {met(up + down < 3)} |"
+            )
+    return "\n".join(lines)
+
+
+def update_readme(report: dict[str, object], command: str) -> None:
+    """Replace the figures section of bench/README.md with this run's."""
+    readme = BENCH_DIR / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split("## Latest figures\n", 1)
+    _, tail = rest.split("## Reading the figures\n", 1)
+    block = (
+        "## Latest figures\n\n"
+        f"Run of {report['started_utc']} UTC, `{command}`:\n\n"
+        f"{render_targets(report)}\n\n{render_table(report)}\n\n"
+    )
+    readme.write_text(head + block + "## Reading the figures\n" + tail, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time netdiag analyze against its peers.")
     parser.add_argument("--packets", type=int, default=1_000_000, help="N (default 1,000,000)")
@@ -675,6 +768,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="WORDS",
         help="time only contenders whose name contains one of these words "
         "(e.g. netdiag,tshark); netdiag's row is needed for the ratios",
+    )
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="write this run's figures into bench/README.md",
     )
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dpkt-loop", type=Path, help=argparse.SUPPRESS)
@@ -715,10 +813,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             for path in fresh:
                 path.unlink(missing_ok=True)
+    if args.update_readme:
+        shown = " ".join(argument for argument in sys.argv[1:] if argument != "--update-readme")
+        update_readme(report, f"python bench/run.py {shown}".strip())
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(render_table(report))
+        print(render_targets(report) + "\n\n" + render_table(report))
     return 0
 
 
