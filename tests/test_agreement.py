@@ -22,6 +22,7 @@ Where netdiag deliberately differs, the test says so:
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,75 @@ def test_kernel_made_capture_is_explained_and_agrees_with_tshark(
         assert {
             frame: actual.get(frame) for frame in expected if expected[frame][0] is not None
         } == {frame: value for frame, value in expected.items() if value[0] is not None}
+
+
+@pytest.mark.netns
+def test_transfer_through_a_router_that_stops_forwarding_for_a_while(
+    unique_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retransmissions made by the kernel after real loss, checked against tshark."""
+    import socket
+    import threading
+    import time
+
+    from netdiag.capture.sniffer import Sniffer
+    from netdiag.live.topology import LiveTopology
+    from netdiag.topology.loader import load_topology
+    from tests.test_tcp import TSHARK, netdiag_per_frame, tshark_per_frame
+
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(tmp_path / "registry"))
+    spec = load_topology("routed").with_prefix(unique_prefix)
+    pcap = tmp_path / "router.pcap"
+    received = bytearray()
+    with LiveTopology(spec, f"agreement-{unique_prefix}") as live:
+        live.build()
+        router = f"{unique_prefix}router"
+        server = _listen(f"{unique_prefix}server", socket.AF_INET, "10.0.2.2", 7100)
+        with Sniffer(f"{unique_prefix}client", f"{unique_prefix}cli0", pcap):
+            client = _connect(f"{unique_prefix}client", socket.AF_INET, "10.0.2.2", 7100, 5.0)
+            assert client is not None
+            accepted, _ = server.accept()
+
+            def drain() -> None:
+                while chunk := accepted.recv(65536):
+                    received.extend(chunk)
+
+            reader = threading.Thread(target=drain)
+            reader.start()
+            client.setblocking(False)
+            started = time.monotonic()
+            outage = (0.2, 0.9)  # seconds after the start: the router drops everything
+            forwarding = True
+            while time.monotonic() - started < 1.6:
+                elapsed = time.monotonic() - started
+                if forwarding and outage[0] <= elapsed < outage[1]:
+                    live.set_forwarding(router, False)
+                    forwarding = False
+                elif not forwarding and elapsed >= outage[1]:
+                    live.set_forwarding(router, True)
+                    forwarding = True
+                with contextlib.suppress(BlockingIOError):  # the outage fills the buffer
+                    client.send(b"d" * 4096)
+                time.sleep(0.005)
+            if not forwarding:
+                live.set_forwarding(router, True)
+            client.setblocking(True)
+            client.shutdown(socket.SHUT_WR)
+            reader.join(timeout=10)
+            client.close()
+            accepted.close()
+            server.close()
+    analysis = analyze_file(pcap)
+    (stream,) = [s for s in analysis.tcp if s.server == "10.0.2.2:7100"]
+    assert stream.bytes_c2s >= len(received) > 0  # retransmitted bytes count again
+    assert stream.count("retransmission") >= 1
+    assert stream.rtt_ms.karn_excluded >= 0 and stream.rtt_ms.samples > 0
+    codes = {(finding.code, finding.stream) for finding in analysis.findings}
+    assert ("tcp.retransmission", stream.stream) in codes
+    if TSHARK is not None:
+        expected = tshark_per_frame(pcap)
+        actual = netdiag_per_frame(pcap)
+        tcp_frames = [frame for frame, value in expected.items() if value[0] is not None]
+        assert {frame: actual.get(frame) for frame in tcp_frames} == {
+            frame: expected[frame] for frame in tcp_frames
+        }
