@@ -491,30 +491,36 @@ class TcpTracker:
         ta, acked_segment, rtt_ns, karn_ok = self._analyze(
             conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, packet.window, ta
         )
+        # Relative numbers as Wireshark shows them (the ACK only when ACK is set).
         relative_seq = (seq - forward.base_seq) & MASK32
         relative_ack = (ack - reverse.base_seq) & MASK32 if flags & ACK else ack
 
         # Handshake bookkeeping in dissect_tcp's order: the most recent SYN,
-        # the initial RTT at the first ACK-without-SYN, then "first ACK seen".
+        # the initial RTT at the first ACK-without-SYN, "first ACK seen", then
+        # the options (window scale) and the check of scaling in both SYNs.
+        options = packet.tcp_options
         if flags & SYN:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
             forward.is_first_ack = True
-        if syn_ack_bits == ACK:
-            if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
-                conversation.first_rtt = ts - conversation.mru_syn_ts
-            forward.is_first_ack = False
-        options = packet.tcp_options
-        if options and (flags & SYN or b"\x03\x03" in options):
-            shift = window_scale(options)
-            if shift is not None:
-                forward.win_scale = shift
-        if flags & SYN:
+            if options:
+                shift = window_scale(options)
+                if shift is not None:
+                    forward.win_scale = shift
             if forward.win_scale == -1:
                 forward.win_scale = -2
                 reverse.win_scale = -2
             elif flags & ACK and reverse.win_scale == -2:
                 forward.win_scale = -2
+        else:
+            if syn_ack_bits == ACK:
+                if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
+                    conversation.first_rtt = ts - conversation.mru_syn_ts
+                forward.is_first_ack = False
+            if options and b"\x03\x03" in options:  # a window-scale option outside a SYN
+                shift = window_scale(options)
+                if shift is not None:
+                    forward.win_scale = shift
 
         # -- netdiag's own bookkeeping: counts, roles, timeline, history ------
         conversation.packets += 1
@@ -562,7 +568,11 @@ class TcpTracker:
 
         # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
         if acked_segment is not None and rtt_ns != 0:
-            self.ack_rtt.add(rtt_ns)
+            samples = self.ack_rtt.values  # BoundedSamples.add, its common case inline
+            if len(samples) < MAX_EXACT_SAMPLES:
+                samples.append(rtt_ns)
+            else:
+                self.ack_rtt.add(rtt_ns)
             if karn_ok:
                 conversation.karn.add(rtt_ns)
                 if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
