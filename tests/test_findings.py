@@ -140,7 +140,7 @@ def test_arp_unanswered() -> None:
     tracker.process(arp(2, 1, A, B))
     findings = build_findings(FILE, (), (), (), (), tracker.questions())
     finding = only(findings, "arp.unanswered")
-    assert finding.frames == (1, 2)
+    assert (finding.frames, finding.severity) == ((1, 2), "warn")
     assert "10.0.1.1 asked 2 times who has 10.0.2.1" in finding.message
     assert "ip neigh show 10.0.2.1" in finding.hint
 

@@ -379,9 +379,14 @@ def _arp_findings(questions: Sequence[ArpQuestion]) -> list[Finding]:
     for question in questions:
         if question.answered:
             continue
+        # Linux gives up on a neighbour after 3 unanswered requests; a single
+        # one may just be a refresh whose answer fell outside the capture.
+        severity: Severity = "error" if question.requests >= 3 else "warn"
+        if question.requests == 1:
+            severity = "note"
         findings.append(
             Finding(
-                severity="error",
+                severity=severity,
                 code="arp.unanswered",
                 frames=question.frames,
                 message=(
