@@ -365,8 +365,11 @@ def _error_findings(errors: Sequence[IcmpError]) -> list[Finding]:
                 stream=first.stream,
                 frames=frames,
                 message=(
-                    f"{reporter} reported {destination}{port_text} as unreachable ({reason}) "
-                    f"for traffic from {first.quoted_src}{count}."
+                    f"{destination} answered traffic from {first.quoted_src} to its{port_text} "
+                    f"with ICMP {reason}{count}."
+                    if reporter == destination
+                    else f"{reporter} reported {destination}{port_text} as unreachable "
+                    f"({reason}) for traffic from {first.quoted_src}{count}."
                 ),
                 hint=hint,
             )
