@@ -399,3 +399,14 @@ def test_transfer_through_a_router_that_stops_forwarding_for_a_while(
         assert {frame: actual.get(frame) for frame in tcp_frames} == {
             frame: expected[frame] for frame in tcp_frames
         }
+
+
+def test_analyze_files_in_a_process_pool_gives_the_same_records_in_order() -> None:
+    from netdiag.analysis.analyze import analyze_files
+
+    paths = FILES[:6]
+    if len(paths) < 2:
+        pytest.skip("needs two corpus files")
+    pooled = analyze_files(paths, jobs=2)
+    assert [analysis.file.path for analysis in pooled] == [str(path) for path in paths]
+    assert [a.to_json() for a in pooled] == [analysis_of(path).to_json() for path in paths]
