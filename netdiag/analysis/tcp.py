@@ -428,11 +428,13 @@ class AckRttTotals:
 class TcpTracker:
     """Follows every TCP conversation of one file, in frame order."""
 
-    def __init__(self) -> None:
+    def __init__(self, plot_data: bool = True) -> None:
         self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
         self._finished: list[TcpStream] = []
         self._stream_count = 0
-        self._points_left = MAX_POINTS_TOTAL
+        # seq_points / rtt_samples feed the HTML plots only; without them
+        # (``netdiag analyze --json``) no point is kept at all.
+        self._points_left = MAX_POINTS_TOTAL if plot_data else 0
         self.ack_rtt = BoundedSamples()
         self._totals: dict[int, int] = {}
         # Optional observer of every frame: (frame, stream, analysis bits,
@@ -570,7 +572,10 @@ class TcpTracker:
         if acked_segment is not None and rtt_ns != 0:
             samples = self.ack_rtt.values  # BoundedSamples.add, its common case inline
             if len(samples) < MAX_EXACT_SAMPLES:
-                samples.append(rtt_ns)
+                try:
+                    samples.append(rtt_ns)
+                except OverflowError:  # see _clamp_to_int64; off the common path
+                    samples.append(_clamp_to_int64(rtt_ns))
             else:
                 self.ack_rtt.add(rtt_ns)
             if karn_ok:
