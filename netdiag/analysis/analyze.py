@@ -34,10 +34,14 @@ PROTO_ICMPV6 = 58
 ICMP_PROTOCOLS = frozenset((PROTO_ICMP, PROTO_ICMPV6))
 
 
-def analyze_file(path: str | os.PathLike[str]) -> Analysis:
-    """Analyze one pcap/pcapng file in a single streaming pass."""
+def analyze_file(path: str | os.PathLike[str], plot_data: bool = True) -> Analysis:
+    """Analyze one pcap/pcapng file in a single streaming pass.
+
+    ``plot_data=False`` leaves the streams' ``seq_points`` and ``rtt_samples``
+    empty (only the HTML plots read them; the JSON document does not).
+    """
     decoder = Decoder()
-    tcp = TcpTracker()
+    tcp = TcpTracker(plot_data)
     icmp = IcmpTracker()
     arp = ArpTracker()
     decode = decoder.decode
@@ -100,9 +104,11 @@ def _tcp_header_missing(packet: DecodedPacket) -> bool:
     )
 
 
-def analyze_files(paths: Sequence[str | os.PathLike[str]], jobs: int = 1) -> list[Analysis]:
+def analyze_files(
+    paths: Sequence[str | os.PathLike[str]], jobs: int = 1, plot_data: bool = True
+) -> list[Analysis]:
     """Analyze several files, in order; ``jobs > 1`` spreads them over processes."""
     if jobs <= 1 or len(paths) <= 1:
-        return [analyze_file(path) for path in paths]
+        return [analyze_file(path, plot_data) for path in paths]
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        return list(pool.map(analyze_file, paths))
+        return list(pool.map(analyze_file, paths, [plot_data] * len(paths)))
