@@ -40,7 +40,8 @@ def execute(
     force: bool,
 ) -> int:
     from netdiag.analysis.analyze import analyze_files
-    from netdiag.report import json_text, parse_formats, report_document, write_report
+    from netdiag.report import parse_formats, write_report
+    from netdiag.report.jsonstream import write_analyses_json
 
     if not files:
         raise UsageError("no capture file given", "netdiag analyze FILE.pcap [FILE...]")
@@ -56,7 +57,9 @@ def execute(
                 f"{file} is not a file" if file.exists() else f"{file} does not exist",
                 "give the path of a pcap or pcapng capture",
             )
-    analyses = analyze_files([str(file) for file in files], jobs=jobs)
+    # Plot points only serve the report folder; --json and the summary do not read them.
+    plot_data = out is not None
+    analyses = analyze_files([str(file) for file in files], jobs=jobs, plot_data=plot_data)
     written: list[Path] = []
     if out is not None:
         for analysis, folder in zip(analyses, report_folders(out, files), strict=True):
@@ -65,7 +68,8 @@ def execute(
             )
             written += [path for path in paths if path.parent == folder]
     if json_output:
-        sys.stdout.write(json_text(report_document(analyses)))
+        # Written record by record: same bytes as json_text(report_document(...)).
+        write_analyses_json(analyses, sys.stdout)
     elif out is None:
         from netdiag.report.terminal import print_summaries
 
