@@ -533,3 +533,47 @@ def test_written_capture_round_trips_through_analyze_file(tmp_path: Path) -> Non
     analysis = analyze_file(path)
     assert analysis.file.packets == len(frames)
     assert sum(stream.packets for stream in analysis.tcp) == len(frames)
+
+
+def bulk_transfer(path: Path, segments: int) -> None:
+    """One connection: handshake, then ``segments`` data segments each ACKed, then FIN."""
+    client, server = (CLIENT, 40000), (SERVER, 7096)
+    now = T0_NS
+    frames = [
+        (now, ipv4_tcp(client, server, SYN, C_ISN, 0, 64240, b"")),
+        (now + 1000, ipv4_tcp(server, client, SYN | ACK, S_ISN, C_ISN + 1, 64240, b"")),
+        (now + 2000, ipv4_tcp(client, server, ACK, C_ISN + 1, S_ISN + 1, 64240, b"")),
+    ]
+    payload = b"p" * 100
+    seq = C_ISN + 1
+    for index in range(segments):
+        now += 100_000
+        frames.append((now, ipv4_tcp(client, server, PSH | ACK, seq, S_ISN + 1, 64240, payload)))
+        seq += len(payload)
+        if index % 2:  # delayed ACKs: every other segment
+            frames.append((now + 20_000, ipv4_tcp(server, client, ACK, S_ISN + 1, seq, 64240, b"")))
+    frames.append((now + 50_000, ipv4_tcp(client, server, FIN | ACK, seq, S_ISN + 1, 64240, b"")))
+    write_pcap(path, frames)
+
+
+def test_memory_does_not_grow_with_packets_of_one_conversation(tmp_path: Path) -> None:
+    """Streaming: four times the packets of one connection cost (almost) no more memory.
+
+    What may grow is bounded by design: Wireshark's ack_rtt samples (8 bytes each,
+    exact up to a million) and the capped plot points.
+    """
+    import tracemalloc
+
+    peaks = []
+    for segments in (10_000, 40_000):
+        path = tmp_path / f"bulk-{segments}.pcap"
+        bulk_transfer(path, segments)
+        tracemalloc.start()
+        analysis = analyze_file(path, plot_data=False)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        (stream,) = analysis.tcp
+        assert (stream.packets, stream.bytes_c2s) == (4 + segments * 3 // 2, segments * 100)
+        assert stream.state == "S2" and stream.history == "ShADaF"
+    ack_rtt_growth = (40_000 - 10_000) // 2 * 8
+    assert peaks[1] - peaks[0] < ack_rtt_growth + 2_000_000, peaks
