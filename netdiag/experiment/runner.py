@@ -167,6 +167,7 @@ class ExperimentRunner:
         self.analysis: Analysis | None = None
         self.result: RunResult | None = None
         self._sniffer: Sniffer | None = None
+        self._interrupted = False
         self._listener: Listener | None = None
 
     # ---- names ------------------------------------------------------------------------
@@ -263,6 +264,11 @@ class ExperimentRunner:
         try:
             self._setup_steps(live)
             self._traffic_steps(live)
+        except BaseException:
+            # Ctrl-C, SIGTERM (or a bug): the run did not finish, so --keep does not apply
+            # and teardown removes everything (issue 7), as the interrupt message says.
+            self._interrupted = True
+            raise
         finally:
             self._finish(live)
         capture = self.progress.capture
@@ -293,7 +299,7 @@ class ExperimentRunner:
     def _finish_held(self, live: LiveTopology) -> None:
         if self._sniffer is not None and self.progress.capture is None:
             self._capture_step()
-        if self.options.keep and self.progress.aborted_at is None:
+        if self.options.keep and self.progress.aborted_at is None and not self._interrupted:
             self._step(
                 "teardown",
                 "Leave the topology up (--keep)",
