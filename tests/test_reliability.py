@@ -183,6 +183,20 @@ def test_signal_at_a_moment_removes_everything_and_keeps_the_capture(
     assert not {"report.md", "report.html", "report.json"} & set(reports)
 
 
+def test_an_interrupted_keep_run_is_not_kept(
+    runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
+) -> None:
+    """--keep is for a run that finished; Ctrl-C means stop and clean up."""
+    process = runs.start(unique_prefix, tmp_path / "out", "tcp-7096", "--keep")
+    wait_until_paused(process, "tcp-7096")
+    process.send_signal(signal.SIGINT)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "everything the run created was removed" in stderr
+    assert namespaces_with(unique_prefix) == []
+    assert list(run_dir.glob("*.json")) == []
+
+
 def test_a_second_signal_while_tearing_down_is_held_until_teardown_is_done(
     runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
 ) -> None:
