@@ -84,7 +84,7 @@ def _stream_findings(stream: TcpStream) -> list[Finding]:
     if stream.state == "S0" and stream.syn_frame is not None and only_client and only_syns:
         one_sided = False
         tries = len(stream.syn_frames)
-        times = [entry.t_ms for entry in stream.timeline if entry.flags == "S"]
+        times = [entry.t_ms for entry in stream.timeline if entry.frame in stream.syn_frames]
         intervals = [later - earlier for earlier, later in itertools.pairwise(times)]
         backoff = ""
         if intervals:
