@@ -89,9 +89,12 @@ def _stream_findings(stream: TcpStream) -> list[Finding]:
         backoff = ""
         if intervals:
             backoff = ", retried after " + ", ".join(_ms(value) for value in intervals)
+        # One SYN may be a scan or still in flight when the capture stopped;
+        # a retried SYN is a connection that really failed.
+        syn_severity: Severity = "error" if tries > 1 else "warn"
         findings.append(
             Finding(
-                severity="error",
+                severity=syn_severity,
                 code="tcp.syn-unanswered",
                 stream=stream.stream,
                 frames=_frames(stream.syn_frames),
