@@ -39,6 +39,7 @@ number as one attempt.
 
 from __future__ import annotations
 
+import operator
 import random
 from array import array
 from collections import deque
@@ -242,7 +243,8 @@ class BoundedSamples:
         middle = len(ordered) // 2
         if len(ordered) % 2:
             return float(ordered[middle])
-        return (ordered[middle - 1] + ordered[middle]) / 2
+        # operator.truediv: Python's correctly rounded int / int (mypyc's is not).
+        return float(operator.truediv(ordered[middle - 1] + ordered[middle], 2))
 
     def stats_ms(self) -> tuple[float | None, float | None, float | None]:
         """(min, median, max) in ms, or Nones when empty."""
