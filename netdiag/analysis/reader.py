@@ -27,6 +27,7 @@ later sections, and end silently at a cut-short record. Here:
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import stat
 import struct
@@ -88,7 +89,9 @@ _PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 # Building a frozen dataclass through its __init__ costs about 0.7 us (one
 # object.__setattr__ per field); the reader makes one per packet, so on the hot
 # path it fills RawFrame's slots through their descriptors instead (about half).
-# Only while RawFrame has exactly these slots: otherwise the normal constructor.
+# Only while RawFrame has exactly these slots: otherwise the normal constructor
+# (as when packet.py is compiled by mypyc: a native class has no __slots__).
+# vars(), not RawFrame.__dict__, which mypyc refuses to compile.
 _RAW_FRAME_FIELDS = ("number", "ts_ns", "linktype", "caplen", "wirelen", "data", "interface")
 _FAST_FRAMES = (
     tuple(field.name for field in dataclasses.fields(RawFrame)) == _RAW_FRAME_FIELDS
@@ -97,7 +100,7 @@ _FAST_FRAMES = (
 
 
 def _slot_setter(name: str) -> Callable[[RawFrame, object], None]:
-    descriptor = RawFrame.__dict__.get(name) if _FAST_FRAMES else None
+    descriptor = vars(RawFrame).get(name) if _FAST_FRAMES else None
     setter: Callable[[RawFrame, object], None] | None = getattr(descriptor, "__set__", None)
     return setter if setter is not None else _no_setter
 
@@ -307,8 +310,10 @@ class CaptureReader:
             format=self._format,
             link_types=tuple(self._link_types),
             packets=self._frames,
-            first_ts=None if first is None else first / NS_PER_S,
-            last_ts=None if last is None else last / NS_PER_S,
+            # operator.truediv: Python's correctly rounded int / int, which
+            # mypyc's native division (through doubles) is not for ns stamps.
+            first_ts=None if first is None else operator.truediv(first, NS_PER_S),
+            last_ts=None if last is None else operator.truediv(last, NS_PER_S),
             complete=self._finished and not self._damaged,
             warnings=tuple(warnings),
             ts_resolution=resolution,
