@@ -5,19 +5,27 @@
   file and for a list of files, on every corpus capture.
 * ``analyze_file(plot_data=False)`` (no plot points kept) against the default,
   on the JSON document, which never carries plot points.
+* The mypyc-compiled analysis modules against pure Python, each in its own
+  interpreter, on every corpus file: the JSON documents and the full records.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import netdiag.analysis._compiled as compiled_module
+from netdiag.analysis._compiled import PURE_PYTHON_VARIABLE, fresh_build
 from netdiag.analysis.analyze import analyze_file
 from netdiag.report import json_text, report_document
 from netdiag.report.jsonstream import write_analyses_json
-from tests.conftest import corpus_files
+from tests.conftest import PROJECT_ROOT, corpus_files
 
 CORPUS = corpus_files()
 
@@ -43,3 +51,73 @@ def test_streamed_json_of_several_files_and_none(corpus_dir: Path) -> None:
     assert len(analyses) == 3
     assert _streamed(analyses) == json_text(report_document(analyses))
     assert _streamed([]) == json_text(report_document([]))
+
+
+# -- mypyc-compiled modules against pure Python ---------------------------------
+
+_DUMP_CORPUS = """
+import json, sys
+from pathlib import Path
+import netdiag.analysis
+from netdiag.analysis.analyze import analyze_file
+from netdiag.errors import NetdiagError
+result = {"compiled": netdiag.analysis.COMPILED, "files": {}}
+for path in sorted(Path(sys.argv[1]).iterdir()):
+    if path.name.endswith(".truth.json"):
+        continue
+    try:
+        analysis = analyze_file(path)
+    except NetdiagError as error:
+        result["files"][path.name] = {"error": f"{type(error).__name__}: {error}"}
+        continue
+    # The JSON document, and the full records (plot points, flagged frames) as text.
+    result["files"][path.name] = {"json": analysis.to_json(), "repr": repr(analysis)}
+json.dump(result, sys.stdout)
+"""
+
+
+def _corpus_results(corpus_dir: Path, pure_python: bool) -> dict[str, object]:
+    environment = {key: value for key, value in os.environ.items() if key != PURE_PYTHON_VARIABLE}
+    if pure_python:
+        environment[PURE_PYTHON_VARIABLE] = "1"
+    completed = subprocess.run(
+        [sys.executable, "-c", _DUMP_CORPUS, str(corpus_dir)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=PROJECT_ROOT,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(completed.stdout)
+    return result
+
+
+def test_compiled_modules_give_the_pure_python_results(corpus_dir: Path) -> None:
+    if not fresh_build():
+        pytest.skip("no mypyc build of the current sources (make builds one: build_mypyc.py)")
+    compiled = _corpus_results(corpus_dir, pure_python=False)
+    pure = _corpus_results(corpus_dir, pure_python=True)
+    assert compiled["compiled"] is True
+    assert pure["compiled"] is False
+    compiled_files = compiled["files"]
+    pure_files = pure["files"]
+    assert isinstance(compiled_files, dict) and isinstance(pure_files, dict)
+    assert len(pure_files) == len(CORPUS)
+    assert sorted(compiled_files) == sorted(pure_files)
+    for name, expected in pure_files.items():
+        assert compiled_files[name] == expected, name
+
+
+def test_a_stale_build_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest whose digest is not the sources' (a .py edited since) turns the build off."""
+    manifest = tmp_path / "manifest.json"
+    monkeypatch.setattr(compiled_module, "MANIFEST", manifest)
+    assert not compiled_module.fresh_build()  # no manifest
+    manifest.write_text(json.dumps({"digest": "0" * 64}), encoding="utf-8")
+    path: list[str] = ["/nowhere"]
+    assert not compiled_module.activate(path)
+    assert path == ["/nowhere"]
+    manifest.write_text(json.dumps({"digest": compiled_module.source_digest()}), encoding="utf-8")
+    monkeypatch.delenv(PURE_PYTHON_VARIABLE, raising=False)
+    assert compiled_module.activate(path)
+    assert path[0] == str(compiled_module.LIBRARY_DIR / "netdiag" / "analysis")
