@@ -67,6 +67,7 @@ class Contender:
     # Files per call, for netdiag's --jobs row: its ratio column is then the
     # speed-up over analyzing the copies one after another.
     files_per_call: int = 1
+    environment: dict[str, str] | None = None
 
 
 def python_for_netdiag() -> str:
@@ -81,7 +82,12 @@ def netdiag_command() -> list[str]:
     return [python_for_netdiag(), "-m", "netdiag"]
 
 
-def measure(command: list[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Measurement:
+def measure(
+    command: list[str],
+    timeout: float,
+    cwd: Path = PROJECT_ROOT,
+    environment: dict[str, str] | None = None,
+) -> Measurement:
     """Run ``command`` with stdout to /dev/null; wall time and peak RSS of the child.
 
     ``os.wait4`` returns the child's own resource usage, so the figure is the
@@ -93,7 +99,12 @@ def measure(command: list[str], timeout: float, cwd: Path = PROJECT_ROOT) -> Mea
         started = time.perf_counter()
         try:
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=cwd,
+                env=None if environment is None else {**os.environ, **environment},
             )
         except OSError as error:
             return Measurement(error=f"cannot start: {error}")
@@ -267,6 +278,20 @@ def first_line(command: list[str]) -> str:
     return lines[0].strip() if lines else "unknown"
 
 
+def compiled_analysis() -> bool | None:
+    """Whether netdiag uses its mypyc-compiled analysis modules (None: cannot tell)."""
+    check = "import netdiag.analysis as a; print(getattr(a, 'COMPILED', False))"
+    try:
+        result = subprocess.run(
+            [python_for_netdiag(), "-c", check], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() == "True"
+
+
 def code_state() -> dict[str, object]:
     """The commit measured, and whether netdiag/ differed from it (a shared work tree)."""
 
@@ -281,7 +306,11 @@ def code_state() -> dict[str, object]:
 
     status = git("status", "--porcelain", "--", "netdiag").splitlines()
     changed = [line.split(maxsplit=1)[1] for line in status if line.strip()]
-    return {"commit": git("rev-parse", "--short", "HEAD") or None, "netdiag_uncommitted": changed}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "netdiag_uncommitted": changed,
+        "compiled_analysis": compiled_analysis(),
+    }
 
 
 def machine() -> dict[str, object]:
@@ -392,6 +421,16 @@ def run_contenders(
     ]
     tshark = shutil.which("tshark")
     tcptrace = shutil.which("tcptrace")
+    if compiled_analysis():
+        # The mypyc-compiled hot modules are in use: time the pure-Python path too.
+        contenders.append(
+            Contender(
+                "netdiag analyze --json, pure Python",
+                [*netdiag_command(), "analyze", "{}", "--json"],
+                "NETDIAG_PURE_PYTHON=1: the compiled modules left out",
+                environment={"NETDIAG_PURE_PYTHON": "1"},
+            )
+        )
     contenders.append(
         Contender("tshark -q -z conv,tcp", [tshark, "-q", "-z", "conv,tcp", "-r", "{}"])
         if tshark
@@ -431,7 +470,9 @@ def run_contenders(
             continue
         for size, path in files.items():
             command = [str(path) if part == "{}" else part for part in contender.command]
-            runs = [measure(command, timeout) for _ in range(repeats)]
+            runs = [
+                measure(command, timeout, environment=contender.environment) for _ in range(repeats)
+            ]
             good = [run for run in runs if run.ok]
             if good:
                 contender.results[size] = min(good, key=lambda run: run.seconds or 0.0)
@@ -627,8 +668,11 @@ def render_table(report: dict[str, object]) -> str:
     code = report.get("code")
     if isinstance(code, dict):
         changed = code["netdiag_uncommitted"]
+        compiled = {True: "mypyc-compiled", False: "pure Python", None: "unknown"}[
+            code.get("compiled_analysis")
+        ]
         lines.append(
-            f"code: commit {code['commit']}"
+            f"code: commit {code['commit']}, analysis modules {compiled}"
             + (f", with uncommitted changes in {', '.join(changed)}" if changed else "")
         )
     machine_info = report["machine"]
