@@ -291,6 +291,7 @@ class _Flow:
         "packets",
         "port",
         "segments",
+        "valid_bif",
         "win_scale",
         "window",
     )
@@ -312,6 +313,9 @@ class _Flow:
         # i.e. 0xFFFFFFFF, which then passes the ">= 2 duplicate ACKs" test of
         # fast retransmission; the next duplicate ACK restarts it at 1.
         self.dupacknum = 0
+        # Wireshark's valid_bif: bytes in flight are tracked (and so the frame
+        # gets an analysis record) until a gap is seen, again after an ACK.
+        self.valid_bif = True
         self.lastsegmentflags = 0
         # Unacknowledged segments, oldest first. While ``contiguous`` holds
         # (each segment starts where the previous ended), an ACK can only
@@ -354,6 +358,7 @@ class _Conversation:
         "flows",
         "history",
         "ip_version",
+        "irtt_shown",
         "karn",
         "karn_excluded",
         "last_frame",
@@ -384,6 +389,10 @@ class _Conversation:
         self.flows = (flow1, flow2)
         self.mru_syn_ts: int | None = None
         self.first_rtt = 0  # ns; 0 means "not measured" as in Wireshark
+        # tshark prints tcp.analysis.initial_rtt only on a frame that has an
+        # analysis record (a flag, an ACKed segment, or bytes in flight): a
+        # stream with none after the measurement shows no iRTT.
+        self.irtt_shown = False
         self.first_flow = 0  # flow index of the stream's first sender
         self.first_frame = frame
         self.first_ts = ts
@@ -526,6 +535,17 @@ class TcpTracker:
                 if shift is not None:
                     forward.win_scale = shift
 
+        if (
+            conversation.first_rtt
+            and not conversation.irtt_shown
+            and (
+                ta
+                or acked_segment is not None
+                or (seglen and forward.segments and forward.valid_bif)
+            )
+        ):
+            conversation.irtt_shown = True
+
         # -- netdiag's own bookkeeping: counts, roles, timeline, history ------
         conversation.packets += 1
         conversation.last_frame = frame
@@ -636,6 +656,8 @@ class TcpTracker:
         if not reverse.base_set and flags & ACK:
             reverse.base_seq = (ack - 1) & MASK32
             reverse.base_set = True
+        if flags & ACK:
+            reverse.valid_bif = True
 
         nextseq = forward.nextseq
         no_sfr = not flags & SYN_FIN_RST
@@ -646,6 +668,7 @@ class TcpTracker:
                 ta |= A_ZERO_WINDOW
             if nextseq and (nextseq - seq) & MASK32 >= HALF32 and not flags & RST:  # GT_SEQ
                 ta |= A_LOST_PACKET
+                forward.valid_bif = False
             if seglen <= 1 and seq == (nextseq - 1) & MASK32 and no_sfr:
                 ta |= A_KEEP_ALIVE
             same_position = seglen == 0 and seq == nextseq and ack == forward.lastack and no_sfr
@@ -1008,7 +1031,7 @@ def _build_stream(conversation: _Conversation) -> TcpStream:
         syn_frames=tuple(conversation.syn_frames),
         synack_frame=conversation.synack_frame,
         ack_frame=conversation.ack_frame,
-        irtt_ms=conversation.first_rtt / 1e6 if conversation.first_rtt else None,
+        irtt_ms=conversation.first_rtt / 1e6 if conversation.irtt_shown else None,
         syn_to_synack_ms=syn_to_synack,
         synack_to_ack_ms=synack_to_ack,
         first_frame=conversation.first_frame,
