@@ -577,3 +577,24 @@ def test_memory_does_not_grow_with_packets_of_one_conversation(tmp_path: Path) -
         assert stream.state == "S2" and stream.history == "ShADaF"
     ack_rtt_growth = (40_000 - 10_000) // 2 * 8
     assert peaks[1] - peaks[0] < ack_rtt_growth + 2_000_000, peaks
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
+@pytest.mark.parametrize("seed", range(40, 70))
+def test_random_conversation_irtt_agrees_with_tshark(tmp_path: Path, seed: int) -> None:
+    """iRTT per stream: present exactly when tshark prints one, and equal to it."""
+    assert TSHARK is not None
+    path = tmp_path / f"irtt-{seed}.pcap"
+    write_pcap(path, RandomConversation(seed).build())
+    command = [TSHARK, "-n", "-r", str(path), "-T", "fields"]
+    command += ["-e", "tcp.stream", "-e", "tcp.analysis.initial_rtt"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    expected: dict[int, float] = {}
+    for line in output.splitlines():
+        stream, value = line.split("\t")
+        if value:
+            expected.setdefault(int(stream), float(value) * 1000)
+    actual = {s.stream: s.irtt_ms for s in analyze_file(path).tcp if s.irtt_ms is not None}
+    assert set(actual) == set(expected)
+    for stream, irtt in expected.items():
+        assert actual[stream] == pytest.approx(irtt, abs=1e-6)
