@@ -45,7 +45,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from netdiag.analysis.addr import format_endpoint
 from netdiag.analysis.model import (
@@ -59,28 +59,28 @@ from netdiag.analysis.model import (
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket
 from netdiag.analysis.tcpopts import window_scale
 
-MASK32 = 0xFFFFFFFF
-HALF32 = 0x80000000
-UINT64 = 1 << 64
+MASK32: Final = 0xFFFFFFFF
+HALF32: Final = 0x80000000
+UINT64: Final = 1 << 64
 
 # Wireshark's TCP_A_* analysis bits (packet-tcp.c).
-A_RETRANSMISSION = 0x0001
-A_LOST_PACKET = 0x0002
-A_ACK_LOST_PACKET = 0x0004
-A_KEEP_ALIVE = 0x0008
-A_DUPLICATE_ACK = 0x0010
-A_ZERO_WINDOW = 0x0020
-A_ZERO_WINDOW_PROBE = 0x0040
-A_ZERO_WINDOW_PROBE_ACK = 0x0080
-A_KEEP_ALIVE_ACK = 0x0100
-A_OUT_OF_ORDER = 0x0200
-A_FAST_RETRANSMISSION = 0x0400
-A_WINDOW_UPDATE = 0x0800
-A_WINDOW_FULL = 0x1000
-A_REUSED_PORTS = 0x2000
-A_SPURIOUS_RETRANSMISSION = 0x4000
+A_RETRANSMISSION: Final = 0x0001
+A_LOST_PACKET: Final = 0x0002
+A_ACK_LOST_PACKET: Final = 0x0004
+A_KEEP_ALIVE: Final = 0x0008
+A_DUPLICATE_ACK: Final = 0x0010
+A_ZERO_WINDOW: Final = 0x0020
+A_ZERO_WINDOW_PROBE: Final = 0x0040
+A_ZERO_WINDOW_PROBE_ACK: Final = 0x0080
+A_KEEP_ALIVE_ACK: Final = 0x0100
+A_OUT_OF_ORDER: Final = 0x0200
+A_FAST_RETRANSMISSION: Final = 0x0400
+A_WINDOW_UPDATE: Final = 0x0800
+A_WINDOW_FULL: Final = 0x1000
+A_REUSED_PORTS: Final = 0x2000
+A_SPURIOUS_RETRANSMISSION: Final = 0x4000
 
-A_ANY_RETRANSMISSION = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
+A_ANY_RETRANSMISSION: Final = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
 
 # Truth-file / JSON names of the tcp.analysis.* fields, and the bits that set
 # each. Order: as tshark's truth files list them.
@@ -103,33 +103,33 @@ ANALYSIS_FLAGS: tuple[tuple[str, int], ...] = (
 )
 ANALYSIS_KEYS: tuple[str, ...] = tuple(name for name, _ in ANALYSIS_FLAGS)
 
-TCP_MAX_UNACKED_SEGMENTS = 10000  # Wireshark stops tracking beyond this many
-FAST_RETRANSMISSION_WINDOW_NS = 20_000_000  # 20 ms after the last dup ACK
-DEFAULT_OUT_OF_ORDER_NS = 3_000_000  # 3 ms when no initial RTT is known
+TCP_MAX_UNACKED_SEGMENTS: Final = 10000  # Wireshark stops tracking beyond this many
+FAST_RETRANSMISSION_WINDOW_NS: Final = 20_000_000  # 20 ms after the last dup ACK
+DEFAULT_OUT_OF_ORDER_NS: Final = 3_000_000  # 3 ms when no initial RTT is known
 
-MAX_SYN_FRAMES = 50  # as the truth files list them
-MAX_TIMELINE_HANDSHAKE = 24
-MAX_TIMELINE_TEARDOWN = 24
-MAX_FLAGGED_FRAMES = 1000  # per flag per stream
+MAX_SYN_FRAMES: Final = 50  # as the truth files list them
+MAX_TIMELINE_HANDSHAKE: Final = 24
+MAX_TIMELINE_TEARDOWN: Final = 24
+MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
-MAX_POINTS_TOTAL = 100_000  # plot points and RTT samples over the whole file
-MAX_EXACT_SAMPLES = 1_000_000  # beyond this, medians come from a reservoir
+MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
+MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
 
 SYN_ACK = SYN | ACK
 
 # Zeek history letters as bits of a per-flow mask (each letter once per side);
 # the letter is upper case for the originator, lower case for the responder.
-HISTORY_SYN = 1 << 0
-HISTORY_SYNACK = 1 << 1
-HISTORY_ACK = 1 << 2
-HISTORY_DATA = 1 << 3
-HISTORY_FIN = 1 << 4
-HISTORY_RST = 1 << 5
-HISTORY_RETRANSMISSION = 1 << 6
-HISTORY_ZERO_WINDOW = 1 << 7
-HISTORY_GAP = 1 << 8
-HISTORY_INCONSISTENT = 1 << 9  # SYN with RST
-HISTORY_SYN_FIN = 1 << 10  # SYN with FIN
+HISTORY_SYN: Final = 1 << 0
+HISTORY_SYNACK: Final = 1 << 1
+HISTORY_ACK: Final = 1 << 2
+HISTORY_DATA: Final = 1 << 3
+HISTORY_FIN: Final = 1 << 4
+HISTORY_RST: Final = 1 << 5
+HISTORY_RETRANSMISSION: Final = 1 << 6
+HISTORY_ZERO_WINDOW: Final = 1 << 7
+HISTORY_GAP: Final = 1 << 8
+HISTORY_INCONSISTENT: Final = 1 << 9  # SYN with RST
+HISTORY_SYN_FIN: Final = 1 << 10  # SYN with FIN
 HISTORY_LETTERS = {
     HISTORY_SYN: "S",
     HISTORY_SYNACK: "H",
