@@ -33,6 +33,7 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from netdiag.analysis.model import DecodeCounts
 from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame
@@ -65,56 +66,56 @@ _OTHER = FrameClass.OTHER
 _ARP_CLASS = FrameClass.ARP
 
 # Ethertypes
-ETH_IPV4 = 0x0800
-ETH_ARP = 0x0806
-ETH_IPV6 = 0x86DD
+ETH_IPV4: Final = 0x0800
+ETH_ARP: Final = 0x0806
+ETH_IPV6: Final = 0x86DD
 ETH_VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
-ETH_PPPOE_SESSION = 0x8864
+ETH_PPPOE_SESSION: Final = 0x8864
 ETH_MPLS = frozenset((0x8847, 0x8848))
-ETH_TRANSPARENT_BRIDGING = 0x6558
-ETH_ERSPAN_2 = 0x88BE
-ETH_ERSPAN_3 = 0x22EB
-ETH_PPP = 0x880B
-ETH_CISCO_METADATA = 0x8909
+ETH_TRANSPARENT_BRIDGING: Final = 0x6558
+ETH_ERSPAN_2: Final = 0x88BE
+ETH_ERSPAN_3: Final = 0x22EB
+ETH_PPP: Final = 0x880B
+ETH_CISCO_METADATA: Final = 0x8909
 
 # IP protocols
-PROTO_ICMP = 1
-PROTO_IPIP = 4
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_IPV6 = 41
-PROTO_GRE = 47
-PROTO_ESP = 50
-PROTO_AH = 51
-PROTO_ICMPV6 = 58
-PROTO_IPCOMP = 108
+PROTO_ICMP: Final = 1
+PROTO_IPIP: Final = 4
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+PROTO_IPV6: Final = 41
+PROTO_GRE: Final = 47
+PROTO_ESP: Final = 50
+PROTO_AH: Final = 51
+PROTO_ICMPV6: Final = 58
+PROTO_IPCOMP: Final = 108
 # IPv6 extension headers walked to the upper-layer protocol (fragment handled apart).
 _IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))
-IPV6_FRAGMENT = 44
+IPV6_FRAGMENT: Final = 44
 
-UDP_VXLAN = 4789
-UDP_GTP_U = 2152
-UDP_L2TP = 1701
+UDP_VXLAN: Final = 4789
+UDP_GTP_U: Final = 2152
+UDP_L2TP: Final = 1701
 
 # ICMP errors quoting the offending packet's header.
 _ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
 _ICMPV6_ERRORS = frozenset((1, 2, 3, 4))
 
 # Encapsulations nested deeper than this are not followed (malicious input).
-MAX_DEPTH = 8
+MAX_DEPTH: Final = 8
 
 # Reassembly bounds: memory stays small whatever the capture holds.
-MAX_PENDING_DATAGRAMS = 256
-MAX_PENDING_BYTES = 16 << 20
+MAX_PENDING_DATAGRAMS: Final = 256
+MAX_PENDING_BYTES: Final = 16 << 20
 # 64 KiB in 8-byte fragments is 8192 of them; more than this is a flood, and
 # each new fragment re-sorts the pieces.
-MAX_FRAGMENTS_PER_DATAGRAM = 1024
-MAX_DATAGRAM = 65535 + 40  # an IPv6 payload (65535) after its unfragmentable headers
-REASSEMBLY_TIMEOUT_NS = 60 * 1_000_000_000  # Linux ipfrag_time is 30 s
-REASSEMBLY_TIMEOUT_FRAMES = 100_000
+MAX_FRAGMENTS_PER_DATAGRAM: Final = 1024
+MAX_DATAGRAM: Final = 65535 + 40  # an IPv6 payload (65535) after its unfragmentable headers
+REASSEMBLY_TIMEOUT_NS: Final = 60 * 1_000_000_000  # Linux ipfrag_time is 30 s
+REASSEMBLY_TIMEOUT_FRAMES: Final = 100_000
 
 # BSD loopback address families meaning IPv6 on the various systems.
-_AF_INET = 2
+_AF_INET: Final = 2
 _AF_INET6 = frozenset((10, 24, 28, 30))
 
 

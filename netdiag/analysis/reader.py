@@ -34,7 +34,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Final, Literal
 
 from netdiag.analysis.model import FileInfo
 from netdiag.analysis.packet import RawFrame
@@ -42,33 +42,33 @@ from netdiag.errors import CaptureFormatError, InputError
 
 # Link type given to pcapng frames that are not packets (custom blocks): the
 # decoder classifies them as "other", as tshark shows them with no encapsulation.
-LINKTYPE_NONE = -1
+LINKTYPE_NONE: Final = -1
 
 # libpcap's MAXIMUM_SNAPLEN: no capture tool writes a larger record, so a
 # larger length means the record header is garbage. Checked before any buffer
 # is allocated for the record.
-MAX_CAPLEN = 262144
+MAX_CAPLEN: Final = 262144
 # Largest non-packet pcapng block we load into memory to parse (SHB, IDB);
 # blocks we skip are never loaded, whatever their size.
-MAX_PARSED_BLOCK = 1 << 20
-CHUNK_SIZE = 1 << 20
-MAX_WARNINGS = 20
+MAX_PARSED_BLOCK: Final = 1 << 20
+CHUNK_SIZE: Final = 1 << 20
+MAX_WARNINGS: Final = 20
 
-PCAPNG_SHB = 0x0A0D0D0A
-PCAPNG_IDB = 0x00000001
-PCAPNG_PB = 0x00000002  # obsolete packet block
-PCAPNG_SPB = 0x00000003
-PCAPNG_EPB = 0x00000006
+PCAPNG_SHB: Final = 0x0A0D0D0A
+PCAPNG_IDB: Final = 0x00000001
+PCAPNG_PB: Final = 0x00000002  # obsolete packet block
+PCAPNG_SPB: Final = 0x00000003
+PCAPNG_EPB: Final = 0x00000006
 PCAPNG_CUSTOM = (0x00000BAD, 0x40000BAD)
 _PCAPNG_LOADED_BLOCKS = frozenset(
     (PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB, *PCAPNG_CUSTOM)
 )
 
-OPT_ENDOFOPT = 0
-IF_TSRESOL = 9
-IF_TSOFFSET = 14
+OPT_ENDOFOPT: Final = 0
+IF_TSRESOL: Final = 9
+IF_TSOFFSET: Final = 14
 
-NS_PER_S = 1_000_000_000
+NS_PER_S: Final = 1_000_000_000
 
 # pcap magic (as the first four bytes read) -> byte order, ns resolution, record header size
 _PCAP_MAGICS: dict[bytes, tuple[Literal["little", "big"], bool, int]] = {
