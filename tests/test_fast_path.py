@@ -25,7 +25,7 @@ import netdiag.analysis._compiled as compiled_module
 from netdiag.analysis._compiled import PURE_PYTHON_VARIABLE, fresh_build
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.tcp import LARGE_SAMPLE_COUNT, BoundedSamples
-from netdiag.report import json_text, report_document
+from netdiag.report import json_text, jsonstream, report_document
 from netdiag.report.jsonstream import write_analyses_json
 from tests.conftest import PROJECT_ROOT, corpus_files
 
@@ -138,3 +138,22 @@ def test_large_medians_equal_the_sorted_list_median(count: int) -> None:
     middle = count // 2
     expected = float(ordered[middle]) if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     assert samples.median_ns() == expected
+
+
+def test_the_record_encoder_writes_what_json_dumps_writes() -> None:
+    """Edge values the corpus may not hold: non-str keys, NaN/inf, unicode, empties."""
+    value = {
+        "text": 'quote " backslash \\ newline \n tab \t nul \0 é ✓ \U0001f600',
+        "numbers": [0, -1, 2**70, 1.5, -0.0, 1e300, float("nan"), float("inf"), -float("inf")],
+        "flags": [True, False, None],
+        "empty": [[], {}, (), ""],
+        "nested": {"a": [{"b": ({"c": []},)}]},
+        7: "int key",
+        2.5: "float key",
+        True: "bool key",
+        None: "None key",
+    }
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    for level in (0, 1, 3):
+        expected = text.replace("\n", "\n" + "  " * level)
+        assert jsonstream._dumps(value, level) == expected

@@ -10,17 +10,20 @@ and text exist at any moment.
 
 Byte-identity with ``json_text`` rests on one property of ``json.dumps``
 with ``indent``: a nested value is laid out exactly as it would be at the top
-level, with every line after the first indented one more level. JSON text
-never holds a raw newline (strings escape it), so re-indenting a value is
-replacing each newline by a newline plus the indent. ``tests/test_fast_path.py``
-compares both writers on every corpus file.
+level, with every line after the first indented one more level (JSON text
+never holds a raw newline: strings escape it). Each piece is encoded by
+``_encode``, a narrow copy of what ``json.dumps(indent=2, ensure_ascii=False)``
+does. ``tests/test_fast_path.py`` compares both writers on every corpus file
+and the encoder with ``json.dumps`` on edge values.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import replace
+from json.encoder import encode_basestring
 from typing import Any, TextIO
 
 from netdiag.analysis.model import Analysis
@@ -32,8 +35,87 @@ _STREAMED_LISTS = frozenset({"tcp"})
 
 
 def _dumps(value: Any, level: int) -> str:
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    return text.replace("\n", "\n" + INDENT * level) if level else text
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, laid out at ``level``."""
+    parts: list[str] = []
+    _encode(value, level, parts)
+    return "".join(parts)
+
+
+# With ``indent``, CPython's json uses its pure-Python encoder, built from
+# generators for every type and option; this one does only what json_text
+# asks for (indent 2, ensure_ascii=False, no sort, str/int/float/bool/None
+# keys), in json's order of type tests, about 1.7x faster. Strings go through
+# json's own (C) escaping, numbers through int/float __repr__ as json does.
+
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if value == math.inf:
+        return "Infinity"
+    if value == -math.inf:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, str):
+        return encode_basestring(key)
+    if key is True:
+        return '"true"'
+    if key is False:
+        return '"false"'
+    if key is None:
+        return '"null"'
+    if isinstance(key, int):
+        return '"' + int.__repr__(key) + '"'
+    if isinstance(key, float):
+        return '"' + _float_text(key) + '"'
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _encode(value: object, level: int, parts: list[str]) -> None:
+    if isinstance(value, str):
+        parts.append(encode_basestring(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(int.__repr__(value))
+    elif isinstance(value, float):
+        parts.append(_float_text(value))
+    elif isinstance(value, list | tuple):
+        if not value:
+            parts.append("[]")
+            return
+        inner = "\n" + INDENT * (level + 1)
+        separator = "[" + inner
+        for item in value:
+            parts.append(separator)
+            _encode(item, level + 1, parts)
+            separator = "," + inner
+        parts.append("\n" + INDENT * level + "]")
+    elif isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = "\n" + INDENT * (level + 1)
+        separator = "{" + inner
+        for key, item in value.items():
+            parts.append(separator)
+            parts.append(_key_text(key))
+            parts.append(": ")
+            _encode(item, level + 1, parts)
+            separator = "," + inner
+        parts.append("\n" + INDENT * level + "}")
+    else:
+        # Whatever json.dumps would refuse or convert: let it decide.
+        parts.append(
+            json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + INDENT * level)
+        )
 
 
 def _write_list(out: TextIO, items: Iterable[Any], level: int) -> None:
