@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,26 @@ def unique_prefix() -> str:
     Interface names are limited to 15 bytes, so keep it short: 't' + 4 hex + '-'.
     """
     return f"t{uuid.uuid4().hex[:4]}-"
+
+
+@pytest.fixture
+def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry folder of the test's own, so runs do not see each other's records."""
+    folder = tmp_path / "registry"
+    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def no_leftovers(unique_prefix: str) -> Iterator[str]:
+    """The unique prefix; fails the test if a namespace with it survives (removed either way)."""
+    from tests.helpers import namespaces_with_prefix
+
+    yield unique_prefix
+    left = namespaces_with_prefix(unique_prefix)
+    if left:
+        from pyroute2 import netns
+
+        for name in left:
+            netns.remove(name)
+    assert left == [], f"left behind: {left}"

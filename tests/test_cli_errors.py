@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import one_line_error
+
 SETPRIV = shutil.which("setpriv")
 # An unprivileged user cannot reach this machine's Python (it lives under /root),
 # so "not root" is simulated the way it really fails: a process without
@@ -33,35 +35,26 @@ def run_cli(*arguments: str, drop_capabilities: bool = False) -> subprocess.Comp
     )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> None:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines, "an error must say something on stderr"
-    assert lines[0].startswith("netdiag: error:"), lines
-    assert len(lines) <= 2, lines  # the error, and at most one line of advice
-
-
 def test_analyze_missing_file(tmp_path: Path) -> None:
     result = run_cli("analyze", str(tmp_path / "nope.pcap"))
-    assert_one_line_error(result, 2)
+    one_line_error(result, 2)
     assert "nope.pcap" in result.stderr
 
 
 def test_analyze_directory(tmp_path: Path) -> None:
-    assert_one_line_error(run_cli("analyze", str(tmp_path)), 2)
+    one_line_error(run_cli("analyze", str(tmp_path)), 2)
 
 
 def test_analyze_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(b"")
-    assert_one_line_error(run_cli("analyze", str(empty)), 2)
+    one_line_error(run_cli("analyze", str(empty)), 2)
 
 
 def test_analyze_not_a_capture(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("this is not a capture\n" * 10)
-    assert_one_line_error(run_cli("analyze", str(text)), 2)
+    one_line_error(run_cli("analyze", str(text)), 2)
 
 
 @needs_setpriv
@@ -70,11 +63,11 @@ def test_analyze_permission_denied(tmp_path: Path) -> None:
     secret.write_bytes(b"\xd4\xc3\xb2\xa1" + b"\x00" * 20)
     secret.chmod(0o000)
     result = run_cli("analyze", str(secret), drop_capabilities=True)
-    assert_one_line_error(result, 2)
+    one_line_error(result, 2)
 
 
 def test_hexdump_missing_file(tmp_path: Path) -> None:
-    assert_one_line_error(run_cli("hexdump", str(tmp_path / "nope.pcap")), 2)
+    one_line_error(run_cli("hexdump", str(tmp_path / "nope.pcap")), 2)
 
 
 def test_run_port_out_of_range() -> None:
@@ -86,19 +79,19 @@ def test_run_port_out_of_range() -> None:
 @needs_setpriv
 def test_run_not_root_is_environment_error() -> None:
     result = run_cli("run", "--prefix", "nr-", drop_capabilities=True)
-    assert_one_line_error(result, 3)
+    one_line_error(result, 3)
     assert "root" in result.stderr
 
 
 def test_run_unknown_scenario() -> None:
-    assert_one_line_error(run_cli("run", "--scenario", "no-such-fault"), 2)
+    one_line_error(run_cli("run", "--scenario", "no-such-fault"), 2)
 
 
 def test_run_bad_topology_file(tmp_path: Path) -> None:
     topology = tmp_path / "bad.yaml"
     topology.write_text("namespaces: [ns1, ns2\nlinks: {}\n")
     result = run_cli("run", "--topology", str(topology))
-    assert_one_line_error(result, 2)
+    one_line_error(result, 2)
     assert "bad.yaml" in result.stderr
 
 

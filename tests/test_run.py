@@ -10,13 +10,13 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netdiag.topology.loader import builtin_text
+from tests.helpers import namespaces_with_prefix, netdiag
 
 pytestmark = pytest.mark.netns
 
@@ -33,42 +33,6 @@ CONTRACT_STEPS = [
     "capture",
     "teardown",
 ]
-
-
-def netdiag(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "netdiag", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ours(prefix: str) -> list[str]:
-    from pyroute2 import netns
-
-    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
-
-
-@pytest.fixture
-def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "registry"
-    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
-    yield folder
-
-
-@pytest.fixture
-def no_leftovers(unique_prefix: str) -> Iterator[str]:
-    """Fails the test if anything with the prefix survives; removes it either way."""
-    yield unique_prefix
-    left = ours(unique_prefix)
-    if left:
-        from pyroute2 import netns
-
-        for name in left:
-            netns.remove(name)
-    assert left == [], f"left behind: {left}"
 
 
 def run_json(prefix: str, out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -165,7 +129,7 @@ def test_foreign_namespace_clash_is_refused(
         assert "not created by netdiag" in result.stderr
         assert "--prefix" in result.stderr
         assert "Traceback" not in result.stderr
-        assert ours(no_leftovers) == [foreign]  # survived; nothing else was made
+        assert namespaces_with_prefix(no_leftovers) == [foreign]  # survived; nothing else was made
     finally:
         netns.remove(foreign)
 
@@ -201,7 +165,7 @@ def test_two_runs_with_different_prefixes_at_once(tmp_path: Path, isolated_regis
         document = json.loads(stdout)
         assert all(step["ok"] for step in document["steps"]), document["steps"]
         assert document["tcp"][0]["bulk"]["verified"] is True
-        assert ours(prefix) == []
+        assert namespaces_with_prefix(prefix) == []
 
 
 @pytest.mark.parametrize(
@@ -254,7 +218,7 @@ def test_keep_then_down(tmp_path: Path, no_leftovers: str, isolated_registry: Pa
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"ip netns exec {no_leftovers}ns1" in result.stdout
     assert f"netdiag down --prefix {no_leftovers}" in result.stdout
-    assert ours(no_leftovers) == [f"{no_leftovers}ns1", f"{no_leftovers}ns2"]
+    assert namespaces_with_prefix(no_leftovers) == [f"{no_leftovers}ns1", f"{no_leftovers}ns2"]
     status = netdiag("status", "--json")
     document = json.loads(status.stdout)
     (kept,) = [t for t in document["topologies"] if t["prefix"] == no_leftovers]
@@ -264,7 +228,7 @@ def test_keep_then_down(tmp_path: Path, no_leftovers: str, isolated_registry: Pa
     assert again.returncode == 2 and "netdiag down" in again.stderr
     down = netdiag("down", "--prefix", no_leftovers)
     assert down.returncode == 0, down.stderr
-    assert ours(no_leftovers) == []
+    assert namespaces_with_prefix(no_leftovers) == []
 
 
 def test_unwritable_output_is_refused_before_building(

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +20,7 @@ import pytest
 from netdiag.errors import UsageError
 from netdiag.experiment.scenarios import SCENARIOS, apply_scenario, get_scenario
 from netdiag.topology.loader import load_topology
-
-
-def netdiag(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "netdiag", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def ours(prefix: str) -> list[str]:
-    from pyroute2 import netns
-
-    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
-
-
-@pytest.fixture
-def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "registry"
-    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def no_leftovers(unique_prefix: str) -> Iterator[str]:
-    """Fails the test if a namespace with the prefix survives; removes it either way."""
-    yield unique_prefix
-    left = ours(unique_prefix)
-    if left:
-        from pyroute2 import netns
-
-        for name in left:
-            netns.remove(name)
-    assert left == [], f"left behind: {left}"
-
+from tests.helpers import netdiag
 
 # ---- each fault, for real ----------------------------------------------------------------
 

@@ -10,9 +10,6 @@ check that nothing of theirs is left.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import pytest
 from netdiag.errors import TopologyError, UsageError
 from netdiag.topology.generators import chain, generate, star
 from netdiag.topology.loader import all_builtin_names, load_topology, parse_topology
+from tests.helpers import namespaces_with_prefix, netdiag
 
 # ---- the built-ins -----------------------------------------------------------------------
 
@@ -160,41 +158,6 @@ def test_bridge_members_must_be_link_ends_of_its_namespace() -> None:
 # ---- for real ----------------------------------------------------------------------------
 
 
-def netdiag(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "netdiag", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def ours(prefix: str) -> list[str]:
-    from pyroute2 import netns
-
-    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
-
-
-@pytest.fixture
-def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "registry"
-    monkeypatch.setenv("NETDIAG_RUN_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def no_leftovers(unique_prefix: str) -> Iterator[str]:
-    yield unique_prefix
-    left = ours(unique_prefix)
-    if left:
-        from pyroute2 import netns
-
-        for name in left:
-            netns.remove(name)
-    assert left == [], f"left behind: {left}"
-
-
 @pytest.mark.netns
 @pytest.mark.parametrize(
     ("topology", "length", "namespaces"), [("routed", 3, 3), ("star", 3, 4), ("chain", 4, 4)]
@@ -229,7 +192,7 @@ def test_fifty_namespace_chain_up_status_down(no_leftovers: str, isolated_regist
     up = netdiag("up", "--topology", "chain", "--length", "50", "--prefix", no_leftovers, "--json")
     assert up.returncode == 0, up.stderr
     assert len(json.loads(up.stdout)["namespaces"]) == 50
-    assert len(ours(no_leftovers)) == 50
+    assert len(namespaces_with_prefix(no_leftovers)) == 50
 
     status = netdiag("status", "--json")
     assert status.returncode == 0, status.stderr
@@ -244,4 +207,4 @@ def test_fifty_namespace_chain_up_status_down(no_leftovers: str, isolated_regist
     down = netdiag("down", "--prefix", no_leftovers, "--json")
     assert down.returncode == 0, down.stderr
     assert len(json.loads(down.stdout)["removed"]) == 50
-    assert ours(no_leftovers) == []
+    assert namespaces_with_prefix(no_leftovers) == []

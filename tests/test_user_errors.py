@@ -18,29 +18,9 @@ from pathlib import Path
 import pytest
 
 from netdiag.topology.loader import builtin_text
+from tests.helpers import netdiag, one_line_error
 
 SEED = builtin_text("seed")
-
-
-def netdiag(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "netdiag", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def error_lines(result: subprocess.CompletedProcess[str], code: int) -> list[str]:
-    """The stderr lines of a one-line error (plus at most one line of advice)."""
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("netdiag: error: "), lines
-    assert len(lines) <= 2, lines
-    assert all(line.startswith("netdiag: ") for line in lines), lines
-    return lines
 
 
 def the_line_of(text: str, needle: str) -> int:
@@ -87,7 +67,7 @@ def test_bad_topology_file_names_file_and_line(
     assert text != SEED
     topology = tmp_path / "mine.yaml"
     topology.write_text(text)
-    (first, *_advice) = error_lines(netdiag("run", "--topology", str(topology)), 2)
+    (first, *_advice) = one_line_error(netdiag("run", "--topology", str(topology)), 2)
     assert f"{topology}:{the_line_of(text, line_text)}:" in first
 
 
@@ -101,7 +81,7 @@ def test_overlapping_subnets_are_refused_naming_the_file(tmp_path: Path) -> None
     text = SEED.replace("routes:\n", second_link + "routes:\n", 1)
     topology = tmp_path / "overlap.yaml"
     topology.write_text(text)
-    (first, *_advice) = error_lines(netdiag("run", "--topology", str(topology)), 2)
+    (first, *_advice) = one_line_error(netdiag("run", "--topology", str(topology)), 2)
     assert f"{topology}:" in first  # file and a line number
     assert "overlap" in first and "10.0.1.0/24" in first and "10.0.1.128/25" in first
 
@@ -128,13 +108,13 @@ def test_debug_lets_the_traceback_through(tmp_path: Path) -> None:
     ids=["port-high", "port-zero", "port-word", "count-zero", "unknown-option", "unknown-command"],
 )
 def test_bad_options_are_one_line(arguments: list[str]) -> None:
-    lines = error_lines(netdiag(*arguments), 2)
+    lines = one_line_error(netdiag(*arguments), 2)
     if "--port" in arguments:
         assert "--port" in lines[0]
 
 
 def test_unknown_scenario_is_one_line() -> None:
-    (first, *_advice) = error_lines(netdiag("run", "--scenario", "no-such-fault"), 2)
+    (first, *_advice) = one_line_error(netdiag("run", "--scenario", "no-such-fault"), 2)
     assert "no-such-fault" in first
 
 
@@ -196,7 +176,7 @@ def isolated_run(
 @pytest.mark.netns
 def test_read_only_output_folder(read_only_folder: Path, isolated_run: tuple[str, Path]) -> None:
     prefix, registry = isolated_run
-    (first, *_advice) = error_lines(
+    (first, *_advice) = one_line_error(
         netdiag("run", "--prefix", prefix, "--out", str(read_only_folder / "x")), 2
     )
     assert str(read_only_folder) in first
@@ -209,7 +189,7 @@ def test_output_under_a_file(tmp_path: Path, isolated_run: tuple[str, Path]) -> 
     prefix, _registry = isolated_run
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    (first, *_advice) = error_lines(
+    (first, *_advice) = one_line_error(
         netdiag("run", "--prefix", prefix, "--out", str(blocker / "out")), 2
     )
     assert str(blocker) in first
@@ -223,7 +203,7 @@ def test_reports_folder_in_the_way_is_refused_before_building(
     out = tmp_path / "out"
     out.mkdir()
     (out / "reports").write_text("a file where the reports folder goes")
-    (first, *_advice) = error_lines(netdiag("run", "--prefix", prefix, "--out", str(out)), 2)
+    (first, *_advice) = one_line_error(netdiag("run", "--prefix", prefix, "--out", str(out)), 2)
     assert str(out / "reports") in first
     assert not registry.exists() or list(registry.glob("*.json")) == []  # nothing was built
     assert sorted(path.name for path in out.iterdir()) == ["reports"]  # nor any folder made
@@ -236,7 +216,7 @@ def test_disk_full_while_capturing(tiny_disk: Path, isolated_run: tuple[str, Pat
 
     prefix, registry = isolated_run
     result = netdiag("run", "--prefix", prefix, "--out", str(tiny_disk), "--bulk", "1000000")
-    (first, *_advice) = error_lines(result, 2)
+    (first, *_advice) = one_line_error(result, 2)
     assert "cannot write capture file" in first and "No space left on device" in first
     assert list(registry.glob("*.json")) == []  # torn down: the record went with it
     # The capture written up to the full disk is kept, and read up to the cut.
@@ -288,6 +268,6 @@ def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str
     result = subprocess.CompletedProcess(
         capture.args, capture.returncode, result_stdout, result_stderr
     )
-    (first, *_advice) = error_lines(result, 2)
+    (first, *_advice) = one_line_error(result, 2)
     assert "No space left on device" in first and str(pcap) in first
     assert pcap.stat().st_size > 24 and received == 1_000_000

@@ -1,0 +1,35 @@
+"""Helpers shared by the tests that drive the real CLI and real namespaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def netdiag(*arguments: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "netdiag", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def namespaces_with_prefix(prefix: str) -> list[str]:
+    from pyroute2 import netns
+
+    return sorted(name for name in netns.listnetns() if name.startswith(prefix))
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> list[str]:
+    """Assert the contract's error form and return its lines (the error, maybe advice)."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "an error must say something on stderr"
+    assert lines[0].startswith("netdiag: error: "), lines
+    assert len(lines) <= 2, lines  # the error, and at most one line of advice
+    assert all(line.startswith("netdiag: ") for line in lines), lines
+    return lines
