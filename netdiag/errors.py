@@ -53,7 +53,18 @@ class CaptureFormatError(InputError):
 
 
 class TopologyError(InputError):
-    """A topology file or spec that fails validation."""
+    """A topology file or spec that fails validation.
+
+    ``subject`` names the list entry at fault when the problem is only visible
+    across the whole topology (``("links", 2)``, ``("routes", 0)``), so that a
+    file loader can point at that entry's line rather than the file's top.
+    """
+
+    def __init__(
+        self, message: str, advice: str | None = None, subject: tuple[str, int] | None = None
+    ) -> None:
+        super().__init__(message, advice)
+        self.subject = subject
 
 
 class UnsupportedEnvironmentError(NetdiagError):

@@ -71,7 +71,7 @@ def test_bad_topology_file_names_file_and_line(
     assert f"{topology}:{the_line_of(text, line_text)}:" in first
 
 
-def test_overlapping_subnets_are_refused_naming_the_file(tmp_path: Path) -> None:
+def test_overlapping_subnets_are_refused_naming_file_and_line(tmp_path: Path) -> None:
     second_link = (
         "  - kind: veth\n"
         "    ends:\n"
@@ -82,8 +82,19 @@ def test_overlapping_subnets_are_refused_naming_the_file(tmp_path: Path) -> None
     topology = tmp_path / "overlap.yaml"
     topology.write_text(text)
     (first, *_advice) = one_line_error(netdiag("run", "--topology", str(topology)), 2)
-    assert f"{topology}:" in first  # file and a line number
+    line = the_line_of(text, "interface: veth2") - 2  # the second link: "- kind: veth"
+    assert f"{topology}:{line}:" in first, first
     assert "overlap" in first and "10.0.1.0/24" in first and "10.0.1.128/25" in first
+
+
+def test_route_through_an_unknown_device_names_the_route_line(tmp_path: Path) -> None:
+    text = SEED.replace("device: veth1", "device: veth9", 1)
+    topology = tmp_path / "route.yaml"
+    topology.write_text(text)
+    (first, *_advice) = one_line_error(netdiag("run", "--topology", str(topology)), 2)
+    line = the_line_of(text, "device: veth9") - 2  # the route entry starts two lines above
+    assert f"{topology}:{line}:" in first, first
+    assert "veth9" in first
 
 
 def test_debug_lets_the_traceback_through(tmp_path: Path) -> None:

@@ -111,13 +111,29 @@ class _Source:
             raise self.error(node, f"{what} must be an integer, not {value!r}") from None
 
     def build(self, node: yaml.Node, make: Callable[[], T]) -> T:
-        """Run a spec constructor; its validation error gets this node's line."""
+        """Run a spec constructor; its validation error gets the line of what is at fault.
+
+        That is this node's line, or, when the error names a list entry of this
+        mapping (``subject``, e.g. the second link of ``links``), that entry's line.
+        """
         try:
             return make()
         except TopologyError as error:
+            at_fault = self._subject_node(node, error.subject) or node
             raise TopologyError(
-                f"{self.label}:{node.start_mark.line + 1}: {error.message}", error.advice
+                f"{self.label}:{at_fault.start_mark.line + 1}: {error.message}", error.advice
             ) from error
+
+    @staticmethod
+    def _subject_node(node: yaml.Node, subject: tuple[str, int] | None) -> yaml.Node | None:
+        if subject is None or not isinstance(node, yaml.MappingNode):
+            return None
+        key, index = subject
+        for key_node, value_node in node.value:
+            if key_node.value == key and isinstance(value_node, yaml.SequenceNode):
+                entries = value_node.value
+                return entries[index] if 0 <= index < len(entries) else None
+        return None
 
 
 def _namespace(source: _Source, node: yaml.Node) -> NamespaceSpec:

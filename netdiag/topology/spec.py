@@ -287,7 +287,7 @@ class TopologySpec:
         # together are one domain and may share a subnet.
         domain = self._bridge_domains()
         for index, link in enumerate(self.links):
-            for other in self.links[index + 1 :]:
+            for other_index, other in enumerate(self.links[index + 1 :], start=index + 1):
                 if domain.get(id(link), id(link)) == domain.get(id(other), id(other)):
                     continue
                 for network in link.networks:
@@ -295,7 +295,8 @@ class TopologySpec:
                         if network.overlaps(other_network):
                             raise TopologyError(
                                 f"subnets {network} and {other_network} overlap on "
-                                f"different links ({_link_label(link)} and {_link_label(other)})"
+                                f"different links ({_link_label(link)} and {_link_label(other)})",
+                                subject=("links", other_index),
                             )
 
     def _check_bridges(self) -> None:
@@ -365,12 +366,14 @@ class TopologySpec:
         return None
 
     def _check_routes(self) -> None:
-        for route in self.routes:
+        for route_index, route in enumerate(self.routes):
+            subject = ("routes", route_index)
             ends = self._by_namespace.get(route.namespace)
             if ends is None:
                 raise TopologyError(
                     f"route {route.destination} is in namespace {route.namespace!r}, "
-                    "which the topology does not declare"
+                    "which the topology does not declare",
+                    subject=subject,
                 )
             device = next((end for end in ends if end.interface == route.device), None)
             bridge = next(
@@ -384,7 +387,8 @@ class TopologySpec:
             if device is None and bridge is None:
                 raise TopologyError(
                     f"route {route.destination} in {route.namespace} uses device "
-                    f"{route.device!r}, which is not an interface of {route.namespace}"
+                    f"{route.device!r}, which is not an interface of {route.namespace}",
+                    subject=subject,
                 )
             if route.gateway is not None:
                 if bridge is not None:
@@ -399,7 +403,8 @@ class TopologySpec:
                 if not any(route.gateway in network for network in networks):
                     raise TopologyError(
                         f"route {route.destination} in {route.namespace} goes via "
-                        f"{route.gateway}, which no subnet of {route.device}'s link provides"
+                        f"{route.gateway}, which no subnet of {route.device}'s link provides",
+                        subject=subject,
                     )
 
     def _check_probe(self) -> None:
