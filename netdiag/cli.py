@@ -256,10 +256,19 @@ def clean(json_output: JsonOption = False) -> None:
     _finish(lambda: execute(json_output=json_output))
 
 
-# Click's own usage errors (an option out of range, a missing argument, an unknown
-# command): BadParameter -> UsageError -> ClickException, whether typer bundles click
-# or uses the click package.
-_ClickException: type[Exception] = typer.BadParameter.__mro__[2]
+def _click_exception_class() -> type[Exception]:
+    """Click's base of usage errors (an option out of range, an unknown command...).
+
+    Found through typer.BadParameter's ancestry because newer typer releases
+    bundle their own copy of click and older ones use the click package.
+    """
+    for ancestor in typer.BadParameter.__mro__:
+        if ancestor.__name__ == "ClickException" and issubclass(ancestor, Exception):
+            return ancestor
+    raise ImportError("typer.BadParameter does not derive from click's ClickException")
+
+
+_ClickException = _click_exception_class()
 
 
 def main() -> None:
