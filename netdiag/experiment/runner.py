@@ -16,7 +16,6 @@ happens on every path: normal end, failed step, exception, Ctrl-C, SIGTERM.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import random
 import signal
@@ -30,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from netdiag.analysis.model import RttStats
+from netdiag.analysis.icmp import ping_stats
 from netdiag.errors import NetdiagError, OutputError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
 from netdiag.topology.spec import LinkEndSpec, TopologySpec
@@ -936,15 +935,6 @@ def _ping_result(outcome: EchoOutcome, count: int) -> PingResult:
     )
 
 
-def ping_statistics(rtts: list[float]) -> RttStats | None:
-    """min/avg/max/mdev as ping prints them (mdev: population standard deviation)."""
-    if not rtts:
-        return None
-    average = sum(rtts) / len(rtts)
-    variance = max(sum(value * value for value in rtts) / len(rtts) - average * average, 0.0)
-    return RttStats(min(rtts), average, max(rtts), math.sqrt(variance))
-
-
 def _with_capture_rtts(ping: PingResult, identifier: int, analysis: Analysis) -> PingResult:
     """Fill a ping's RTTs from the capture's kernel timestamps (the analyzer's pairs)."""
     by_sequence: dict[int, float | None] = {}
@@ -953,4 +943,4 @@ def _with_capture_rtts(ping: PingResult, identifier: int, analysis: Analysis) ->
             by_sequence[echo.seq] = echo.rtt_ms
     per_sequence = tuple(by_sequence.get(sequence) for sequence in range(1, len(ping.rtts_ms) + 1))
     rtts = [value for value in per_sequence if value is not None]
-    return replace(ping, rtt_ms=ping_statistics(rtts), rtts_ms=per_sequence)
+    return replace(ping, rtt_ms=ping_stats(rtts), rtts_ms=per_sequence)
