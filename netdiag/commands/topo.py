@@ -31,7 +31,7 @@ def up(*, topology: str | None, prefix: str, length: int, json_output: bool) -> 
     from netdiag.live.namespaces import check_environment
 
     check_environment()
-    from netdiag.experiment.runner import new_run_id
+    from netdiag.live.registry import new_run_id
     from netdiag.live.signals import terminate_as_exception
     from netdiag.live.topology import LiveTopology
 

@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 from netdiag.analysis.icmp import ping_stats
 from netdiag.errors import NetdiagError, OutputError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
+from netdiag.live.registry import new_run_id
 from netdiag.topology.spec import LinkEndSpec, TopologySpec
 
 if TYPE_CHECKING:
@@ -56,11 +56,6 @@ STEP_IDS = (
     "capture",
     "teardown",
 )
-
-
-def new_run_id() -> str:
-    """``20261129-014512-ab12``: UTC time of the start and 4 random hex digits."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
 
 
 # ---- test hook: stop at a named moment (issue 7) --------------------------------------------
