@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # at run time only where needed: `netdiag down` never loads t
 RT_SCOPE_UNIVERSE = 0
 IFF_UP = 0x1
 RT_SCOPE_LINK = 253
+# The kernel gives every new namespace's lo this index (LOOPBACK_IFINDEX): no lookup needed.
+LOOPBACK_INDEX = 1
 ENETUNREACH = errno.ENETUNREACH
 
 
@@ -240,7 +242,7 @@ class LiveTopology:
             self._save_record()
             # Still inside the new namespace: its socket and sysctl, without entering again.
             handle = self._handles[name] = _new_route_socket()
-            self._set_up(handle, name, "lo")
+            handle.link("set", index=LOOPBACK_INDEX, state="up")
             if namespace_spec.forwarding:
                 _write_forwarding(True)
 
@@ -317,12 +319,6 @@ class LiveTopology:
                 raise LiveTopologyError(f"interface {interface} not found in {namespace}")
             self._indexes[key] = int(indexes[0])
         return self._indexes[key]
-
-    def _set_up(self, handle: Any, namespace: str, interface: str) -> None:
-        indexes = handle.link_lookup(ifname=interface)
-        if not indexes:
-            raise LiveTopologyError(f"interface {interface} not found in {namespace}")
-        handle.link("set", index=indexes[0], state="up")
 
     def configure_end(self, end: LinkEndSpec) -> None:
         """``ip -n NS addr add A dev IF; ip -n NS link set IF [mtu M] up``."""
