@@ -183,3 +183,21 @@ def test_terminal_summary_prints_packet_text_literally(width: int) -> None:
     ]
     assert order == sorted(order)
     assert all(len(line) <= width for line in lines)
+
+
+def test_small_capture_shows_handshake_ladder_and_first_payload(corpus_dir: Path) -> None:
+    """What the article shows with tcpdump -X and nc: the handshake and the data, in hex."""
+    result = netdiag("analyze", corpus_dir / "dpkt__http.pcap")
+    assert result.returncode == 0, result.stderr
+    assert "stream 0 (SF" in result.stdout and "handshake and teardown" in result.stdout
+    assert "SYN,ACK seq=0 ack=1" in result.stdout
+    # frame 4 carries "GET /download.html"; tcpdump's ASCII column shows the space as '.'
+    assert "#4 " in result.stdout and "GET./dow" in result.stdout
+    assert "more lines: netdiag hexdump" in result.stdout  # long segments are cut, with the way on
+
+
+def test_large_capture_skips_the_details(corpus_dir: Path) -> None:
+    result = netdiag("analyze", corpus_dir / "pcapplusplus__650HttpResponses.pcap")
+    assert result.returncode == 0, result.stderr
+    assert "handshake and teardown" not in result.stdout
+    assert "First data segments" not in result.stdout

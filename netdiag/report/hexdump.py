@@ -273,3 +273,36 @@ def dump_frames(
         if frame.number >= last_wanted:
             break
     return dumps
+
+
+def first_data_segments(
+    path: Path, streams: Iterable[tuple[str, str, int, int]], per_stream: int
+) -> list[str]:
+    """Formatted dumps of the first TCP segments carrying payload, per conversation.
+
+    ``streams`` are (client, server, first frame, last frame) as the analysis
+    reports them; a segment belongs to a conversation when its endpoints match
+    either way round inside that frame range (so a reused 4-tuple is not mixed
+    up). Used for small captures, where the payload is what a person looks for.
+    """
+    from netdiag.analysis.addr import format_endpoint
+
+    wanted = {(client, server): (first, last) for client, server, first, last in streams}
+    taken: dict[tuple[str, str], int] = {}
+    last_frame = max((last for _first, last in wanted.values()), default=0)
+    dumps: list[str] = []
+    for frame, packet in iter_decoded(path):
+        if frame.number > last_frame:
+            break
+        if packet.proto != 6 or packet.fragment is None or packet.payload_len == 0:
+            continue
+        source = format_endpoint(packet.src, packet.sport)
+        destination = format_endpoint(packet.dst, packet.dport)
+        key = (source, destination) if (source, destination) in wanted else (destination, source)
+        frame_range = wanted.get(key)
+        if frame_range is None or not frame_range[0] <= frame.number <= frame_range[1]:
+            continue
+        if taken.get(key, 0) < per_stream:
+            taken[key] = taken.get(key, 0) + 1
+            dumps.append(format_frame(frame, packet))
+    return dumps

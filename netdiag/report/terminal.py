@@ -8,6 +8,7 @@ fits a terminal. Every cell is a ``rich.text.Text``, never markup, so a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netdiag.analysis.model import Analysis, EchoSummary, Finding
@@ -18,6 +19,7 @@ from netdiag.report.content import (
     build_section,
     code_spans,
     echo_table,
+    ladder_text,
     ping_block,
     stream_flags,
     streams_by_size,
@@ -30,6 +32,13 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 TERMINAL_ROWS = 20
+# A capture this small (a `netdiag run`, a reproduction of one problem) also gets
+# each conversation's handshake ladder and its first data segments in hex, so
+# the terminal alone shows what tcpdump -X and nc showed in the article.
+DETAILED_CAPTURE_STREAMS = 3
+DETAILED_CAPTURE_PACKETS = 10_000
+DATA_SEGMENTS_PER_STREAM = 2
+DATA_SEGMENT_LINES = 8  # 128 bytes of each segment; `netdiag hexdump --frame N` shows all
 NARROW_TERMINAL = 120  # columns below which endpoints are stacked
 # Shown in --json and the report; flags are listed under the table instead.
 TERMINAL_HIDDEN_COLUMNS = frozenset({"history", "iRTT ms", "analysis flags"})
@@ -163,6 +172,7 @@ def print_summary(console: Console, analysis: Analysis) -> None:
             console.print(Text(f"  stream {stream.stream}: {stream_flags(stream)}"))
         if len(flagged) > TERMINAL_ROWS:
             console.print(Text(f"  … {len(flagged) - TERMINAL_ROWS} more streams with flags"))
+        print_conversation_details(console, analysis)
     if analysis.icmp_echo_summary:
         pairs: list[tuple[str, str, EchoSummary | PingResult]] = [
             (summary.src, summary.dst, summary) for summary in analysis.icmp_echo_summary
@@ -170,6 +180,47 @@ def print_summary(console: Console, analysis: Analysis) -> None:
         console.print(Text(ping_block(pairs)))
     if analysis.icmp_echo:
         console.print(rich_table(echo_table(analysis), "ICMP echo requests", limit=10))
+
+
+def print_conversation_details(console: Console, analysis: Analysis) -> None:
+    """Handshake ladders and first payload segments, for small captures only."""
+    from rich.text import Text
+
+    from netdiag.errors import NetdiagError
+    from netdiag.report.hexdump import first_data_segments
+
+    if (
+        len(analysis.tcp) > DETAILED_CAPTURE_STREAMS
+        or analysis.file.packets > DETAILED_CAPTURE_PACKETS
+    ):
+        return
+    for stream in analysis.tcp:
+        console.print(
+            Text(
+                f"stream {stream.stream} ({stream.state} {stream.history}): handshake and teardown"
+            )
+        )
+        console.print(Text(ladder_text(stream)))
+    try:
+        dumps = first_data_segments(
+            Path(analysis.file.path),
+            [(s.client, s.server, s.first_frame, s.last_frame) for s in analysis.tcp],
+            DATA_SEGMENTS_PER_STREAM,
+        )
+    except (OSError, NetdiagError) as error:
+        console.print(Text(f"(the data segments could not be read again: {error})"))
+        return
+    if dumps:
+        console.print(Text("First data segments (as tcpdump -X shows them):"))
+        for dump in dumps:
+            header, *lines = dump.rstrip("\n").split("\n")
+            if len(lines) > DATA_SEGMENT_LINES:
+                frame = header.split(" ", 1)[0].lstrip("#")
+                hidden = len(lines) - DATA_SEGMENT_LINES
+                command = f"netdiag hexdump {analysis.file.path} --frame {frame}"
+                lines = [*lines[:DATA_SEGMENT_LINES], f"\t… {hidden} more lines: {command}"]
+            # soft_wrap: a dump line is never folded, so offsets and columns stay aligned
+            console.print(Text("\n".join([header, *lines])), soft_wrap=True)
 
 
 def print_summaries(analyses: list[Analysis], console: Console | None = None) -> None:
