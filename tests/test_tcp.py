@@ -482,6 +482,80 @@ def test_karn_rule_excludes_samples_from_retransmitted_segments() -> None:
     assert [s.dir for s in stream.rtt_samples] == ["c>s", "s>c", "c>s"]
 
 
+def test_unique_bytes_count_each_range_once() -> None:
+    rows = [
+        *HANDSHAKE,
+        (3.0, "c>s", ACK, C_ISN + 1, S_ISN + 1, 100),
+        (3.1, "c>s", ACK, C_ISN + 201, S_ISN + 1, 100),  # 101..200 not seen yet
+        (3.2, "c>s", ACK, C_ISN + 101, S_ISN + 1, 100),  # out of order: fills the hole
+        (3.3, "c>s", ACK, C_ISN + 1, S_ISN + 1, 100),  # sent again
+        (3.4, "c>s", ACK, C_ISN + 351, S_ISN + 1, 50),  # 301..350 never captured
+        (3.5, "c>s", ACK, C_ISN + 321, S_ISN + 1, 20),  # partly inside the hole
+        (4.0, "s>c", ACK, S_ISN + 1, C_ISN + 401),
+    ]
+    (stream,) = track(rows)
+    assert stream.bytes_c2s == 470
+    assert stream.unique_bytes_c2s == 370  # 1..300, 321..400
+    assert (stream.bytes_s2c, stream.unique_bytes_s2c) == (0, 0)
+    assert stream.to_json()["unique_bytes_c2s"] == 370
+
+
+def test_unique_bytes_across_the_sequence_wrap() -> None:
+    isn = 0xFFFFFF00
+    rows = [
+        (0.0, "c>s", SYN, isn, 0),
+        (1.0, "s>c", SYN | ACK, S_ISN, isn + 1),
+        (2.0, "c>s", ACK, isn + 1, S_ISN + 1),
+        (3.0, "c>s", ACK, isn + 1, S_ISN + 1, 1000),  # crosses 2**32
+        (3.1, "c>s", ACK, isn + 2001, S_ISN + 1, 1000),
+        (3.2, "c>s", ACK, isn + 1001, S_ISN + 1, 1000),
+        (3.3, "c>s", ACK, isn + 1001, S_ISN + 1, 1000),
+    ]
+    (stream,) = track(rows)
+    assert (stream.bytes_c2s, stream.unique_bytes_c2s) == (4000, 3000)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unique_bytes_equal_a_byte_set(seed: int) -> None:
+    """Random segments (reordered, repeated, overlapping, with holes) against a set of bytes."""
+    rng = random.Random(seed)
+    # 40 base segments: fewer holes than MAX_COVERED_RANGES, so the count is exact.
+    segments = [(offset, rng.randint(1, 300)) for offset in range(0, 10_000, 250)]
+    segments += rng.sample(segments, len(segments) // 3)  # sent again
+    segments = [s for s in segments if rng.random() > 0.1]  # some never captured
+    segments += [(rng.randrange(0, 10_000), rng.randint(1, 2000)) for _ in range(10)]
+    rng.shuffle(segments)
+    rows = [*HANDSHAKE]
+    rows += [
+        (3.0 + index * 0.01, "c>s", ACK, C_ISN + 1 + offset, S_ISN + 1, length)
+        for index, (offset, length) in enumerate(segments)
+    ]
+    (stream,) = track(rows)
+    seen = {offset + i for offset, length in segments for i in range(length)}
+    assert stream.unique_bytes_c2s == len(seen)
+    assert stream.bytes_c2s == sum(length for _offset, length in segments)
+
+
+def test_unique_bytes_memory_is_bounded_by_settling_the_oldest_ranges() -> None:
+    from netdiag.analysis.tcp import MAX_COVERED_RANGES
+
+    holes = MAX_COVERED_RANGES + 36
+    rows = [*HANDSHAKE]
+    rows += [
+        (3.0 + index, "c>s", ACK, C_ISN + 1 + index * 200, S_ISN + 1, 100) for index in range(holes)
+    ]
+    rows.append((500.0, "c>s", ACK, C_ISN + 1 + 100, S_ISN + 1, 100))  # the oldest hole, late
+    tracker = TcpTracker()
+    for frame, (t_ms, direction, flags, seq, ack, *length) in enumerate(rows, start=1):
+        tracker.process(tcp_packet(frame, t_ms, direction, flags, seq, ack, *length))
+    (conversation,) = tracker._conversations.values()
+    flow = conversation.flows[conversation.client]
+    assert len(flow.covered) == 2 * MAX_COVERED_RANGES
+    (stream,) = tracker.finish()
+    # Every range seen is counted; the late segment fell below the settled ranges.
+    assert stream.unique_bytes_c2s == holes * 100
+
+
 def test_plot_points_are_capped_per_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     import netdiag.analysis.tcp as tcp_module
 

@@ -299,6 +299,10 @@ class TcpStream:
     seq_points: tuple[SeqPoint, ...] = ()  # for plots; may be capped on huge streams
     packets_c2s: int = 0  # packets sent by the client (packets_c2s + packets_s2c == packets)
     packets_s2c: int = 0
+    # Payload bytes counted once per sequence range (tcptrace's "unique bytes
+    # sent"): bytes_* minus what was sent again, less any range never captured.
+    unique_bytes_c2s: int = 0
+    unique_bytes_s2c: int = 0
 
     def count(self, flag: str) -> int:
         return self.analysis.get(flag, 0)
@@ -327,6 +331,8 @@ class TcpStream:
             "packets_s2c": self.packets_s2c,
             "bytes_c2s": self.bytes_c2s,
             "bytes_s2c": self.bytes_s2c,
+            "unique_bytes_c2s": self.unique_bytes_c2s,
+            "unique_bytes_s2c": self.unique_bytes_s2c,
             "retransmissions": self.count("retransmission"),
             "fast_retransmissions": self.count("fast_retransmission"),
             "dup_acks": self.count("duplicate_ack"),

@@ -111,6 +111,7 @@ MAX_SYN_FRAMES: Final = 50  # as the truth files list them
 MAX_TIMELINE_HANDSHAKE: Final = 24
 MAX_TIMELINE_TEARDOWN: Final = 24
 MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
+MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
 MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
@@ -302,6 +303,8 @@ class _Flow:
         "base_set",
         "bytes",
         "contiguous",
+        "covered",
+        "covered_settled",
         "dupacknum",
         "fin",
         "history",
@@ -348,8 +351,54 @@ class _Flow:
         self.contiguous = True
         self.packets = 0
         self.bytes = 0
+        # Payload seen, as sequence ranges (tcptrace's "unique bytes"): flat
+        # [start, end, start, end, ...], sorted and disjoint, positions unwrapped
+        # from the relative sequence number. In-order data only moves the last end;
+        # beyond MAX_COVERED_RANGES ranges the oldest is settled into a count
+        # (and data below it is taken as seen), so a flow costs bounded memory.
+        self.covered: list[int] = []
+        self.covered_settled = 0
         self.fin = False
         self.history = 0  # HISTORY_* bits already noted for this side
+
+    def unique_bytes(self) -> int:
+        covered = self.covered
+        return self.covered_settled + sum(
+            covered[index + 1] - covered[index] for index in range(0, len(covered), 2)
+        )
+
+
+def _cover(flow: _Flow, relative_seq: int, length: int) -> None:
+    """Add the payload range [relative_seq, +length) to the flow's seen ranges."""
+    covered = flow.covered
+    if not covered:
+        covered.extend((relative_seq, relative_seq + length))
+        return
+    # Unwrap next to the newest range: a segment is at most 2 GiB away from it.
+    delta = (relative_seq - covered[-1]) & MASK32
+    start = covered[-1] + (delta - 0x100000000 if delta & 0x80000000 else delta)
+    end = start + length
+    floor = covered[0] if flow.covered_settled else None
+    if floor is not None and start < floor:
+        start = floor  # below the settled ranges: taken as seen already
+        if end <= start:
+            return
+    merged: list[int] = []
+    index = 0
+    count = len(covered)
+    while index < count and covered[index + 1] < start:  # ranges wholly before
+        merged.extend((covered[index], covered[index + 1]))
+        index += 2
+    while index < count and covered[index] <= end:  # ranges touching the new one
+        start = min(start, covered[index])
+        end = max(end, covered[index + 1])
+        index += 2
+    merged.extend((start, end))
+    merged.extend(covered[index:])
+    while len(merged) > 2 * MAX_COVERED_RANGES:
+        flow.covered_settled += merged[1] - merged[0]
+        del merged[:2]
+    flow.covered = merged
 
 
 @dataclass(slots=True)
@@ -576,6 +625,12 @@ class TcpTracker:
         conversation.last_ts = ts
         forward.packets += 1
         forward.bytes += seglen
+        if seglen:
+            covered = forward.covered
+            if covered and (relative_seq - covered[-1]) & MASK32 == 0:
+                covered[-1] += seglen  # in order: the common case
+            else:
+                _cover(forward, relative_seq, seglen)
         if flags & (SYN | FIN | RST):
             self._handshake_or_teardown(conversation, forward_index, frame, ts, flags)
         elif (
@@ -1066,6 +1121,8 @@ def _build_stream(conversation: _Conversation) -> TcpStream:
         packets=conversation.packets,
         bytes_c2s=client_flow.bytes,
         bytes_s2c=server_flow.bytes,
+        unique_bytes_c2s=client_flow.unique_bytes(),
+        unique_bytes_s2c=server_flow.unique_bytes(),
         packets_c2s=client_flow.packets,
         packets_s2c=server_flow.packets,
         analysis=counts,

@@ -857,18 +857,20 @@ class ExperimentRunner:
                 problems.append(f"no TCP stream to {server} in the capture")
                 continue
             handshake = None not in (first.syn_frame, first.synack_frame, first.ack_frame)
-            if not handshake or first.bytes_c2s != len(message) or not first.fin_seen:
+            # Unique bytes: on veth the kernel may reorder segments (the sender moved
+            # between CPUs), and TCP then sends some again; that is not a capture gap.
+            if not handshake or first.unique_bytes_c2s != len(message) or not first.fin_seen:
                 problems.append(
                     f"stream to {server}: handshake {'seen' if handshake else 'incomplete'}, "
-                    f"{first.bytes_c2s}/{len(message)} message bytes, "
+                    f"{first.unique_bytes_c2s}/{len(message)} message bytes, "
                     f"FIN {'seen' if first.fin_seen else 'missing'}"
                 )
             else:
                 notes.append(f"{server} handshake, {len(message)} message bytes, FINs")
             if exchange.bulk_bytes and exchange.bulk_verified:
                 bulk = streams[1] if len(streams) > 1 else None
-                if bulk is None or bulk.bytes_c2s != exchange.bulk_bytes:
-                    captured = 0 if bulk is None else bulk.bytes_c2s
+                if bulk is None or bulk.unique_bytes_c2s != exchange.bulk_bytes:
+                    captured = 0 if bulk is None else bulk.unique_bytes_c2s
                     problems.append(f"bulk stream: {captured}/{exchange.bulk_bytes} bytes captured")
                 else:
                     notes.append(f"bulk {exchange.bulk_bytes} bytes")
