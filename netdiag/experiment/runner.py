@@ -188,8 +188,45 @@ class ExperimentRunner:
     # ---- step plumbing ----------------------------------------------------------------
 
     def _record(self, step: StepResult) -> None:
+        step = self.adjust_step(step)
         self.progress.steps.append(step)
         self.on_step(step)
+
+    # ---- hooks: what a variant of the experiment (run --scenario) may change ------------
+    #
+    # The base experiment calls these at fixed moments; each does nothing (or the normal
+    # thing) here. ScenarioRunner overrides them to inject a fault and to add its checks,
+    # so the order of the experiment itself is written down once, in this class.
+
+    def adjust_step(self, step: StepResult) -> StepResult:
+        """Every step passes here before it is recorded (a fault may make failure the
+        expected outcome)."""
+        return step
+
+    def after_capture_started(self, live: LiveTopology) -> None:
+        """Between the sniffer's start and the first packet of traffic (a fault that
+        would keep the capture from starting, e.g. a link down, goes in here)."""
+        del live
+
+    def exchange_tcp(self, live: LiveTopology) -> tuple[bool, str]:
+        """The body of the TCP step: listener in the server, message from the client."""
+        return self._tcp(live)
+
+    def before_capture_stopped(self) -> None:
+        """After the TCP step, while the sniffer still runs (extra traffic goes here).
+        Only on the normal path: an interrupted run stops the capture without it."""
+
+    def after_traffic(self, live: LiveTopology) -> None:
+        """After the capture stopped, before teardown; only when no interrupt came."""
+        del live
+
+    def on_capture_analyzed(self, analysis: Analysis) -> None:
+        """With the capture's analysis, before the capture-complete step and the report."""
+        del analysis
+
+    def finalize_result(self, result: RunResult) -> RunResult:
+        """The run's result, just before it is returned or written into the report."""
+        return result
 
     def _step(
         self,
@@ -258,6 +295,7 @@ class ExperimentRunner:
         try:
             self._setup_steps(live)
             self._traffic_steps(live)
+            self.after_traffic(live)
         except BaseException:
             # Ctrl-C, SIGTERM (or a bug): the run did not finish, so --keep does not apply
             # and teardown removes everything (issue 7), as the interrupt message says.
@@ -599,7 +637,7 @@ class ExperimentRunner:
                     )
                 )
                 self.progress.aborted_at = "capture"
-        self._capture_started(live)
+        self.after_capture_started(live)
         count = self.options.count
         for step_id, source_ns, source, destination in (
             ("ping-ns2-ns1", self.client, self.client_address, self.server_address),
@@ -622,15 +660,11 @@ class ExperimentRunner:
                 f"{self.server_address} {port}",
             ),
             "the server receives exactly the message; both sides close with FIN",
-            lambda: self._tcp(live),
+            lambda: self.exchange_tcp(live),
         )
         if self._sniffer is not None:
+            self.before_capture_stopped()
             self._capture_step()
-
-    def _capture_started(self, live: LiveTopology) -> None:
-        """Hook between the sniffer's start and the traffic (``run --scenario`` injects
-        a fault here that would keep the capture from starting, e.g. a link down)."""
-        del live
 
     def _ping(self, namespace: str, source: str, destination: str) -> tuple[bool, str]:
         from netdiag.traffic.icmp import echo
@@ -744,17 +778,19 @@ class ExperimentRunner:
 
     def _result(self) -> RunResult:
         progress = self.progress
-        return RunResult(
-            ok=all(step.ok for step in progress.steps),
-            run_id=self.options.run_id,
-            topology=self.spec.name,
-            steps=tuple(progress.steps),
-            icmp=tuple(progress.pings),
-            tcp=tuple(progress.tcp),
-            pcaps=tuple(progress.pcaps),
-            reports=tuple(progress.reports),
-            kernel_drops=None if progress.capture is None else progress.capture.kernel_drops,
-            kept=self.options.keep and all(s.ok for s in progress.steps if s.id == "teardown"),
+        return self.finalize_result(
+            RunResult(
+                ok=all(step.ok for step in progress.steps),
+                run_id=self.options.run_id,
+                topology=self.spec.name,
+                steps=tuple(progress.steps),
+                icmp=tuple(progress.pings),
+                tcp=tuple(progress.tcp),
+                pcaps=tuple(progress.pcaps),
+                reports=tuple(progress.reports),
+                kernel_drops=None if progress.capture is None else progress.capture.kernel_drops,
+                kept=self.options.keep and all(s.ok for s in progress.steps if s.id == "teardown"),
+            )
         )
 
     def _analyze_and_report(self) -> None:
@@ -780,6 +816,7 @@ class ExperimentRunner:
             )
         )
         self.progress.pings = list(pings)
+        self.on_capture_analyzed(analysis)
         started = time.perf_counter()
         ok, detail = self._completeness(analysis)
         self._record(

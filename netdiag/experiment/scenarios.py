@@ -266,12 +266,10 @@ class ScenarioRunner(ExperimentRunner):
         super().__init__(spec, options, on_step)
         self.scenario = scenario
         self.diagnosis: tuple[Finding, ...] = ()
-        self._in_traffic = False
-        self._large_pinged = False
 
     # ---- expected failures ------------------------------------------------------------
 
-    def _record(self, step: StepResult) -> None:
+    def adjust_step(self, step: StepResult) -> StepResult:
         # A step that did not run (setup aborted) shows nothing about the fault.
         if step.id in self.scenario.broken_steps and not step.detail.startswith("not run"):
             held = "failed as the fault makes it" if not step.ok else "held despite the fault"
@@ -283,20 +281,15 @@ class ScenarioRunner(ExperimentRunner):
                 expected=f"fails under scenario {self.scenario.name} "
                 f"({step.expected or 'normal outcome'} does not hold)",
             )
-        super()._record(step)
+        return step
 
     # ---- what the fault changes in the traffic ----------------------------------------
 
-    def _traffic_steps(self, live: LiveTopology) -> None:
-        self._in_traffic = True
-        try:
-            super()._traffic_steps(live)
-        finally:
-            self._in_traffic = False
-        # Normal path only (not on an interrupt): read the live state before teardown.
+    def after_traffic(self, live: LiveTopology) -> None:
+        # Read the live state before teardown.
         self._diagnosis_step()
 
-    def _capture_started(self, live: LiveTopology) -> None:
+    def after_capture_started(self, live: LiveTopology) -> None:
         if not self.scenario.client_link_down_live or self.progress.aborted_at is not None:
             return
         end = _client_end(self.spec)
@@ -316,12 +309,9 @@ class ScenarioRunner(ExperimentRunner):
             body,
         )
 
-    def _capture_step(self) -> None:
-        # The base class stops the capture after the TCP step: the large pings go first.
-        if self.scenario.large_pings and self._in_traffic and not self._large_pinged:
-            self._large_pinged = True
+    def before_capture_stopped(self) -> None:
+        if self.scenario.large_pings:
             self._large_ping_step()
-        super()._capture_step()
 
     def _large_ping_step(self) -> None:
         from netdiag.diagnose.probes import echo_probe
@@ -350,9 +340,9 @@ class ScenarioRunner(ExperimentRunner):
             body,
         )
 
-    def _tcp(self, live: LiveTopology) -> tuple[bool, str]:
+    def exchange_tcp(self, live: LiveTopology) -> tuple[bool, str]:
         if self.scenario.listener:
-            return super()._tcp(live)
+            return super().exchange_tcp(live)
         from netdiag.diagnose.probes import tcp_probe
 
         # No listener: a plain connect from the client; the server's kernel answers.
@@ -399,12 +389,8 @@ class ScenarioRunner(ExperimentRunner):
             body,
         )
 
-    def _completeness(self, analysis: Analysis) -> tuple[bool, str]:
-        # Called on the pcap before the report is written: the check goes in the report.
-        self._capture_diagnosis_step(analysis)
-        return super()._completeness(analysis)
-
-    def _capture_diagnosis_step(self, analysis: Analysis) -> None:
+    def on_capture_analyzed(self, analysis: Analysis) -> None:
+        # Before the report is written: the check goes in the report.
         wanted = self.scenario.capture_codes
         codes = _codes(analysis.findings)
 
@@ -431,10 +417,10 @@ class ScenarioRunner(ExperimentRunner):
             body,
         )
 
-    def _result(self) -> RunResult:
+    def finalize_result(self, result: RunResult) -> RunResult:
         findings = () if self.analysis is None else self.analysis.findings
         return replace(
-            super()._result(),
+            result,
             scenario=self.scenario.name,
             diagnosis=self.diagnosis,
             capture_findings=findings,
