@@ -78,6 +78,16 @@ def run(
         str | None, typer.Option("--scenario", help="Inject a known fault (see docs).")
     ] = None,
     count: Annotated[int, typer.Option("--count", "-c", min=1, max=1000)] = 5,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            "-i",
+            min=0.0,
+            max=10.0,
+            help="Seconds between echo requests (ping -i); 0 sends them back to back.",
+        ),
+    ] = 0.0,
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 7096,
     message: Annotated[str, typer.Option("--message", "-m")] = "this is a test message",
     out: Annotated[
@@ -102,6 +112,7 @@ def run(
             topology=topology,
             scenario=scenario,
             count=count,
+            interval=interval,
             port=port,
             message=message,
             out=out,

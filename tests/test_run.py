@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,25 @@ def test_transcript_shows_steps_and_ip_commands(
     assert f"ip -n {no_leftovers}ns1 addr add 10.0.1.0/24 dev {no_leftovers}veth0" in result.stdout
     assert f"ip -n {no_leftovers}ns1 route add 10.0.2.0/24 dev {no_leftovers}veth0" in result.stdout
     assert "every expected outcome held" in result.stdout
+
+
+def test_interval_spaces_the_echo_requests_like_ping_i(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    from netdiag.analysis.analyze import analyze_file
+
+    code, document = run_json(no_leftovers, tmp_path, "--count", "3", "--interval", "0.2")
+    assert code == 0, document
+    commands = {step["id"]: step["commands"] for step in document["steps"]}
+    ping = f"ip netns exec {no_leftovers}ns2 ping -c 3 -i 0.2 10.0.1.0"
+    assert commands["ping-ns2-ns1"] == [ping]
+    (pcap,) = document["artifacts"]["pcap"]
+    analysis = analyze_file(Path(pcap) if Path(pcap).is_absolute() else Path.cwd() / pcap)
+    for source in ("10.0.2.0", "10.0.1.0"):
+        sent_at = sorted(echo.t_req_ms for echo in analysis.icmp_echo if echo.src == source)
+        assert len(sent_at) == 3
+        # scapy sleeps the interval between sends: never less (kernel timestamps, ms).
+        assert all(later - earlier >= 190.0 for earlier, later in pairwise(sent_at))
 
 
 def test_missing_routes_fail_the_routes_step(

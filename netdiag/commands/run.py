@@ -100,6 +100,7 @@ def execute(
     topology: str | None,
     scenario: str | None,
     count: int,
+    interval: float,
     port: int,
     message: str,
     out: Path | None,
@@ -145,7 +146,14 @@ def execute(
                 f"{', '.join(names)} behind; `netdiag clean` removes them"
             )
     options = RunOptions(
-        count=count, port=port, message=message, bulk=bulk, keep=keep, out=out, force=force
+        count=count,
+        interval=interval,
+        port=port,
+        message=message,
+        bulk=bulk,
+        keep=keep,
+        out=out,
+        force=force,
     )
     header = (
         f"[bold]netdiag run {options.run_id}[/]: topology {escape(spec.name)} "

@@ -107,6 +107,7 @@ def pause_point(point: str) -> None:
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     count: int = 5
+    interval: float = 0.0  # seconds between echo requests; 0: back to back
     port: int = 7096
     message: str = "this is a test message"
     bulk: int = 0
@@ -529,7 +530,7 @@ class ExperimentRunner:
     def _self_echo(self, namespace: str, address: str) -> tuple[bool, str]:
         from netdiag.traffic.icmp import echo
 
-        outcome = echo(namespace, address, address, 1, _identifier(), timeout=1.0)
+        outcome = echo(namespace, address, address, 1, _identifier())
         if outcome.received == 1:
             return True, f"{namespace} reaches its own {address}"
         return False, f"{namespace} does not reach its own {address}: {outcome.error or 'no reply'}"
@@ -639,6 +640,7 @@ class ExperimentRunner:
                 self.progress.aborted_at = "capture"
         self.after_capture_started(live)
         count = self.options.count
+        interval_option = f" -i {self.options.interval:g}" if self.options.interval else ""
         for step_id, source_ns, source, destination in (
             ("ping-ns2-ns1", self.client, self.client_address, self.server_address),
             ("ping-ns1-ns2", self.server, self.server_address, self.client_address),
@@ -646,7 +648,7 @@ class ExperimentRunner:
             self._step(
                 step_id,
                 f"ICMP echo from {source_ns} to {destination} (scapy, inside {source_ns})",
-                (f"ip netns exec {source_ns} ping -c {count} {destination}",),
+                (f"ip netns exec {source_ns} ping -c {count}{interval_option} {destination}",),
                 f"{count} requests, {count} replies",
                 partial(self._ping, source_ns, source, destination),
             )
@@ -670,7 +672,14 @@ class ExperimentRunner:
         from netdiag.traffic.icmp import echo
 
         identifier = _identifier()
-        outcome = echo(namespace, source, destination, self.options.count, identifier)
+        outcome = echo(
+            namespace,
+            source,
+            destination,
+            self.options.count,
+            identifier,
+            interval=self.options.interval,
+        )
         self.progress.echo_identifiers.append(identifier)
         self.progress.pings.append(_ping_result(outcome, self.options.count))
         lost = outcome.sent - outcome.received

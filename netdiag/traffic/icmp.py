@@ -69,10 +69,15 @@ def echo(
     destination: str,
     count: int,
     identifier: int,
-    timeout: float = 1.0,
+    timeout: float = 2.0,
     interval: float = 0.0,
 ) -> EchoOutcome:
-    """Send ``count`` echo requests from ``namespace`` and collect the replies."""
+    """Send ``count`` echo requests from ``namespace`` and collect the replies.
+
+    ``timeout`` runs from the last request sent; scapy returns as soon as every
+    request is answered, so a generous one costs nothing on a healthy path and
+    keeps a busy machine from turning a late reply into a loss.
+    """
     from scapy.layers.inet import ICMP, IP
 
     sock = _raw_socket(namespace)
