@@ -103,6 +103,28 @@ def test_unanswered_and_repeated_requests() -> None:
     assert pairs(packets) == [(1, None), (2, None), (3, None), (4, 5)]
 
 
+def payload_with_checksum(target: int, icmp_type: int = 8, ident: int = 7, seq: int = 1) -> bytes:
+    """Two payload bytes that give the echo message the checksum ``target``."""
+    for word in range(0x10000):
+        payload = struct.pack("!H", word)
+        if (
+            internet_checksum(struct.pack("!BBHHH", icmp_type, 0, 0, ident, seq) + payload)
+            == target
+        ):
+            return payload
+    raise AssertionError(f"no payload gives checksum {target:#06x}")
+
+
+def test_reply_whose_checksum_is_zero_answers_its_request() -> None:
+    # A request of checksum 0xf7ff: one's-complement arithmetic predicts 0xffff for
+    # the reply, the kernel (and this helper) writes 0x0000 -- the same value.
+    payload = payload_with_checksum(0xF7FF)
+    request = echo(1, 0.0, A, B, 8, payload=payload)
+    reply = echo(2, 1.0, B, A, 0, payload=payload)
+    assert (request.icmp_checksum, reply.icmp_checksum) == (0xF7FF, 0x0000)
+    assert pairs([request, reply]) == [(1, 2)]
+
+
 def test_reply_from_another_host_is_not_an_answer() -> None:
     assert pairs([echo(1, 0.0, A, B, 8), echo(2, 1.0, C, A, 0)]) == [(1, None)]
 
@@ -224,12 +246,25 @@ def random_echo_capture(seed: int) -> list[tuple[int, bytes]]:
     return frames
 
 
+def zero_checksum_reply_capture(seed: int) -> list[tuple[int, bytes]]:
+    """A request of checksum 0xf7ff and its reply (checksum 0x0000), then the other payload."""
+    zero = payload_with_checksum(0xF7FF, ident=3, seq=seed)
+    return [
+        (T0_NS, echo_bytes(A, B, 8, 3, seed, zero)),
+        (T0_NS + 50_000, echo_bytes(B, A, 0, 3, seed, zero)),
+        (T0_NS + 90_000, echo_bytes(A, B, 8, 3, seed + 1, b"abcd")),
+        (T0_NS + 95_000, echo_bytes(B, A, 0, 3, seed + 1, b"abcd")),
+    ]
+
+
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("seed", range(32))
 def test_random_echo_sequences_pair_as_tshark_does(tmp_path: Path, seed: int) -> None:
     assert TSHARK is not None
     path = tmp_path / f"echo-{seed}.pcap"
-    write_pcap(path, random_echo_capture(seed))
+    # The last two: a reply of checksum 0x0000 (one's-complement zero) must pair too.
+    frames = random_echo_capture(seed) if seed < 30 else zero_checksum_reply_capture(seed)
+    write_pcap(path, frames)
     fields = ["-e", "frame.number", "-e", "icmp.resp_to", "-e", "icmp.resptime"]
     output = subprocess.run(
         [TSHARK, "-n", "-r", str(path), "-T", "fields", *fields],
