@@ -886,9 +886,13 @@ class ExperimentRunner:
             echoes = [e for e in analysis.icmp_echo if e.id == identifier and e.dst == ping.to]
             replies = sum(1 for echo in echoes if echo.frame_rep is not None)
             if len(echoes) != ping.sent or replies != ping.received:
+                unanswered = [
+                    f"seq {e.seq} (frame {e.frame_req})" for e in echoes if not e.frame_rep
+                ]
                 problems.append(
                     f"{ping.from_ns} -> {ping.to}: {len(echoes)}/{ping.sent} requests and "
                     f"{replies}/{ping.received} replies captured"
+                    + (f"; no reply paired with {', '.join(unanswered)}" if unanswered else "")
                 )
             else:
                 notes.append(f"{len(echoes)}+{replies} echoes {ping.from_ns} -> {ping.to}")
