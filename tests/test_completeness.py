@@ -90,21 +90,23 @@ def conversation(
     ]
 
 
+def bulk_exchange(message: str, bulk_bytes: int) -> TcpExchange:
+    return TcpExchange(
+        from_ns="ns2",
+        to="10.0.1.0:7096",
+        connected=True,
+        message_sent=message,
+        message_received=message,
+        bulk_bytes=bulk_bytes,
+        bulk_verified=True,
+    )
+
+
 def test_bulk_segments_sent_again_after_reordering_still_hold(tmp_path: Path) -> None:
     # What veth did in CI: two segments swapped, TCP sent the later one again.
     message = "this is a test message"
     runner = ExperimentRunner(load_topology(None), RunOptions(out=tmp_path, bulk=3000))
-    runner.progress.tcp.append(
-        TcpExchange(
-            from_ns="ns2",
-            to="10.0.1.0:7096",
-            connected=True,
-            message_sent=message,
-            message_received=message,
-            bulk_bytes=3000,
-            bulk_verified=True,
-        )
-    )
+    runner.progress.tcp.append(bulk_exchange(message, 3000))
     bulk = [(0, 1000), (2000, 1000), (1000, 1000), (2000, 1000)]
     frames = conversation(40000, [(0, len(message))], T0_NS)
     frames += conversation(40001, bulk, T0_NS + 10**9)
@@ -116,15 +118,7 @@ def test_bulk_segments_sent_again_after_reordering_still_hold(tmp_path: Path) ->
     assert ok, detail
     assert "bulk 3000 bytes" in detail
 
-    runner.progress.tcp[0] = TcpExchange(
-        from_ns="ns2",
-        to="10.0.1.0:7096",
-        connected=True,
-        message_sent=message,
-        message_received=message,
-        bulk_bytes=4000,
-        bulk_verified=True,
-    )
+    runner.progress.tcp[0] = bulk_exchange(message, 4000)
     ok, detail = runner._completeness(analysis)
     assert not ok
     assert "bulk stream: 3000/4000 bytes captured" in detail
