@@ -87,7 +87,7 @@ def _analyze_pass(
             elif packet.frame_class == arp_class:
                 arp.process(packet)
         info = reader.info()
-    streams = tuple(tcp.finish())
+    streams = tcp.finish()
     echoes = icmp.echoes(origin_ns or 0)
     summaries = summarize(echoes)
     errors = icmp.errors()

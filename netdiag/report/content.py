@@ -14,6 +14,7 @@ rows of long tables), so that a 10,000-packet file reports in seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,7 @@ class ReportContent:
     captures: tuple[CaptureSection, ...]
 
 
-def worst_first(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+def worst_first(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Errors, then warnings, then notes; the analysis order within a severity."""
     return tuple(sorted(findings, key=lambda finding: SEVERITY_ORDER.get(finding.severity, 3)))
 
