@@ -81,6 +81,7 @@ for path in sorted(Path(sys.argv[1]).iterdir()):
         analysis,
         tcp=tuple(analysis.tcp),
         icmp_echo=tuple(analysis.icmp_echo),
+        icmp_errors=tuple(analysis.icmp_errors),
         findings=tuple(analysis.findings),
     )
     result["files"][path.name] = {"json": analysis.to_json(), "repr": repr(listed)}

@@ -21,8 +21,9 @@ import pytest
 
 from netdiag.analysis import tcp as tcp_module
 from netdiag.analysis.analyze import analyze_file, analyze_files
+from netdiag.analysis.findings import MAX_FINDING_FRAMES, build_findings
 from netdiag.analysis.icmp import IcmpTracker, ping_stats, summarize
-from netdiag.analysis.model import Analysis, IcmpEcho
+from netdiag.analysis.model import Analysis, FileInfo, IcmpEcho, IcmpError
 from netdiag.analysis.store import (
     SPILL_AFTER_VARIABLE,
     Codec,
@@ -85,7 +86,7 @@ def test_spilled_path_gives_the_in_memory_records(
             assert spilled is None, path.name
             continue
         assert spilled is not None
-        for name in ("tcp", "icmp_echo", "findings"):
+        for name in ("tcp", "icmp_echo", "icmp_errors", "findings"):
             kept = getattr(memory, name)
             read_back = getattr(spilled, name)
             assert isinstance(kept, tuple), (path.name, name)
@@ -233,3 +234,63 @@ def test_echo_requests_flood_spills_in_frame_order(monkeypatch: pytest.MonkeyPat
         assert [echo.frame_req for echo in echoes] == sorted(e.frame_req for e in echoes)
     assert results[0] == results[1] == results[2]
     assert len(results[0]) == 300
+
+
+def test_error_findings_count_all_and_list_the_lowest_frames() -> None:
+    """Errors grouped in one pass: every error counted, the 20 lowest frames listed."""
+    generator = random.Random(7)
+    frames = generator.sample(range(1, 10_000), 300)
+    errors = [
+        IcmpError(
+            frame=frame,
+            family="icmp",
+            type=3,
+            code=3,
+            kind="unreachable",
+            reporter="10.0.0.9",
+            quoted_src="10.0.0.1",
+            quoted_dst="10.0.0.9",
+            quoted_proto=17,
+            quoted_sport=4000,
+            quoted_dport=53 if index % 3 else 123,
+            next_hop_mtu=None,
+            stream=None,
+        )
+        for index, frame in enumerate(frames)
+    ]
+    info = FileInfo("x.pcap", "pcap", (1,), 10_000, 0.0, 1.0, True)
+    for spill_after in (0, 10**9):
+        findings = build_findings(info, (), (), (), errors, spill_after=spill_after)
+        by_port = {f.message.split(" port ")[1].split(" ")[0]: f for f in findings}
+        for port in ("53", "123"):
+            group = [e.frame for e in errors if str(e.quoted_dport) == port]
+            assert by_port[port].frames == tuple(sorted(group)[:MAX_FINDING_FRAMES])
+            assert f"({len(group)} times)" in by_port[port].message
+
+
+def test_reports_of_spilled_analyses_are_the_same(
+    tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markdown, report.json and the terminal summary, from records on disk or in memory."""
+    from rich.console import Console
+
+    from netdiag.report import write_report
+    from netdiag.report.terminal import print_summaries
+
+    def outputs(analysis: Analysis, folder: Path) -> list[str]:
+        paths = write_report(folder, [analysis], formats={"md", "json"})
+        console = Console(file=io.StringIO(), width=160, record=True)
+        print_summaries([analysis], console)
+        return [path.read_text("utf-8") for path in paths if path.suffix in (".md", ".json")] + [
+            console.export_text()
+        ]
+
+    busiest = sorted(CORPUS, key=lambda path: path.stat().st_size)[-3:]
+    for index, path in enumerate(busiest):
+        memory = _analyze(path, IN_MEMORY, monkeypatch)
+        spilled = _analyze(path, "0", monkeypatch)
+        assert memory is not None and spilled is not None
+        assert isinstance(spilled.tcp, SpilledRecords)
+        expected = outputs(memory, tmp_path / f"m{index}")
+        assert len(expected) == 3 and path.name in expected[0]
+        assert outputs(spilled, tmp_path / f"s{index}") == expected

@@ -315,17 +315,36 @@ UNREACHABLE_REASONS = {
 }
 
 
-def _error_findings(errors: Sequence[IcmpError]) -> list[Finding]:
-    groups: dict[tuple[str, str, str, int, int | None], list[IcmpError]] = {}
+class _ErrorGroup:
+    """ICMP errors of one kind, reporter and destination: the first, a count, low frames."""
+
+    __slots__ = ("count", "first", "frames")
+
+    def __init__(self, first: IcmpError) -> None:
+        self.first = first
+        self.count = 0
+        self.frames: list[int] = []
+
+
+def _error_findings(errors: Iterable[IcmpError]) -> list[Finding]:
+    # One pass (the errors may be read back from disk); per group only the
+    # lowest frames are kept, which is all _frames() lists.
+    groups: dict[tuple[str, str, str, int, int | None], _ErrorGroup] = {}
     for error in errors:
         if error.kind in ("unreachable", "frag-needed", "packet-too-big"):
             key = (error.kind, error.reporter, error.quoted_dst, error.code, error.quoted_dport)
-            groups.setdefault(key, []).append(error)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _ErrorGroup(error)
+            group.count += 1
+            group.frames.append(error.frame)
+            if len(group.frames) >= 2 * MAX_FINDING_FRAMES:
+                group.frames[:] = _frames(group.frames)
     findings: list[Finding] = []
     for (kind, reporter, destination, code, port), group in groups.items():
-        first = group[0]
-        frames = _frames(error.frame for error in group)
-        count = f" ({_plural(len(group), 'time')})" if len(group) > 1 else ""
+        first = group.first
+        frames = _frames(group.frames)
+        count = f" ({_plural(group.count, 'time')})" if group.count > 1 else ""
         if kind in ("frag-needed", "packet-too-big"):
             mtu = first.next_hop_mtu
             mtu_text = f"next-hop MTU {mtu}" if mtu else "no next-hop MTU given"
@@ -455,7 +474,7 @@ def build_findings(
     streams: Iterable[TcpStream],
     echoes: Iterable[IcmpEcho],
     summaries: Sequence[EchoSummary],
-    errors: Sequence[IcmpError],
+    errors: Iterable[IcmpError],
     arp_questions: Sequence[ArpQuestion] = (),
     spill_after: int | None = None,
 ) -> Sequence[Finding]:

@@ -31,7 +31,14 @@ from typing import Literal
 from netdiag.analysis.addr import format_addr
 from netdiag.analysis.model import EchoSummary, IcmpEcho, IcmpError, RttStats
 from netdiag.analysis.packet import DecodedPacket
-from netdiag.analysis.store import Codec, EchoRow, EchoRowCodec, RecordStore, SpilledRecords
+from netdiag.analysis.store import (
+    Codec,
+    EchoRow,
+    EchoRowCodec,
+    IcmpErrorCodec,
+    RecordStore,
+    SpilledRecords,
+)
 
 ECHO_REQUEST = {1: 8, 58: 128}
 ECHO_REPLY = {1: 0, 58: 129}
@@ -102,7 +109,9 @@ class IcmpTracker:
         self._done: RecordStore[EchoRow] = RecordStore(Codec(), spill_after)
         self._done_frames = array("q")  # request frame of each row, for the final order
         self._rows: Sequence[EchoRow] | None = None
-        self._errors: list[IcmpError] = []
+        # One record per ICMP error packet: kept the same way.
+        self._errors: RecordStore[IcmpError] = RecordStore(IcmpErrorCodec(), spill_after)
+        self._sealed_errors: Sequence[IcmpError] | None = None
 
     def process(self, packet: DecodedPacket, stream_of: StreamLookup | None = None) -> None:
         """Account one decoded ICMP (proto 1) or ICMPv6 (proto 58) packet."""
@@ -207,8 +216,11 @@ class IcmpTracker:
             return self._rows.decoded_by(codec)
         return tuple([codec.decode(row) for row in self._rows])
 
-    def errors(self) -> tuple[IcmpError, ...]:
-        return tuple(self._errors)
+    def errors(self) -> Sequence[IcmpError]:
+        """Every ICMP error in frame order: a tuple, or a ``SpilledRecords`` when many."""
+        if self._sealed_errors is None:
+            self._sealed_errors = self._errors.seal()
+        return self._sealed_errors
 
 
 class _PairTotals:

@@ -374,12 +374,12 @@ class Analysis:
 
     file: FileInfo
     decode: DecodeCounts
-    # The three lists that grow with the file are tuples for a small capture
+    # The four lists that grow with the file are tuples for a small capture
     # and ``store.SpilledRecords`` (read back from a temporary file) for a
     # large one: read-only sequences either way, equal when their records are.
     icmp_echo: Sequence[IcmpEcho]
     icmp_echo_summary: tuple[EchoSummary, ...]
-    icmp_errors: tuple[IcmpError, ...]
+    icmp_errors: Sequence[IcmpError]
     tcp: Sequence[TcpStream]
     findings: Sequence[Finding]
     tcp_analysis_totals: dict[str, int] = field(default_factory=dict)

@@ -39,6 +39,7 @@ from netdiag.analysis.addr import format_addr
 from netdiag.analysis.model import (
     Finding,
     IcmpEcho,
+    IcmpError,
     RttSample,
     RttSampleStats,
     SeqPoint,
@@ -303,6 +304,32 @@ def _restore_spilled(
     return SpilledRecords(file, offset_array, order_array, codec)
 
 
+class Reordered(Sequence[T]):
+    """``records`` seen in another order (``positions``), read one by one when asked.
+
+    For orders the reports want ("largest first") over spilled records: only
+    8 bytes a record are held, never the records.
+    """
+
+    def __init__(self, records: Sequence[T], positions: Iterable[int]) -> None:
+        self._records = records
+        self._positions = array("q", positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            return tuple(self[position] for position in range(*index.indices(len(self))))
+        return self._records[self._positions[index]]
+
+
 # -- codecs of the analysis records ------------------------------------------
 
 _STREAM_FIELDS = TcpStream.__slots__
@@ -381,3 +408,16 @@ class EchoRowCodec(Codec[IcmpEcho]):
             rtt_ms=None if reply_frame is None else (reply_ts - ts) / 1e6,
             t_req_ms=(ts - self.origin_ns) / 1e6,
         )
+
+
+_ERROR_FIELDS = IcmpError.__slots__
+
+
+class IcmpErrorCodec(Codec[IcmpError]):
+    """An ``IcmpError`` as the tuple of its fields (all plain values)."""
+
+    def encode(self, record: IcmpError) -> Any:
+        return tuple([getattr(record, name) for name in _ERROR_FIELDS])
+
+    def decode(self, row: Any) -> IcmpError:
+        return IcmpError(*row)

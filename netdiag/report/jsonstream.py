@@ -5,8 +5,9 @@ and then as one string; on a million-packet capture that string alone is
 tens of MB, and the pure-Python encoder that ``indent`` selects keeps every
 chunk of it in a list before joining them. ``write_analyses_json`` writes the
 same bytes to a text stream as it goes: the top-level keys one by one, and
-the ``"tcp"`` list one stream record at a time, so only one record's dict
-and text exist at any moment.
+the lists that grow with the file (``"icmp_echo"``, ``"icmp_errors"``,
+``"tcp"``, ``"findings"``, possibly read back from disk: analysis/store.py)
+one record at a time, so only one record's dict and text exist at any moment.
 
 Byte-identity with ``json_text`` rests on one property of ``json.dumps``
 with ``indent``: a nested value is laid out exactly as it would be at the top
@@ -33,7 +34,12 @@ INDENT = "  "  # json_text's indent=2
 # Keys of Analysis.to_json whose value is a list written item by item: the
 # lists that grow with the file (possibly read back from disk, see
 # analysis/store.py), and the Analysis field each one comes from.
-_STREAMED_LISTS: dict[str, str] = {"icmp_echo": "icmp_echo", "tcp": "tcp", "findings": "findings"}
+_STREAMED_LISTS: dict[str, str] = {
+    "icmp_echo": "icmp_echo",
+    "icmp_errors": "icmp_errors",
+    "tcp": "tcp",
+    "findings": "findings",
+}
 
 
 def _dumps(value: Any, level: int) -> str:
@@ -152,7 +158,7 @@ def _write_analysis(out: TextIO, analysis: Analysis, level: int) -> None:
 
 def _skeleton(analysis: Analysis) -> dict[str, Any]:
     """``analysis.to_json()`` without building the streamed lists' dicts."""
-    return replace(analysis, icmp_echo=(), tcp=(), findings=()).to_json()
+    return replace(analysis, icmp_echo=(), icmp_errors=(), tcp=(), findings=()).to_json()
 
 
 def write_analyses_json(analyses: list[Analysis], out: TextIO) -> None:
