@@ -186,7 +186,31 @@ class RecordStore(Generic[T]):
         return spilled
 
 
-class SpilledRecords(Sequence[T]):
+class _ReadOnlyRecords(Sequence[T]):
+    """Indexing shared by the lazy sequences: ``_item`` reads one record by index."""
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            # A slice is what reports show (the first rows): small, so a tuple.
+            return tuple(self._item(position) for position in range(*index.indices(len(self))))
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError("record index out of range")
+        return self._item(index)
+
+
+class SpilledRecords(_ReadOnlyRecords[T]):
     """A read-only sequence of records decoded from a temporary file when asked."""
 
     def __init__(
@@ -215,21 +239,7 @@ class SpilledRecords(Sequence[T]):
             raise _spill_error(error) from error
         return self._codec.decode(marshal.loads(data))
 
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[T]: ...
-
-    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
-        if isinstance(index, slice):
-            # A slice is what reports show (the first rows): small, so a tuple.
-            return tuple(self[position] for position in range(*index.indices(len(self))))
-        count = len(self)
-        if index < 0:
-            index += count
-        if not 0 <= index < count:
-            raise IndexError("record index out of range")
+    def _item(self, index: int) -> T:
         return self._read(index if self._order is None else self._order[index])
 
     def __iter__(self) -> Iterator[T]:
@@ -304,7 +314,7 @@ def _restore_spilled(
     return SpilledRecords(file, offset_array, order_array, codec)
 
 
-class Reordered(Sequence[T]):
+class Reordered(_ReadOnlyRecords[T]):
     """``records`` seen in another order (``positions``), read one by one when asked.
 
     For orders the reports want ("largest first") over spilled records: only
@@ -318,15 +328,7 @@ class Reordered(Sequence[T]):
     def __len__(self) -> int:
         return len(self._positions)
 
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[T]: ...
-
-    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
-        if isinstance(index, slice):
-            return tuple(self[position] for position in range(*index.indices(len(self))))
+    def _item(self, index: int) -> T:
         return self._records[self._positions[index]]
 
 
