@@ -51,7 +51,7 @@ from netdiag.errors import OutputError
 T = TypeVar("T")
 
 SPILL_AFTER_VARIABLE = "NETDIAG_SPILL_AFTER"
-DEFAULT_SPILL_AFTER = 1000  # records held as objects before the store goes to disk
+DEFAULT_SPILL_AFTER = 256  # records held as objects before the store goes to disk
 WRITE_BUFFER_BYTES = 1 << 18  # encoded rows gathered before one write
 
 
