@@ -6,7 +6,8 @@
 * ``analyze_file(plot_data=False)`` (no plot points kept) against the default,
   on the JSON document, which never carries plot points.
 * The mypyc-compiled analysis modules against pure Python, each in its own
-  interpreter, on every corpus file: the JSON documents and the full records.
+  interpreter, on every corpus file: the JSON documents and the full records,
+  in memory and with every record spilled to disk (analysis/store.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 import netdiag.analysis._compiled as compiled_module
 from netdiag.analysis._compiled import PURE_PYTHON_VARIABLE, fresh_build
 from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import LARGE_SAMPLE_COUNT, BoundedSamples
 from netdiag.report import json_text, jsonstream, report_document
 from netdiag.report.jsonstream import write_analyses_json
@@ -59,6 +61,7 @@ def test_streamed_json_of_several_files_and_none(corpus_dir: Path) -> None:
 
 _DUMP_CORPUS = """
 import json, sys
+from dataclasses import replace
 from pathlib import Path
 import netdiag.analysis
 from netdiag.analysis.analyze import analyze_file
@@ -72,16 +75,32 @@ for path in sorted(Path(sys.argv[1]).iterdir()):
     except NetdiagError as error:
         result["files"][path.name] = {"error": f"{type(error).__name__}: {error}"}
         continue
-    # The JSON document, and the full records (plot points, flagged frames) as text.
-    result["files"][path.name] = {"json": analysis.to_json(), "repr": repr(analysis)}
+    # The JSON document, and the full records (plot points, flagged frames) as
+    # text; lists read back from disk (analysis/store.py) are written out whole.
+    listed = replace(
+        analysis,
+        tcp=tuple(analysis.tcp),
+        icmp_echo=tuple(analysis.icmp_echo),
+        icmp_errors=tuple(analysis.icmp_errors),
+        findings=tuple(analysis.findings),
+    )
+    result["files"][path.name] = {"json": analysis.to_json(), "repr": repr(listed)}
 json.dump(result, sys.stdout)
 """
 
 
-def _corpus_results(corpus_dir: Path, pure_python: bool) -> dict[str, object]:
-    environment = {key: value for key, value in os.environ.items() if key != PURE_PYTHON_VARIABLE}
+def _corpus_results(
+    corpus_dir: Path, pure_python: bool, spill_after: str | None = None
+) -> dict[str, object]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in (PURE_PYTHON_VARIABLE, SPILL_AFTER_VARIABLE)
+    }
     if pure_python:
         environment[PURE_PYTHON_VARIABLE] = "1"
+    if spill_after is not None:
+        environment[SPILL_AFTER_VARIABLE] = spill_after
     completed = subprocess.run(
         [sys.executable, "-c", _DUMP_CORPUS, str(corpus_dir)],
         capture_output=True,
@@ -94,11 +113,16 @@ def _corpus_results(corpus_dir: Path, pure_python: bool) -> dict[str, object]:
     return result
 
 
-def test_compiled_modules_give_the_pure_python_results(corpus_dir: Path) -> None:
+# "0": every record spilled to disk and every TCP conversation retired and
+# revived at each packet (analysis/store.py), through the compiled modules too.
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+def test_compiled_modules_give_the_pure_python_results(
+    corpus_dir: Path, spill_after: str | None
+) -> None:
     if not fresh_build():
         pytest.skip("no mypyc build of the current sources (make builds one: build_mypyc.py)")
-    compiled = _corpus_results(corpus_dir, pure_python=False)
-    pure = _corpus_results(corpus_dir, pure_python=True)
+    compiled = _corpus_results(corpus_dir, pure_python=False, spill_after=spill_after)
+    pure = _corpus_results(corpus_dir, pure_python=True, spill_after=spill_after)
     assert compiled["compiled"] is True
     assert pure["compiled"] is False
     compiled_files = compiled["files"]

@@ -5,7 +5,11 @@
 one tracker that wants it (TCP, ICMP/ICMPv6, ARP). Nothing is kept per
 packet here; the trackers keep per-conversation state. At the end the
 trackers' records, the file description and the findings become one frozen
-``Analysis``.
+``Analysis``. Memory follows the live conversations (issue 6): finished
+records past a threshold go to a temporary file and come back as read-only
+sequences, and idle TCP conversations are retired to it (analysis/store.py,
+``TcpTracker``), so a capture twice as long does not need twice the memory.
+With ``--jobs`` each worker's spilled lists travel back as their encoded rows.
 
 ``analyze_files`` runs several files, in a process pool when ``jobs > 1``
 (the work is CPU-bound Python, so threads would not help). Results come back
@@ -87,7 +91,7 @@ def _analyze_pass(
             elif packet.frame_class == arp_class:
                 arp.process(packet)
         info = reader.info()
-    streams = tuple(tcp.finish())
+    streams = tcp.finish()
     echoes = icmp.echoes(origin_ns or 0)
     summaries = summarize(echoes)
     errors = icmp.errors()

@@ -32,6 +32,7 @@ from netdiag.analysis.model import (
     Severity,
     TcpStream,
 )
+from netdiag.analysis.store import FindingCodec, RecordStore
 
 MAX_FINDING_FRAMES = 20  # frames listed per finding; the message gives the full count
 
@@ -261,23 +262,30 @@ def _stream_findings(stream: TcpStream) -> list[Finding]:
     return findings
 
 
-def _echo_findings(echoes: Sequence[IcmpEcho], summaries: Sequence[EchoSummary]) -> list[Finding]:
+def _echo_findings(echoes: Iterable[IcmpEcho], summaries: Sequence[EchoSummary]) -> list[Finding]:
+    # One pass over the echoes (they may be read back from disk), keeping the
+    # lowest unanswered request frames of each pair with losses.
+    lossy = {(summary.src, summary.dst) for summary in summaries if summary.sent > summary.received}
+    unanswered: dict[tuple[str, str], list[int]] = {pair: [] for pair in lossy}
+    if lossy:
+        for echo in echoes:
+            if echo.frame_rep is None:
+                frames = unanswered.get((echo.src, echo.dst))
+                if frames is not None:
+                    frames.append(echo.frame_req)
+                    if len(frames) >= 2 * MAX_FINDING_FRAMES:
+                        frames[:] = _frames(frames)
     findings: list[Finding] = []
     for summary in summaries:
         lost = summary.sent - summary.received
         if lost <= 0:
             continue
-        frames = [
-            echo.frame_req
-            for echo in echoes
-            if echo.frame_rep is None and echo.src == summary.src and echo.dst == summary.dst
-        ]
         severity: Severity = "error" if summary.received == 0 else "warn"
         findings.append(
             Finding(
                 severity=severity,
                 code="icmp.echo-unanswered",
-                frames=_frames(frames),
+                frames=_frames(unanswered[(summary.src, summary.dst)]),
                 message=(
                     f"{lost} of {summary.sent} echo requests from {summary.src} to {summary.dst} "
                     f"got no reply ({summary.loss_pct:.1f}% loss)."
@@ -307,17 +315,36 @@ UNREACHABLE_REASONS = {
 }
 
 
-def _error_findings(errors: Sequence[IcmpError]) -> list[Finding]:
-    groups: dict[tuple[str, str, str, int, int | None], list[IcmpError]] = {}
+class _ErrorGroup:
+    """ICMP errors of one kind, reporter and destination: the first, a count, low frames."""
+
+    __slots__ = ("count", "first", "frames")
+
+    def __init__(self, first: IcmpError) -> None:
+        self.first = first
+        self.count = 0
+        self.frames: list[int] = []
+
+
+def _error_findings(errors: Iterable[IcmpError]) -> list[Finding]:
+    # One pass (the errors may be read back from disk); per group only the
+    # lowest frames are kept, which is all _frames() lists.
+    groups: dict[tuple[str, str, str, int, int | None], _ErrorGroup] = {}
     for error in errors:
         if error.kind in ("unreachable", "frag-needed", "packet-too-big"):
             key = (error.kind, error.reporter, error.quoted_dst, error.code, error.quoted_dport)
-            groups.setdefault(key, []).append(error)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _ErrorGroup(error)
+            group.count += 1
+            group.frames.append(error.frame)
+            if len(group.frames) >= 2 * MAX_FINDING_FRAMES:
+                group.frames[:] = _frames(group.frames)
     findings: list[Finding] = []
     for (kind, reporter, destination, code, port), group in groups.items():
-        first = group[0]
-        frames = _frames(error.frame for error in group)
-        count = f" ({_plural(len(group), 'time')})" if len(group) > 1 else ""
+        first = group.first
+        frames = _frames(group.frames)
+        count = f" ({_plural(group.count, 'time')})" if group.count > 1 else ""
         if kind in ("frag-needed", "packet-too-big"):
             mtu = first.next_hop_mtu
             mtu_text = f"next-hop MTU {mtu}" if mtu else "no next-hop MTU given"
@@ -444,25 +471,33 @@ def _capture_findings(info: FileInfo) -> list[Finding]:
 
 def build_findings(
     info: FileInfo,
-    streams: Sequence[TcpStream],
-    echoes: Sequence[IcmpEcho],
+    streams: Iterable[TcpStream],
+    echoes: Iterable[IcmpEcho],
     summaries: Sequence[EchoSummary],
-    errors: Sequence[IcmpError],
+    errors: Iterable[IcmpError],
     arp_questions: Sequence[ArpQuestion] = (),
-) -> tuple[Finding, ...]:
-    """Every finding of one file, worst first (then by first frame)."""
-    findings: list[Finding] = []
+    spill_after: int | None = None,
+) -> Sequence[Finding]:
+    """Every finding of one file, worst first (then by first frame).
+
+    The records may be ``SpilledRecords``: each is read once. Findings go to a
+    ``RecordStore`` (a tuple for a small capture) and only their sort keys
+    stay in memory; ties keep the order they were made in, as a stable sort.
+    """
+    store: RecordStore[Finding] = RecordStore(FindingCodec(), spill_after)
+    keys: list[tuple[int, int, str, int]] = []
+
+    def add(found: Iterable[Finding]) -> None:
+        for finding in found:
+            first_frame = finding.frames[0] if finding.frames else 0
+            keys.append((SEVERITY_ORDER[finding.severity], first_frame, finding.code, len(keys)))
+            store.append(finding)
+
     for stream in streams:
-        findings.extend(_stream_findings(stream))
-    findings.extend(_echo_findings(echoes, summaries))
-    findings.extend(_error_findings(errors))
-    findings.extend(_arp_findings(arp_questions))
-    findings.extend(_capture_findings(info))
-    findings.sort(
-        key=lambda finding: (
-            SEVERITY_ORDER[finding.severity],
-            finding.frames[0] if finding.frames else 0,
-            finding.code,
-        )
-    )
-    return tuple(findings)
+        add(_stream_findings(stream))
+    add(_echo_findings(echoes, summaries))
+    add(_error_findings(errors))
+    add(_arp_findings(arp_questions))
+    add(_capture_findings(info))
+    keys.sort()
+    return store.seal([key[3] for key in keys])

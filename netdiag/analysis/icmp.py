@@ -23,13 +23,22 @@ analysis output itself (one per echo), nothing else is kept per packet.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from netdiag.analysis.addr import format_addr
 from netdiag.analysis.model import EchoSummary, IcmpEcho, IcmpError, RttStats
 from netdiag.analysis.packet import DecodedPacket
+from netdiag.analysis.store import (
+    Codec,
+    EchoRow,
+    EchoRowCodec,
+    IcmpErrorCodec,
+    RecordStore,
+    SpilledRecords,
+)
 
 ECHO_REQUEST = {1: 8, 58: 128}
 ECHO_REPLY = {1: 0, 58: 129}
@@ -92,10 +101,17 @@ class _Request:
 class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
-    def __init__(self) -> None:
+    def __init__(self, spill_after: int | None = None) -> None:
         self._pending: dict[tuple[int, bytes, bytes, int, int, int], _Request] = {}
-        self._requests: list[_Request] = []
-        self._errors: list[IcmpError] = []
+        # A request is final once answered or replaced; its row then goes to a
+        # store that moves rows to a temporary file past a threshold, so a ping
+        # flood does not keep one object per request in memory.
+        self._done: RecordStore[EchoRow] = RecordStore(Codec(), spill_after)
+        self._done_frames = array("q")  # request frame of each row, for the final order
+        self._rows: Sequence[EchoRow] | None = None
+        # One record per ICMP error packet: kept the same way.
+        self._errors: RecordStore[IcmpError] = RecordStore(IcmpErrorCodec(), spill_after)
+        self._sealed_errors: Sequence[IcmpError] | None = None
 
     def process(self, packet: DecodedPacket, stream_of: StreamLookup | None = None) -> None:
         """Account one decoded ICMP (proto 1) or ICMPv6 (proto 58) packet."""
@@ -129,13 +145,16 @@ class IcmpTracker:
                     packet.icmp_id,
                     packet.icmp_seq,
                 )
-                self._requests.append(request)
+                replaced = self._pending.get(key)
+                if replaced is not None:
+                    self._final(replaced)  # stays unanswered: no reply can reach it now
                 self._pending[key] = request
             else:
                 waiting = self._pending.pop(key, None)
                 if waiting is not None:
                     waiting.reply_frame = packet.frame
                     waiting.reply_ts = packet.ts_ns
+                    self._final(waiting)
             return
         kind = ERROR_KINDS.get((protocol, icmp_type))
         if kind is None or packet.icmp_quoted is None:
@@ -167,39 +186,88 @@ class IcmpTracker:
             )
         )
 
-    def echoes(self, origin_ns: int) -> tuple[IcmpEcho, ...]:
-        """Every request in frame order; ``t_req_ms`` relative to ``origin_ns``."""
-        return tuple(
-            IcmpEcho(
-                family=request.family,
-                frame_req=request.frame,
-                frame_rep=request.reply_frame,
-                src=format_addr(request.source),
-                dst=format_addr(request.destination),
-                id=request.identifier,
-                seq=request.sequence,
-                rtt_ms=None
-                if request.reply_frame is None
-                else (request.reply_ts - request.ts) / 1e6,
-                t_req_ms=(request.ts - origin_ns) / 1e6,
+    def _final(self, request: _Request) -> None:
+        self._done_frames.append(request.frame)
+        self._done.append(
+            (
+                request.family,
+                request.frame,
+                request.reply_frame,
+                request.source,
+                request.destination,
+                request.identifier,
+                request.sequence,
+                request.ts,
+                request.reply_ts,
             )
-            for request in self._requests
         )
 
-    def errors(self) -> tuple[IcmpError, ...]:
-        return tuple(self._errors)
+    def echoes(self, origin_ns: int) -> Sequence[IcmpEcho]:
+        """Every request in frame order; ``t_req_ms`` relative to ``origin_ns``.
+
+        A tuple for a small capture, else a ``SpilledRecords`` read from disk.
+        """
+        if self._rows is None:
+            # Requests still waiting stay unanswered; they join the rest.
+            for request in self._pending.values():
+                self._final(request)
+            self._pending.clear()
+            frames = self._done_frames
+            order = sorted(range(len(frames)), key=frames.__getitem__)
+            self._done_frames = array("q")
+            self._rows = self._done.seal(order)
+        codec = EchoRowCodec(origin_ns)
+        if isinstance(self._rows, SpilledRecords):
+            return self._rows.decoded_by(codec)
+        return tuple([codec.decode(row) for row in self._rows])
+
+    def errors(self) -> Sequence[IcmpError]:
+        """Every ICMP error in frame order: a tuple, or a ``SpilledRecords`` when many."""
+        if self._sealed_errors is None:
+            self._sealed_errors = self._errors.seal()
+        return self._sealed_errors
 
 
-def summarize(echoes: tuple[IcmpEcho, ...]) -> tuple[EchoSummary, ...]:
-    """ping's summary per (src, dst): sent, received, loss, min/avg/max/mdev."""
-    groups: dict[tuple[str, str], list[IcmpEcho]] = {}
+class _PairTotals:
+    """Running figures of one (src, dst) pair: what ``ping_stats`` computes from a list."""
+
+    __slots__ = ("maximum", "minimum", "received", "sent", "square_total", "total")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+        # Added in order from 0, as sum() does on Python 3.11 (no compensation),
+        # so the figures are those of ping_stats on the same list, bit for bit.
+        self.total = 0.0
+        self.square_total = 0.0
+
+
+def summarize(echoes: Iterable[IcmpEcho]) -> tuple[EchoSummary, ...]:
+    """ping's summary per (src, dst): sent, received, loss, min/avg/max/mdev.
+
+    One pass with running totals per pair, so a spilled list of echoes is
+    read once and never held.
+    """
+    groups: dict[tuple[str, str], _PairTotals] = {}
     for echo in echoes:
-        groups.setdefault((echo.src, echo.dst), []).append(echo)
+        key = (echo.src, echo.dst)
+        totals = groups.get(key)
+        if totals is None:
+            totals = groups[key] = _PairTotals()
+        totals.sent += 1
+        rtt = echo.rtt_ms
+        if rtt is not None:
+            totals.received += 1
+            totals.minimum = min(totals.minimum, rtt)
+            totals.maximum = max(totals.maximum, rtt)
+            totals.total += rtt
+            totals.square_total += rtt * rtt
     summaries = []
-    for (source, destination), group in groups.items():
-        rtts = [echo.rtt_ms for echo in group if echo.rtt_ms is not None]
-        sent = len(group)
-        received = len(rtts)
+    for (source, destination), totals in groups.items():
+        sent = totals.sent
+        received = totals.received
         summaries.append(
             EchoSummary(
                 src=source,
@@ -207,10 +275,25 @@ def summarize(echoes: tuple[IcmpEcho, ...]) -> tuple[EchoSummary, ...]:
                 sent=sent,
                 received=received,
                 loss_pct=100.0 * (sent - received) / sent if sent else 0.0,
-                rtt_ms=ping_stats(rtts),
+                rtt_ms=_stats_of(totals),
             )
         )
     return tuple(summaries)
+
+
+def _stats_of(totals: _PairTotals) -> RttStats | None:
+    """``ping_stats`` from running totals (same formulas, same order of additions)."""
+    count = totals.received
+    if not count:
+        return None
+    mean = totals.total / count
+    mean_square = totals.square_total / count
+    return RttStats(
+        min=totals.minimum,
+        avg=mean,
+        max=totals.maximum,
+        mdev=math.sqrt(max(0.0, mean_square - mean * mean)),
+    )
 
 
 def ping_stats(rtts: list[float]) -> RttStats | None:

@@ -12,6 +12,7 @@ are kept as given so that the rounding happens once, at the edge.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -373,11 +374,14 @@ class Analysis:
 
     file: FileInfo
     decode: DecodeCounts
-    icmp_echo: tuple[IcmpEcho, ...]
+    # The four lists that grow with the file are tuples for a small capture
+    # and ``store.SpilledRecords`` (read back from a temporary file) for a
+    # large one: read-only sequences either way, equal when their records are.
+    icmp_echo: Sequence[IcmpEcho]
     icmp_echo_summary: tuple[EchoSummary, ...]
-    icmp_errors: tuple[IcmpError, ...]
-    tcp: tuple[TcpStream, ...]
-    findings: tuple[Finding, ...]
+    icmp_errors: Sequence[IcmpError]
+    tcp: Sequence[TcpStream]
+    findings: Sequence[Finding]
     tcp_analysis_totals: dict[str, int] = field(default_factory=dict)
     # Wireshark's tcp.analysis.ack_rtt over every frame of the file (ms).
     ack_rtt_count: int = 0

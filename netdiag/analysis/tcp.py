@@ -43,7 +43,7 @@ import operator
 import random
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -57,6 +57,7 @@ from netdiag.analysis.model import (
     TimelineEntry,
 )
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket
+from netdiag.analysis.store import Codec, RecordStore, TcpStreamCodec, spill_after_default
 from netdiag.analysis.tcpopts import window_scale
 
 MASK32: Final = 0xFFFFFFFF
@@ -115,6 +116,12 @@ MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
 MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
+# Retiring idle conversations (see conversation_state): a conversation whose
+# last packet is this much older than the current one is retired, checked
+# every RETIRE_SCAN_PACKETS packets (or once per live conversation, whichever
+# is more) while more conversations are live than the store's threshold.
+RETIRE_IDLE_NS: Final = 10_000_000_000
+RETIRE_SCAN_PACKETS: Final = 4096
 
 SYN_ACK = SYN | ACK
 
@@ -196,8 +203,10 @@ def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
 
     ``sorted()`` of the file's million ack_rtt samples builds a list of a
     million int objects (~36 MB, the analysis's memory peak at 1M packets);
-    numpy (matplotlib's dependency, imported only here) partitions one 8-byte
-    copy of the array instead. Same values either way.
+    numpy (matplotlib's dependency, imported only here) partitions the array
+    itself instead, in place (a copy was up to 8 MB more at the peak, issue 6):
+    the samples' order carries no meaning once they are all in, and the
+    statistics are taken when the file is done. Same values either way.
     """
     if len(values) >= LARGE_SAMPLE_COUNT:
         try:
@@ -205,7 +214,8 @@ def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
         except ImportError:  # pragma: no cover - numpy comes with matplotlib
             pass
         else:
-            partitioned = numpy.partition(numpy.frombuffer(values, dtype=numpy.int64), ranks)
+            partitioned = numpy.frombuffer(values, dtype=numpy.int64)
+            partitioned.partition(ranks)
             return [int(partitioned[rank]) for rank in ranks]
     ordered = sorted(values)
     return [ordered[rank] for rank in ranks]
@@ -498,6 +508,116 @@ class _Conversation:
         self.points: list[tuple[int, int, int, int, int, str]] = []  # frame, ts, flow, seq, len
 
 
+# -- a conversation's state as plain values (retired conversations, issue 6) --
+#
+# A conversation idle for a while is retired: its record is built and its
+# state written to disk as a marshal-able tuple, so that memory follows the
+# live conversations. Wireshark never closes a conversation, so a later packet
+# on the same endpoints revives the state exactly as it was and the record
+# made at retirement is dropped. Plain attributes are copied by name; the
+# special ones (nested objects) are handled one by one.
+
+
+def _attribute_names(cls: type, special: tuple[str, ...]) -> tuple[str, ...]:
+    """The attributes of a slotted class, less ``special``, sorted.
+
+    A mypyc-compiled class has no ``__slots__``; it lists them in ``__mypyc_attrs__``.
+    """
+    names: Iterable[object] = getattr(cls, "__slots__", ()) or getattr(cls, "__mypyc_attrs__", ())
+    return tuple(sorted(str(name) for name in names if name not in special))
+
+
+_CONVERSATION_SPECIAL: Final = ("flows", "karn", "timeline", "timeline_teardown")
+_CONVERSATION_FIELDS: Final = _attribute_names(_Conversation, _CONVERSATION_SPECIAL)
+_FLOW_SPECIAL: Final = ("segments",)
+_FLOW_FIELDS: Final = _attribute_names(_Flow, _FLOW_SPECIAL)
+
+ConversationState = tuple[object, ...]
+
+
+def _packed_key(key: tuple[bytes, int, bytes, int]) -> bytes:
+    """A conversation key as one bytes object (both addresses have the same length)."""
+    return key[0] + key[2] + (key[1] << 16 | key[3]).to_bytes(4, "big")
+
+
+def _flow_state(flow: _Flow) -> tuple[object, ...]:
+    segments = [
+        (segment.seq, segment.nextseq, segment.frame, segment.ts, segment.retransmitted)
+        for segment in flow.segments
+    ]
+    return (tuple([getattr(flow, name) for name in _FLOW_FIELDS]), segments)
+
+
+def _flow_from_state(state: tuple[object, ...]) -> _Flow:
+    values, segments = state
+    assert isinstance(values, tuple) and isinstance(segments, list)
+    flow = _Flow(b"", 0)
+    for name, value in zip(_FLOW_FIELDS, values, strict=True):
+        setattr(flow, name, value)
+    flow.segments = deque([_Segment(*segment) for segment in segments])
+    return flow
+
+
+def _samples_state(samples: BoundedSamples) -> tuple[object, ...]:
+    generator = None if samples._random is None else samples._random.getstate()
+    return (
+        samples.limit,
+        samples.values.tobytes(),
+        samples._extra,
+        samples._minimum,
+        samples._maximum,
+        generator,
+    )
+
+
+def _samples_from_state(state: tuple[object, ...]) -> BoundedSamples:
+    limit, values, extra, minimum, maximum, generator = state
+    assert isinstance(limit, int) and isinstance(values, bytes)
+    assert isinstance(extra, int) and isinstance(minimum, int) and isinstance(maximum, int)
+    samples = BoundedSamples(limit)
+    samples.values.frombytes(values)
+    samples._extra = extra
+    samples._minimum = minimum
+    samples._maximum = maximum
+    if generator is not None:
+        samples._random = random.Random()
+        samples._random.setstate(generator)  # type: ignore[arg-type]
+    return samples
+
+
+def _event_rows(events: list[_Event]) -> list[tuple[int, int, int, int, int, int, int]]:
+    return [
+        (event.frame, event.ts, event.flow, event.flags, event.seq, event.ack, event.length)
+        for event in events
+    ]
+
+
+def conversation_state(conversation: _Conversation) -> ConversationState:
+    """Every attribute of ``conversation`` as nested tuples/lists/dicts of plain values."""
+    return (
+        tuple([getattr(conversation, name) for name in _CONVERSATION_FIELDS]),
+        _flow_state(conversation.flows[0]),
+        _flow_state(conversation.flows[1]),
+        _samples_state(conversation.karn),
+        _event_rows(conversation.timeline),
+        _event_rows(conversation.timeline_teardown),
+    )
+
+
+def conversation_from_state(state: ConversationState) -> _Conversation:
+    """The conversation ``conversation_state`` described, equal in every attribute."""
+    values, flow1, flow2, karn, timeline, teardown = state
+    assert isinstance(values, tuple) and isinstance(flow1, tuple) and isinstance(flow2, tuple)
+    assert isinstance(karn, tuple) and isinstance(timeline, list) and isinstance(teardown, list)
+    conversation = _Conversation(0, 0, _flow_from_state(flow1), _flow_from_state(flow2), 0, 0)
+    for name, value in zip(_CONVERSATION_FIELDS, values, strict=True):
+        setattr(conversation, name, value)
+    conversation.karn = _samples_from_state(karn)
+    conversation.timeline = [_Event(*row) for row in timeline]
+    conversation.timeline_teardown = [_Event(*row) for row in teardown]
+    return conversation
+
+
 @dataclass(frozen=True, slots=True)
 class AckRttTotals:
     """Wireshark's tcp.analysis.ack_rtt over the whole file, in ms."""
@@ -512,9 +632,23 @@ class AckRttTotals:
 class TcpTracker:
     """Follows every TCP conversation of one file, in frame order."""
 
-    def __init__(self, plot_data: bool = True) -> None:
+    def __init__(self, plot_data: bool = True, spill_after: int | None = None) -> None:
         self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
-        self._finished: list[TcpStream] = []
+        # Finished streams go to a store that moves them to a temporary file
+        # past a threshold: memory follows the live conversations only.
+        self._spill_after = spill_after_default() if spill_after is None else spill_after
+        self._finished: RecordStore[TcpStream] = RecordStore(TcpStreamCodec(), self._spill_after)
+        # Stream index of each finished record, -1 once dropped (a revived one).
+        self._finished_order = array("q")
+        # Retired conversations: packed key -> record position << 32 | state
+        # position (~120 bytes each, where a live conversation costs ~6 KB).
+        # A threshold of 0 (the tests' setting) retires every conversation
+        # before every packet, so that each packet goes through a revival.
+        self._retired: dict[bytes, int] = {}
+        self._states: RecordStore[ConversationState] = RecordStore(Codec(), 0)
+        self._retire_idle_ns = RETIRE_IDLE_NS if self._spill_after else -1
+        self._until_scan = RETIRE_SCAN_PACKETS if self._spill_after else 1
+        self.revived = 0  # how many retired conversations saw another packet
         self._stream_count = 0
         # seq_points / rtt_samples feed the HTML plots only; without them
         # (``netdiag analyze --json``) no point is kept at all.
@@ -529,6 +663,9 @@ class TcpTracker:
 
     def process(self, packet: DecodedPacket) -> None:
         """Account one decoded TCP packet (proto 6, full TCP header present)."""
+        self._until_scan -= 1
+        if self._until_scan <= 0:
+            self._retire_idle(packet.ts_ns)
         source = packet.src
         destination = packet.dst
         sport = packet.sport
@@ -549,6 +686,8 @@ class TcpTracker:
         seq = packet.seq
         ack = packet.ack
         conversation = self._conversations.get(key)
+        if conversation is None and self._retired:
+            conversation = self._revive(key)
         if conversation is None:
             conversation = self._new_conversation(key, packet.ip_version, frame, ts)
             conversation.first_flow = forward_index
@@ -968,24 +1107,63 @@ class TcpTracker:
 
     def stream_of(self, source: bytes, sport: int, destination: bytes, dport: int) -> int | None:
         """The stream a (quoted) header belongs to right now, or None."""
-        conversation = self._conversations.get((source, sport, destination, dport))
-        if conversation is None:
-            conversation = self._conversations.get((destination, dport, source, sport))
-        return None if conversation is None else conversation.stream
+        for key in ((source, sport, destination, dport), (destination, dport, source, sport)):
+            conversation = self._conversations.get(key)
+            if conversation is not None:
+                return conversation.stream
+            retired = self._retired.get(_packed_key(key))
+            if retired is not None:
+                return self._finished_order[retired >> 32]
+        return None
+
+    # -- retiring idle conversations (memory follows live ones) -------------
+
+    def _retire_idle(self, now_ns: int) -> None:
+        conversations = self._conversations
+        if len(conversations) > self._spill_after:
+            horizon = now_ns - self._retire_idle_ns
+            idle = [key for key, state in conversations.items() if state.last_ts < horizon]
+            for key in idle:
+                conversation = conversations.pop(key)
+                record = self._finish(conversation)
+                state = self._states.append(conversation_state(conversation))
+                self._retired[_packed_key(key)] = record << 32 | state
+        self._until_scan = max(RETIRE_SCAN_PACKETS, len(conversations)) if self._spill_after else 1
+
+    def _revive(self, key: tuple[bytes, int, bytes, int]) -> _Conversation | None:
+        """The retired conversation of ``key`` back in play (its record dropped), or None."""
+        retired = self._retired.pop(_packed_key(key), None)
+        if retired is None:
+            return None
+        self._finished_order[retired >> 32] = -1
+        conversation = conversation_from_state(self._states.get(retired & MASK32))
+        self._conversations[key] = conversation
+        self.revived += 1
+        return conversation
 
     # -- end of file ---------------------------------------------------------
 
-    def _finish(self, conversation: _Conversation) -> None:
-        self._finished.append(_build_stream(conversation))
+    def _finish(self, conversation: _Conversation) -> int:
+        """Build the record of ``conversation``; its position in the store is returned."""
+        self._finished_order.append(conversation.stream)
+        return self._finished.append(_build_stream(conversation))
 
-    def finish(self) -> list[TcpStream]:
-        """Every stream, in tcp.stream order. The tracker is spent afterwards."""
+    def finish(self) -> Sequence[TcpStream]:
+        """Every stream, in tcp.stream order. The tracker is spent afterwards.
+
+        A tuple for a small capture, else a ``SpilledRecords`` read from disk.
+        """
         # Pop as we go, so each state is freed as soon as its record exists.
         while self._conversations:
             _key, conversation = self._conversations.popitem()
             self._finish(conversation)
-        self._finished.sort(key=lambda stream: stream.stream)
-        return self._finished
+        streams = self._finished_order
+        kept = [position for position in range(len(streams)) if streams[position] >= 0]
+        kept.sort(key=streams.__getitem__)
+        self._finished_order = array("q")
+        self._retired.clear()
+        self._states = RecordStore(Codec(), 0)  # the retired states' file goes now
+        return self._finished.seal(kept)
 
     def totals(self) -> dict[str, int]:
         """Frames carrying each tcp.analysis flag over the file (truth-file keys)."""

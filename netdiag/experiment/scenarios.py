@@ -29,7 +29,7 @@ one that does not fit the topology; 3 and 130 as for every run.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -248,7 +248,7 @@ def apply_scenario(scenario: Scenario, spec: TopologySpec) -> TopologySpec:
     return scenario.change(spec)
 
 
-def _codes(findings: tuple[Finding, ...]) -> list[str]:
+def _codes(findings: Iterable[Finding]) -> list[str]:
     return sorted({finding.code for finding in findings})
 
 
@@ -418,7 +418,7 @@ class ScenarioRunner(ExperimentRunner):
         )
 
     def finalize_result(self, result: RunResult) -> RunResult:
-        findings = () if self.analysis is None else self.analysis.findings
+        findings = () if self.analysis is None else tuple(self.analysis.findings)
         return replace(
             result,
             scenario=self.scenario.name,

@@ -14,6 +14,7 @@ rows of long tables), so that a 10,000-packet file reports in seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from netdiag.analysis.model import (
     TcpStream,
     TimelineEntry,
 )
+from netdiag.analysis.store import Reordered
 from netdiag.experiment.model import PingResult, RunResult
 
 # Caps that keep reports of big captures quick to write and to read.
@@ -118,7 +120,7 @@ class ReportContent:
     captures: tuple[CaptureSection, ...]
 
 
-def worst_first(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+def worst_first(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """Errors, then warnings, then notes; the analysis order within a severity."""
     return tuple(sorted(findings, key=lambda finding: SEVERITY_ORDER.get(finding.severity, 3)))
 
@@ -208,9 +210,17 @@ def stream_flags(stream: TcpStream) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(stream.analysis.items()) if count)
 
 
-def streams_by_size(analysis: Analysis) -> list[TcpStream]:
-    """Streams ordered by packets, most first (stable on stream index)."""
-    return sorted(analysis.tcp, key=lambda stream: (-stream.packets, stream.stream))
+def streams_by_size(analysis: Analysis) -> Sequence[TcpStream]:
+    """Streams ordered by packets, most first (stable on stream index).
+
+    Streams read back from disk (analysis/store.py) are sorted on their keys
+    only and read again when shown, so a large capture is never held whole.
+    """
+    if isinstance(analysis.tcp, tuple):
+        return sorted(analysis.tcp, key=lambda stream: (-stream.packets, stream.stream))
+    keys = [(-stream.packets, stream.stream, index) for index, stream in enumerate(analysis.tcp)]
+    keys.sort()
+    return Reordered(analysis.tcp, [index for _packets, _stream, index in keys])
 
 
 def capture_summary(analysis: Analysis, findings: tuple[Finding, ...]) -> tuple[str, ...]:

@@ -5,8 +5,9 @@ and then as one string; on a million-packet capture that string alone is
 tens of MB, and the pure-Python encoder that ``indent`` selects keeps every
 chunk of it in a list before joining them. ``write_analyses_json`` writes the
 same bytes to a text stream as it goes: the top-level keys one by one, and
-the ``"tcp"`` list one stream record at a time, so only one record's dict
-and text exist at any moment.
+the lists that grow with the file (``"icmp_echo"``, ``"icmp_errors"``,
+``"tcp"``, ``"findings"``, possibly read back from disk: analysis/store.py)
+one record at a time, so only one record's dict and text exist at any moment.
 
 Byte-identity with ``json_text`` rests on one property of ``json.dumps``
 with ``indent``: a nested value is laid out exactly as it would be at the top
@@ -30,8 +31,15 @@ from netdiag.analysis.model import Analysis
 
 INDENT = "  "  # json_text's indent=2
 
-# Keys of Analysis.to_json whose value is a list written item by item.
-_STREAMED_LISTS = frozenset({"tcp"})
+# Keys of Analysis.to_json whose value is a list written item by item: the
+# lists that grow with the file (possibly read back from disk, see
+# analysis/store.py), and the Analysis field each one comes from.
+_STREAMED_LISTS: dict[str, str] = {
+    "icmp_echo": "icmp_echo",
+    "icmp_errors": "icmp_errors",
+    "tcp": "tcp",
+    "findings": "findings",
+}
 
 
 def _dumps(value: Any, level: int) -> str:
@@ -138,8 +146,10 @@ def _write_analysis(out: TextIO, analysis: Analysis, level: int) -> None:
     separator = "\n"
     for key, value in skeleton.items():
         out.write(separator + inner + json.dumps(key, ensure_ascii=False) + ": ")
-        if key in _STREAMED_LISTS:
-            _write_list(out, (stream.to_json() for stream in analysis.tcp), level + 1)
+        field_name = _STREAMED_LISTS.get(key)
+        if field_name is not None:
+            records: Iterable[Any] = getattr(analysis, field_name)
+            _write_list(out, (record.to_json() for record in records), level + 1)
         else:
             out.write(_dumps(value, level + 1))
         separator = ",\n"
@@ -147,8 +157,8 @@ def _write_analysis(out: TextIO, analysis: Analysis, level: int) -> None:
 
 
 def _skeleton(analysis: Analysis) -> dict[str, Any]:
-    """``analysis.to_json()`` without building the stream records' dicts."""
-    return replace(analysis, tcp=()).to_json()
+    """``analysis.to_json()`` without building the streamed lists' dicts."""
+    return replace(analysis, icmp_echo=(), icmp_errors=(), tcp=(), findings=()).to_json()
 
 
 def write_analyses_json(analyses: list[Analysis], out: TextIO) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netdiag.analysis.model import Analysis, EchoSummary, Finding
+from netdiag.analysis.model import Analysis, EchoSummary, Finding, TcpStream
 from netdiag.experiment.model import PingResult
 from netdiag.report.content import (
     Cell,
@@ -167,11 +167,18 @@ def print_summary(console: Console, analysis: Analysis) -> None:
         if console.width < NARROW_TERMINAL:
             streams = stacked_endpoints(streams)
         console.print(rich_table(streams, "TCP conversations (largest first)"))
-        flagged = [stream for stream in streams_by_size(analysis) if stream_flags(stream)]
-        for stream in flagged[:TERMINAL_ROWS]:
+        # Counted in one pass, only the rows shown kept (a capture may have many).
+        shown: list[TcpStream] = []
+        flagged = 0
+        for stream in streams_by_size(analysis):
+            if stream_flags(stream):
+                flagged += 1
+                if len(shown) < TERMINAL_ROWS:
+                    shown.append(stream)
+        for stream in shown:
             console.print(Text(f"  stream {stream.stream}: {stream_flags(stream)}"))
-        if len(flagged) > TERMINAL_ROWS:
-            console.print(Text(f"  … {len(flagged) - TERMINAL_ROWS} more streams with flags"))
+        if flagged > TERMINAL_ROWS:
+            console.print(Text(f"  … {flagged - TERMINAL_ROWS} more streams with flags"))
         print_conversation_details(console, analysis)
     if analysis.icmp_echo_summary:
         pairs: list[tuple[str, str, EchoSummary | PingResult]] = [

@@ -1,0 +1,428 @@
+"""Finished analysis records kept on disk, so memory follows live state only (issue 6).
+
+A capture's finished records (one ``TcpStream`` per conversation, one echo
+per request, the findings) are kept until the end of the pass because the
+output lists them all. Held as objects they grow with the file (~7 KB per TCP
+stream, 160 MB at 2M packets). ``RecordStore`` keeps them in memory up to
+``spill_after`` records; past that it encodes every record with ``marshal``
+(a tuple of plain values per record, through a ``Codec``) into an anonymous
+temporary file and keeps only its offset (8 bytes a record) and the order
+wanted at the end.
+
+``seal`` gives the records in their final order: a plain ``tuple`` when
+nothing was spilled (small captures see exactly what they saw before), else a
+``SpilledRecords``: a read-only ``Sequence`` that decodes a record when asked
+(``len``, iteration, indexing, slicing). Consumers that need everything
+iterate it once; sorting is done on small keys, never on the records.
+
+The file is made with ``tempfile.TemporaryFile`` (``O_TMPFILE`` on Linux:
+it never has a name), so it disappears with its last descriptor on every
+path, exceptions, Ctrl-C and SIGKILL included; it lives in ``$TMPDIR``.
+A ``SpilledRecords`` pickles (``--jobs N``) as the file's bytes, which the
+receiving process writes to its own temporary file: one copy of compact
+rows instead of a tree of dataclasses.
+
+``NETDIAG_SPILL_AFTER`` overrides the threshold (0 spills every record:
+the tests run the whole corpus that way and compare with the in-memory path).
+"""
+
+from __future__ import annotations
+
+import marshal
+import operator
+import os
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Generic, TypeVar, overload
+
+from netdiag.analysis.addr import format_addr
+from netdiag.analysis.model import (
+    Finding,
+    IcmpEcho,
+    IcmpError,
+    RttSample,
+    RttSampleStats,
+    SeqPoint,
+    TcpStream,
+    TimelineEntry,
+)
+from netdiag.errors import OutputError
+
+T = TypeVar("T")
+
+SPILL_AFTER_VARIABLE = "NETDIAG_SPILL_AFTER"
+DEFAULT_SPILL_AFTER = 256  # records held as objects before the store goes to disk
+WRITE_BUFFER_BYTES = 1 << 18  # encoded rows gathered before one write
+
+
+def spill_after_default() -> int:
+    """The threshold: ``$NETDIAG_SPILL_AFTER`` when set to an integer, else the default."""
+    value = os.environ.get(SPILL_AFTER_VARIABLE, "")
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return DEFAULT_SPILL_AFTER
+
+
+class Codec(Generic[T]):
+    """Turns a record into a ``marshal``-able row and back; the identity by default.
+
+    Subclasses are module-level classes so that a ``SpilledRecords`` pickles.
+    """
+
+    def encode(self, record: T) -> Any:
+        return record
+
+    def decode(self, row: Any) -> T:
+        return row  # type: ignore[no-any-return]
+
+
+def _spill_error(error: OSError) -> OutputError:
+    return OutputError(
+        f"cannot keep finished analysis records in a temporary file: {error}",
+        f"free space in {tempfile.gettempdir()} or point $TMPDIR at a larger file system",
+    )
+
+
+def _temporary_file(data: bytes) -> IO[bytes]:
+    """A nameless file holding ``data``; it goes away with its last descriptor."""
+    try:
+        # Not a context manager: the file lives as long as the records it holds.
+        file = tempfile.TemporaryFile(prefix="netdiag-records-")  # noqa: SIM115
+        file.write(data)
+        file.flush()
+    except OSError as error:
+        raise _spill_error(error) from error
+    return file
+
+
+class RecordStore(Generic[T]):
+    """Appends records during the pass; ``seal`` hands them back in order, once."""
+
+    def __init__(self, codec: Codec[T], spill_after: int | None = None) -> None:
+        self._codec = codec
+        self._spill_after = spill_after_default() if spill_after is None else spill_after
+        self._held: list[T] = []
+        self._file: IO[bytes] | None = None
+        self._offsets = array("q", [0])  # start of each spilled row, then the end
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1 + len(self._held)
+
+    def append(self, record: T) -> int:
+        """Keep ``record``; its position (0, 1, 2, ... in append order) is returned."""
+        position = len(self)
+        self._held.append(record)
+        if len(self._held) > self._spill_after:
+            self._spill()
+        return position
+
+    def get(self, position: int) -> T:
+        """The record at ``position``, held or read back (for the rare look-back)."""
+        spilled = len(self._offsets) - 1
+        if position >= spilled:
+            return self._held[position - spilled]
+        if self._buffer:
+            self._flush()
+        assert self._file is not None
+        start = self._offsets[position]
+        length = self._offsets[position + 1] - start
+        try:
+            data = os.pread(self._file.fileno(), length, start)
+        except OSError as error:
+            raise _spill_error(error) from error
+        return self._codec.decode(marshal.loads(data))
+
+    def _spill(self) -> None:
+        """Encode every held record to the buffer, writing it out when it is full."""
+        encode = self._codec.encode
+        offsets = self._offsets
+        buffer = self._buffer
+        end = offsets[-1]
+        for record in self._held:
+            row = marshal.dumps(encode(record))
+            buffer.append(row)
+            end += len(row)
+            offsets.append(end)
+            self._buffered += len(row)
+        self._held.clear()
+        if self._buffered >= WRITE_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = b"".join(self._buffer)
+        if self._file is None:
+            self._file = _temporary_file(data)
+        else:
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError as error:
+                raise _spill_error(error) from error
+        self._buffer.clear()
+        self._buffered = 0
+
+    @property
+    def spilled(self) -> bool:
+        return len(self._offsets) > 1
+
+    def seal(self, order: Sequence[int] | None = None) -> Sequence[T]:
+        """Every record, in append order or in ``order`` (positions in append order;
+        it may leave records out). A tuple when nothing went to disk; the store
+        is spent afterwards.
+        """
+        if not self.spilled:
+            held = self._held
+            self._held = []
+            return tuple(held) if order is None else tuple(held[index] for index in order)
+        self._spill()
+        self._flush()
+        assert self._file is not None
+        spilled = SpilledRecords(self._file, self._offsets, order, self._codec)
+        self._file = None
+        self._offsets = array("q", [0])
+        return spilled
+
+
+class _ReadOnlyRecords(Sequence[T]):
+    """Indexing shared by the lazy sequences: ``_item`` reads one record by index."""
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            # A slice is what reports show (the first rows): small, so a tuple.
+            return tuple(self._item(position) for position in range(*index.indices(len(self))))
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError("record index out of range")
+        return self._item(index)
+
+
+class SpilledRecords(_ReadOnlyRecords[T]):
+    """A read-only sequence of records decoded from a temporary file when asked."""
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        offsets: array[int],
+        order: Iterable[int] | None,
+        codec: Codec[T],
+    ) -> None:
+        self._file = file
+        self._descriptor = file.fileno()
+        self._offsets = offsets
+        # None: file order. Kept as 8-byte integers, never as a list of ints.
+        self._order = None if order is None else array("q", order)
+        self._codec = codec
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1 if self._order is None else len(self._order)
+
+    def _read(self, position: int) -> T:
+        start = self._offsets[position]
+        length = self._offsets[position + 1] - start
+        try:
+            data = os.pread(self._descriptor, length, start)
+        except OSError as error:
+            raise _spill_error(error) from error
+        return self._codec.decode(marshal.loads(data))
+
+    def _item(self, index: int) -> T:
+        return self._read(index if self._order is None else self._order[index])
+
+    def __iter__(self) -> Iterator[T]:
+        if self._order is None:
+            return self._iter_file_order()
+        return (self._read(position) for position in self._order)
+
+    def _iter_file_order(self) -> Iterator[T]:
+        """Sequential reads of about a megabyte, cut into rows."""
+        offsets = self._offsets
+        decode = self._codec.decode
+        count = len(self)
+        position = 0
+        while position < count:
+            start = offsets[position]
+            last = position + 1
+            while last < count and offsets[last + 1] - start <= (1 << 20):
+                last += 1
+            try:
+                block = os.pread(self._descriptor, offsets[last] - start, start)
+            except OSError as error:
+                raise _spill_error(error) from error
+            view = memoryview(block)
+            for index in range(position, last):
+                row = view[offsets[index] - start : offsets[index + 1] - start]
+                yield decode(marshal.loads(row))
+            position = last
+
+    def __eq__(self, other: object) -> bool:
+        # An Analysis compares its fields: a spilled list equals the tuple
+        # the in-memory path gives for the same capture.
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            mine == theirs for mine, theirs in zip(self, other, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SpilledRecords({len(self)} records)"
+
+    def decoded_by(self, codec: Codec[Any]) -> SpilledRecords[Any]:
+        """The same rows read through another codec (which must read the stored rows)."""
+        return SpilledRecords(self._file, self._offsets, self._order, codec)
+
+    def file_bytes(self) -> bytes:
+        try:
+            return os.pread(self._descriptor, self._offsets[-1], 0)
+        except OSError as error:
+            raise _spill_error(error) from error
+
+    def __reduce__(self) -> tuple[Callable[..., SpilledRecords[T]], tuple[Any, ...]]:
+        order = None if self._order is None else self._order.tobytes()
+        return (
+            _restore_spilled,
+            (self.file_bytes(), self._offsets.tobytes(), order, self._codec),
+        )
+
+
+def _restore_spilled(
+    data: bytes, offsets: bytes, order: bytes | None, codec: Codec[T]
+) -> SpilledRecords[T]:
+    """The other end of ``SpilledRecords.__reduce__``: the rows in a new temporary file."""
+    file = _temporary_file(data)
+    offset_array = array("q")
+    offset_array.frombytes(offsets)
+    order_array = None
+    if order is not None:
+        order_array = array("q")
+        order_array.frombytes(order)
+    return SpilledRecords(file, offset_array, order_array, codec)
+
+
+class Reordered(_ReadOnlyRecords[T]):
+    """``records`` seen in another order (``positions``), read one by one when asked.
+
+    For orders the reports want ("largest first") over spilled records: only
+    8 bytes a record are held, never the records.
+    """
+
+    def __init__(self, records: Sequence[T], positions: Iterable[int]) -> None:
+        self._records = records
+        self._positions = array("q", positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def _item(self, index: int) -> T:
+        return self._records[self._positions[index]]
+
+
+# -- codecs of the analysis records ------------------------------------------
+
+_STREAM_FIELDS = TcpStream.__slots__
+_TIMELINE = _STREAM_FIELDS.index("timeline")
+_RTT_STATS = _STREAM_FIELDS.index("rtt_ms")
+_RTT_SAMPLES = _STREAM_FIELDS.index("rtt_samples")
+_SEQ_POINTS = _STREAM_FIELDS.index("seq_points")
+# One C call reads every field (a getattr per field was most of encode's time).
+_stream_values = operator.attrgetter(*_STREAM_FIELDS)
+
+
+class TcpStreamCodec(Codec[TcpStream]):
+    """A ``TcpStream`` as a tuple of its fields in slot order, nested records as tuples."""
+
+    def encode(self, record: TcpStream) -> Any:
+        row = list(_stream_values(record))
+        row[_TIMELINE] = tuple(
+            (entry.frame, entry.t_ms, entry.dir, entry.flags, entry.seq, entry.ack, entry.len)
+            for entry in record.timeline
+        )
+        stats = record.rtt_ms
+        row[_RTT_STATS] = (stats.samples, stats.min, stats.median, stats.max, stats.karn_excluded)
+        row[_RTT_SAMPLES] = tuple(
+            (sample.frame, sample.t_ms, sample.rtt_ms, sample.dir) for sample in record.rtt_samples
+        )
+        row[_SEQ_POINTS] = tuple(
+            (point.frame, point.t_ms, point.dir, point.seq, point.len, point.kind)
+            for point in record.seq_points
+        )
+        return tuple(row)
+
+    def decode(self, row: Any) -> TcpStream:
+        values = list(row)
+        values[_TIMELINE] = tuple([TimelineEntry(*entry) for entry in values[_TIMELINE]])
+        values[_RTT_STATS] = RttSampleStats(*values[_RTT_STATS])
+        values[_RTT_SAMPLES] = tuple([RttSample(*sample) for sample in values[_RTT_SAMPLES]])
+        values[_SEQ_POINTS] = tuple([SeqPoint(*point) for point in values[_SEQ_POINTS]])
+        return TcpStream(*values)
+
+
+class FindingCodec(Codec[Finding]):
+    def encode(self, record: Finding) -> Any:
+        return (
+            record.severity,
+            record.code,
+            record.message,
+            record.hint,
+            record.stream,
+            record.frames,
+        )
+
+    def decode(self, row: Any) -> Finding:
+        return Finding(*row)
+
+
+# An ICMP echo request as the tracker leaves it: family, request frame, reply
+# frame (None when unanswered), source and destination addresses (packed),
+# identifier, sequence number, request and reply times (epoch ns).
+EchoRow = tuple[str, int, "int | None", bytes, bytes, int, int, int, int]
+
+
+class EchoRowCodec(Codec[IcmpEcho]):
+    """Reads an ``EchoRow`` as the ``IcmpEcho`` record, times relative to ``origin_ns``."""
+
+    def __init__(self, origin_ns: int) -> None:
+        self.origin_ns = origin_ns
+
+    def decode(self, row: Any) -> IcmpEcho:
+        family, frame, reply_frame, source, destination, identifier, sequence, ts, reply_ts = row
+        return IcmpEcho(
+            family=family,
+            frame_req=frame,
+            frame_rep=reply_frame,
+            src=format_addr(source),
+            dst=format_addr(destination),
+            id=identifier,
+            seq=sequence,
+            rtt_ms=None if reply_frame is None else (reply_ts - ts) / 1e6,
+            t_req_ms=(ts - self.origin_ns) / 1e6,
+        )
+
+
+_error_values = operator.attrgetter(*IcmpError.__slots__)
+
+
+class IcmpErrorCodec(Codec[IcmpError]):
+    """An ``IcmpError`` as the tuple of its fields (all plain values)."""
+
+    def encode(self, record: IcmpError) -> Any:
+        return _error_values(record)
+
+    def decode(self, row: Any) -> IcmpError:
+        return IcmpError(*row)
