@@ -10,6 +10,7 @@ random bytes under every link type must never raise.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import socket
 import struct
@@ -23,6 +24,7 @@ from conftest import corpus_files, load_truth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import netdiag
 from netdiag.analysis import decode as decode_module
 from netdiag.analysis.addr import format_addr, format_endpoint
 from netdiag.analysis.decode import Decoder
@@ -88,16 +90,56 @@ def test_corpus_decode_agrees_with_tshark(capture: Path) -> None:
 ETHERNET_CORPUS = [path for path in CORPUS if load_truth(path)["header"].get("linktype") == 1]
 
 
+def packet_fields() -> list[str]:
+    """Every attribute ``DecodedPacket.__init__`` sets, read from packet.py's source.
+
+    Not ``DecodedPacket.__slots__``: compiled by mypyc (``_compiled.py``) the
+    class is native and has none.
+    """
+    # netdiag/analysis/packet.py (the compiled module's __file__ is under build/)
+    source = (Path(netdiag.__file__).parent / "analysis" / "packet.py").read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "DecodedPacket":
+            init = next(
+                item
+                for item in node.body
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__"
+            )
+            return [
+                target.attr
+                for statement in ast.walk(init)
+                if isinstance(statement, (ast.Assign, ast.AnnAssign))
+                for target in (
+                    statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                )
+                if isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+            ]
+    raise AssertionError("no DecodedPacket.__init__ in packet.py")
+
+
+def test_packet_fields_are_every_attribute() -> None:
+    fields = packet_fields()
+    assert len(fields) == len(set(fields)) >= 28
+    packet = DecodedPacket(1, 2, FrameClass.IPV4)
+    assert all(hasattr(packet, name) for name in fields)
+    # In pure Python, __slots__ lists exactly these (so nothing is left unset).
+    slots = getattr(DecodedPacket, "__slots__", None)
+    assert slots is None or sorted(slots) == sorted(fields)
+
+
 @pytest.mark.parametrize("capture", ETHERNET_CORPUS, ids=[p.name for p in ETHERNET_CORPUS])
 def test_hot_path_equals_general_path(capture: Path) -> None:
     """``decode`` writes Ethernet/IPv4/TCP out inline; the general path must agree."""
     decoder, general = Decoder(), Decoder()
+    fields = packet_fields()
     with CaptureReader(capture) as reader:
         for frame in reader:
             fast = decoder.decode(frame)
             slow = DecodedPacket(frame.number, frame.ts_ns, FrameClass.UNDECODABLE)
             slow.frame_class = general._ethernet(slow, frame.data, 0, 0)
-            for name in DecodedPacket.__slots__:
+            for name in fields:
                 assert getattr(fast, name) == getattr(slow, name), (frame.number, name)
 
 

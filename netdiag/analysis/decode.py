@@ -40,38 +40,38 @@ from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame
 from netdiag.analysis.reader import LINKTYPE_NONE
 
 # Precompiled header layouts (network byte order unless said otherwise).
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_U32_LE = struct.Struct("<I")
-_U16_LE = struct.Struct("<H")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_U32_LE: Final = struct.Struct("<I")
+_U16_LE: Final = struct.Struct("<H")
 # version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol, checksum, src, dst
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload length, next header, hop limit, src, dst
-_IPV6 = struct.Struct("!IHBB16s16s")
+_IPV6: Final = struct.Struct("!IHBB16s16s")
 # ports, seq, ack, data offset, flags, window
-_TCP = struct.Struct("!HHIIBBH")
+_TCP: Final = struct.Struct("!HHIIBBH")
 # The hot path's view of Ethernet + option-less IPv4 + TCP from the ethertype
 # on: ethertype, version/IHL and TOS as one 32-bit number, total length,
 # (id), flags/fragment offset, TTL, protocol, (checksum), src, dst, then TCP.
-_FAST_ETHERNET_IPV4_TCP = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
-_PORTS = struct.Struct("!HH")
+_FAST_ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
+_PORTS: Final = struct.Struct("!HH")
 # type, code, checksum, identifier, sequence (echo) / unused+MTU (errors)
-_ICMP = struct.Struct("!BBHHH")
-_ARP = struct.Struct("!HHBBH")  # hardware type, protocol type, hlen, plen, opcode
+_ICMP: Final = struct.Struct("!BBHHH")
+_ARP: Final = struct.Struct("!HHBBH")  # hardware type, protocol type, hlen, plen, opcode
 
-_IPV4_CLASS = FrameClass.IPV4
-_IPV6_CLASS = FrameClass.IPV6
-_UNDECODABLE = FrameClass.UNDECODABLE
-_OTHER = FrameClass.OTHER
-_ARP_CLASS = FrameClass.ARP
+_IPV4_CLASS: Final = FrameClass.IPV4
+_IPV6_CLASS: Final = FrameClass.IPV6
+_UNDECODABLE: Final = FrameClass.UNDECODABLE
+_OTHER: Final = FrameClass.OTHER
+_ARP_CLASS: Final = FrameClass.ARP
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
 ETH_ARP: Final = 0x0806
 ETH_IPV6: Final = 0x86DD
-ETH_VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+ETH_VLAN_TYPES: Final = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 ETH_PPPOE_SESSION: Final = 0x8864
-ETH_MPLS = frozenset((0x8847, 0x8848))
+ETH_MPLS: Final = frozenset((0x8847, 0x8848))
 ETH_TRANSPARENT_BRIDGING: Final = 0x6558
 ETH_ERSPAN_2: Final = 0x88BE
 ETH_ERSPAN_3: Final = 0x22EB
@@ -90,7 +90,7 @@ PROTO_AH: Final = 51
 PROTO_ICMPV6: Final = 58
 PROTO_IPCOMP: Final = 108
 # IPv6 extension headers walked to the upper-layer protocol (fragment handled apart).
-_IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))
+_IPV6_EXTENSIONS: Final = frozenset((0, 43, 60, 135, 139, 140))
 IPV6_FRAGMENT: Final = 44
 
 UDP_VXLAN: Final = 4789
@@ -98,8 +98,8 @@ UDP_GTP_U: Final = 2152
 UDP_L2TP: Final = 1701
 
 # ICMP errors quoting the offending packet's header.
-_ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
-_ICMPV6_ERRORS = frozenset((1, 2, 3, 4))
+_ICMP_ERRORS: Final = frozenset((3, 4, 5, 11, 12))
+_ICMPV6_ERRORS: Final = frozenset((1, 2, 3, 4))
 
 # Encapsulations nested deeper than this are not followed (malicious input).
 MAX_DEPTH: Final = 8
@@ -116,7 +116,7 @@ REASSEMBLY_TIMEOUT_FRAMES: Final = 100_000
 
 # BSD loopback address families meaning IPv6 on the various systems.
 _AF_INET: Final = 2
-_AF_INET6 = frozenset((10, 24, 28, 30))
+_AF_INET6: Final = frozenset((10, 24, 28, 30))
 
 
 class _Datagram:
@@ -279,11 +279,17 @@ class Decoder:
     # -- entry point -----------------------------------------------------------
 
     def decode(self, frame: RawFrame) -> DecodedPacket:
-        data = frame.data
-        packet = DecodedPacket(frame.number, frame.ts_ns, _UNDECODABLE)
-        if frame.caplen < frame.wirelen:
+        return self.decode_record(
+            frame.number, frame.ts_ns, frame.linktype, frame.caplen, frame.wirelen, frame.data
+        )
+
+    def decode_record(
+        self, number: int, ts_ns: int, linktype: int, caplen: int, wirelen: int, data: bytes
+    ) -> DecodedPacket:
+        """``decode`` of a frame given as the fields of its ``RawFrame`` (no object built)."""
+        packet = DecodedPacket(number, ts_ns, _UNDECODABLE)
+        if caplen < wirelen:
             self._truncated += 1
-        linktype = frame.linktype
         if linktype == 1 and len(data) >= 54:
             # The hot path, written out: Ethernet, IPv4 without options, an
             # unfragmented TCP segment whose header was captured, read with one
@@ -338,9 +344,9 @@ class Decoder:
         if linktype == 1:
             klass = self._ethernet(packet, data, 0, 0)
         else:
-            link_decoder = self._link_decoders.get(frame.linktype)
+            link_decoder = self._link_decoders.get(linktype)
             if link_decoder is None:
-                klass = _OTHER if frame.linktype in _KNOWN_NON_IP_LINKS else _UNDECODABLE
+                klass = _OTHER if linktype in _KNOWN_NON_IP_LINKS else _UNDECODABLE
             else:
                 klass = link_decoder(packet, data)
         packet.frame_class = klass
@@ -927,7 +933,7 @@ class Decoder:
 # frames are "other", not undecodable. Prism and AVS radio headers, PPI,
 # Bluetooth HCI (two kinds) and LE, netlink, USB (two kinds), 802.15.4 (two
 # kinds), SocketCAN.
-_KNOWN_NON_IP_LINKS = frozenset((119, 163, 192, 187, 201, 251, 253, 220, 189, 195, 215, 227))
+_KNOWN_NON_IP_LINKS: Final = frozenset((119, 163, 192, 187, 201, 251, 253, 220, 189, 195, 215, 227))
 
 
 def _snap_ethertype(data: bytes, offset: int) -> int:

@@ -26,12 +26,11 @@ later sections, and end silently at a cut-short record. Here:
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Final, Literal
@@ -86,30 +85,12 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 
 
-# Building a frozen dataclass through its __init__ costs about 0.7 us (one
-# object.__setattr__ per field); the reader makes one per packet, so on the hot
-# path it fills RawFrame's slots through their descriptors instead (about half).
-# Only while RawFrame has exactly these slots: otherwise the normal constructor
-# (as when packet.py is compiled by mypyc: a native class has no __slots__).
-# vars(), not RawFrame.__dict__, which mypyc refuses to compile.
-_RAW_FRAME_FIELDS = ("number", "ts_ns", "linktype", "caplen", "wirelen", "data", "interface")
-_FAST_FRAMES = (
-    tuple(field.name for field in dataclasses.fields(RawFrame)) == _RAW_FRAME_FIELDS
-    and getattr(RawFrame, "__slots__", None) == _RAW_FRAME_FIELDS
-)
-
-
-def _slot_setter(name: str) -> Callable[[RawFrame, object], None]:
-    descriptor = vars(RawFrame).get(name) if _FAST_FRAMES else None
-    setter: Callable[[RawFrame, object], None] | None = getattr(descriptor, "__set__", None)
-    return setter if setter is not None else _no_setter
-
-
-def _no_setter(frame: RawFrame, value: object) -> None:
-    raise AssertionError("RawFrame slots changed: the reader uses the constructor")
-
-
-_FRAME_SETTERS = tuple(_slot_setter(name) for name in _RAW_FRAME_FIELDS)
+# One record as the reader produces it: number, ts_ns, linktype, caplen,
+# wirelen, data, interface (RawFrame's fields, in its order). The analysis pass
+# takes these plain tuples (``CaptureReader.records``); iterating the reader
+# wraps each in a RawFrame. A frozen dataclass costs about 0.7 us to build (one
+# object.__setattr__ per field), more than the rest of the record's reading.
+Record = tuple[int, int, int, int, int, bytes, int]
 
 
 @dataclass(slots=True)
@@ -376,6 +357,11 @@ class CaptureReader:
     # -- iteration -------------------------------------------------------------
 
     def __iter__(self) -> Iterator[RawFrame]:
+        for record in self.records():
+            yield RawFrame(*record)
+
+    def records(self) -> Iterator[Record]:
+        """The frames as plain ``Record`` tuples (the analysis pass's hot path)."""
         self._reset_state()
         self._iterations += 1
         if self._file_size is not None:
@@ -389,10 +375,10 @@ class CaptureReader:
         self._position = 0
         if self._format == "pcap":
             self._add_link_type(self._pcap_linktype)
-            return self._iter_pcap()
-        return self._iter_pcapng()
+            return self._pcap_records()
+        return self._pcapng_records()
 
-    def _iter_pcap(self) -> Iterator[RawFrame]:
+    def _pcap_records(self) -> Iterator[Record]:
         unpack_record = _PCAP_RECORD[self._byte_order].unpack_from
         record_size = self._pcap_record_size
         linktype = self._pcap_linktype
@@ -405,11 +391,6 @@ class CaptureReader:
         buffer = self._buffer
         buffer_length = len(buffer)
         position = self._position
-        fast = _FAST_FRAMES
-        new_frame = object.__new__
-        (set_number, set_ts, set_linktype, set_caplen, set_wirelen, set_data, set_interface) = (
-            _FRAME_SETTERS
-        )
         try:
             while True:
                 if buffer_length - position < record_size:
@@ -470,18 +451,7 @@ class CaptureReader:
                         self._first_truncated = number
                 captured_bytes += caplen
                 position = end
-                if fast:
-                    frame: RawFrame = new_frame(RawFrame)
-                    set_number(frame, number)
-                    set_ts(frame, ts_ns)
-                    set_linktype(frame, linktype)
-                    set_caplen(frame, caplen)
-                    set_wirelen(frame, wirelen)
-                    set_data(frame, buffer[start:end])
-                    set_interface(frame, 0)
-                    yield frame
-                else:
-                    yield RawFrame(number, ts_ns, linktype, caplen, wirelen, buffer[start:end], 0)
+                yield (number, ts_ns, linktype, caplen, wirelen, buffer[start:end], 0)
         finally:
             self._frames = number
             self._captured_bytes = captured_bytes
@@ -490,11 +460,11 @@ class CaptureReader:
 
     # -- pcapng --------------------------------------------------------------------
 
-    def _iter_pcapng(self) -> Iterator[RawFrame]:
-        yield from self._pcapng_frames()
+    def _pcapng_records(self) -> Iterator[Record]:
+        yield from self._pcapng_blocks()
         self._finished = True  # not reached when the consumer stops early
 
-    def _pcapng_frames(self) -> Iterator[RawFrame]:
+    def _pcapng_blocks(self) -> Iterator[Record]:
         byte_order: Literal["little", "big"] = self._byte_order
         prefix = "<" if byte_order == "little" else ">"
         header_struct = struct.Struct(prefix + "II")
@@ -504,11 +474,6 @@ class CaptureReader:
         interfaces: list[_Interface] = []
         number = 0
         last_ts = 0
-        fast = _FAST_FRAMES
-        new_frame = object.__new__
-        (set_number, set_ts, set_linktype, set_caplen, set_wirelen, set_data, set_interface) = (
-            _FRAME_SETTERS
-        )
         try:
             while True:
                 buffer = self._buffer
@@ -576,7 +541,7 @@ class CaptureReader:
                     self._untimed_frames += 1
                     self._frames = number
                     self._captured_bytes += len(data)
-                    yield RawFrame(number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0)
+                    yield (number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0)
                     continue
                 # A packet block.
                 timed = True
@@ -632,26 +597,15 @@ class CaptureReader:
                         self._first_truncated = number
                 self._captured_bytes += caplen
                 self._frames = number
-                if fast:
-                    frame: RawFrame = new_frame(RawFrame)
-                    set_number(frame, number)
-                    set_ts(frame, last_ts)
-                    set_linktype(frame, interface.linktype)
-                    set_caplen(frame, caplen)
-                    set_wirelen(frame, wirelen)
-                    set_data(frame, buffer[data_start : data_start + caplen])
-                    set_interface(frame, interface_id)
-                    yield frame
-                else:
-                    yield RawFrame(
-                        number,
-                        last_ts,
-                        interface.linktype,
-                        caplen,
-                        wirelen,
-                        buffer[data_start : data_start + caplen],
-                        interface_id,
-                    )
+                yield (
+                    number,
+                    last_ts,
+                    interface.linktype,
+                    caplen,
+                    wirelen,
+                    buffer[data_start : data_start + caplen],
+                    interface_id,
+                )
         except _DamagedBlockError as damage:
             self._stop(
                 f"damaged pcapng block at byte {block_offset} after frame {number} "

@@ -116,7 +116,7 @@ MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
 MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
 
-SYN_ACK = SYN | ACK
+SYN_ACK: Final = SYN | ACK
 
 # Zeek history letters as bits of a per-flow mask (each letter once per side);
 # the letter is upper case for the originator, lower case for the responder.
@@ -144,7 +144,7 @@ HISTORY_LETTERS = {
     HISTORY_INCONSISTENT: "I",
     HISTORY_SYN_FIN: "Q",
 }
-SYN_FIN_RST = SYN | FIN | RST
+SYN_FIN_RST: Final = SYN | FIN | RST
 
 
 def _seq_lt(x: int, y: int) -> bool:
