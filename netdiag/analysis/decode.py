@@ -295,7 +295,22 @@ class Decoder:
             # unfragmented TCP segment whose header was captured, read with one
             # unpack. Anything else (or any doubt) falls through to the general
             # path below, which gives the same result more slowly; nothing is
-            # set on the packet before the checks pass.
+            # set on the packet before the checks pass. The annotations make
+            # mypyc keep the fields as native ints (unpack_from returns Any).
+            ethertype_version: int
+            total_length: int
+            flags_fragment: int
+            ttl: int
+            protocol: int
+            source: bytes
+            destination: bytes
+            sport: int
+            dport: int
+            seq: int
+            ack: int
+            data_offset: int
+            flags: int
+            window: int
             (
                 ethertype_version,
                 total_length,

@@ -391,6 +391,11 @@ class CaptureReader:
         buffer = self._buffer
         buffer_length = len(buffer)
         position = self._position
+        # Native ints under mypyc (unpack_from returns Any).
+        seconds: int
+        fraction: int
+        caplen: int
+        wirelen: int
         try:
             while True:
                 if buffer_length - position < record_size:

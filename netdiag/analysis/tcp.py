@@ -42,7 +42,6 @@ from __future__ import annotations
 import operator
 import random
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -346,8 +345,11 @@ class _Flow:
         self.lastsegmentflags = 0
         # Unacknowledged segments, oldest first. While ``contiguous`` holds
         # (each segment starts where the previous ended), an ACK can only
-        # remove a prefix, which keeps the per-ACK cost small.
-        self.segments: deque[_Segment] = deque()
+        # remove a prefix, which keeps the per-ACK cost small. A list, not a
+        # deque: mypyc indexes and appends to lists natively, while every deque
+        # operation is a method call by name; flights are short, so deleting a
+        # prefix (a memmove of pointers) costs less than that.
+        self.segments: list[_Segment] = []
         self.contiguous = True
         self.packets = 0
         self.bytes = 0
@@ -401,17 +403,25 @@ def _cover(flow: _Flow, relative_seq: int, length: int) -> None:
     flow.covered = merged
 
 
-@dataclass(slots=True)
 class _Event:
-    """A timeline packet kept as seen; direction is resolved when roles are final."""
+    """A timeline packet kept as seen; direction is resolved when roles are final.
 
-    frame: int
-    ts: int
-    flow: int  # 0 or 1
-    flags: int
-    seq: int
-    ack: int
-    length: int
+    A plain class, not a dataclass: compiled by mypyc, a dataclass is built
+    through the interpreted ``__init__`` that ``dataclasses`` generates.
+    """
+
+    __slots__ = ("ack", "flags", "flow", "frame", "length", "seq", "ts")
+
+    def __init__(
+        self, frame: int, ts: int, flow: int, flags: int, seq: int, ack: int, length: int
+    ) -> None:
+        self.frame = frame
+        self.ts = ts
+        self.flow = flow  # 0 or 1
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.length = length
 
 
 class _Conversation:
@@ -603,7 +613,9 @@ class TcpTracker:
                 if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
                     conversation.first_rtt = ts - conversation.mru_syn_ts
                 forward.is_first_ack = False
-            if options and b"\x03\x03" in options:  # a window-scale option outside a SYN
+            # A window-scale option outside a SYN. find(), not "in": bytes.__contains__
+            # first tries its operand as an int, raising and clearing a TypeError.
+            if options and options.find(b"\x03\x03") >= 0:
                 shift = window_scale(options)
                 if shift is not None:
                     forward.win_scale = shift
@@ -847,16 +859,21 @@ class TcpTracker:
         unacked = reverse.segments
         if unacked:
             if reverse.contiguous:
-                # pop while not GT_SEQ(nextseq, ack)
-                while unacked and (ack - unacked[0].nextseq) & MASK32 < HALF32:
-                    segment = unacked.popleft()
+                # drop the prefix while not GT_SEQ(nextseq, ack)
+                count = len(unacked)
+                done = 0
+                while done < count and (ack - unacked[done].nextseq) & MASK32 < HALF32:
+                    segment = unacked[done]
+                    done += 1
                     if segment.nextseq == ack:
                         acked = segment
                         matches = 1
+                if done:
+                    del unacked[:done]
                 if unacked and _seq_gt(ack, unacked[0].seq):
                     unacked[0].seq = ack
             else:
-                kept: deque[_Segment] = deque()
+                kept: list[_Segment] = []
                 for segment in unacked:
                     segment_end = segment.nextseq
                     if ack == segment_end:
