@@ -279,18 +279,36 @@ class Decoder:
     # -- entry point -----------------------------------------------------------
 
     def decode(self, frame: RawFrame) -> DecodedPacket:
+        data = frame.data
         return self.decode_record(
-            frame.number, frame.ts_ns, frame.linktype, frame.caplen, frame.wirelen, frame.data
+            frame.number,
+            frame.ts_ns,
+            frame.linktype,
+            frame.caplen,
+            frame.wirelen,
+            data,
+            0,
+            len(data),
         )
 
     def decode_record(
-        self, number: int, ts_ns: int, linktype: int, caplen: int, wirelen: int, data: bytes
+        self,
+        number: int,
+        ts_ns: int,
+        linktype: int,
+        caplen: int,
+        wirelen: int,
+        buffer: bytes,
+        start: int,
+        end: int,
     ) -> DecodedPacket:
-        """``decode`` of a frame given as the fields of its ``RawFrame`` (no object built)."""
+        """``decode`` of a frame given as the fields of its ``RawFrame``, its bytes being
+        ``buffer[start:end]`` (the reader's buffer: the hot path copies no frame)."""
         packet = DecodedPacket(number, ts_ns, _UNDECODABLE)
         if caplen < wirelen:
             self._truncated += 1
-        if linktype == 1 and len(data) >= 54:
+        captured = end - start
+        if linktype == 1 and captured >= 54:
             # The hot path, written out: Ethernet, IPv4 without options, an
             # unfragmented TCP segment whose header was captured, read with one
             # unpack. Anything else (or any doubt) falls through to the general
@@ -326,7 +344,7 @@ class Decoder:
                 data_offset,
                 flags,
                 window,
-            ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(data, 12)
+            ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(buffer, start + 12)
             if (
                 ethertype_version >> 8 == 0x080045  # IPv4, header without options
                 and protocol == PROTO_TCP
@@ -334,7 +352,7 @@ class Decoder:
                 and total_length >= 40
             ):
                 header_length = (data_offset >> 4) << 2
-                captured_end = min(14 + total_length, len(data))
+                captured_end = min(14 + total_length, captured)
                 if header_length >= 20 and 34 + header_length <= captured_end:
                     packet.frame_class = _IPV4_CLASS
                     packet.link_header_len = 14
@@ -350,12 +368,13 @@ class Decoder:
                     packet.tcp_flags = flags
                     packet.window = window
                     if header_length > 20:
-                        packet.tcp_options = data[54 : 34 + header_length]
+                        packet.tcp_options = buffer[start + 54 : start + 34 + header_length]
                     payload = total_length - 20 - header_length
                     if payload > 0:
                         packet.payload_len = payload
                     self._fast_ipv4 += 1
                     return packet
+        data = buffer if start == 0 and end == len(buffer) else buffer[start:end]
         if linktype == 1:
             klass = self._ethernet(packet, data, 0, 0)
         else:

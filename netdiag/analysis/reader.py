@@ -86,11 +86,13 @@ _PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 
 
 # One record as the reader produces it: number, ts_ns, linktype, caplen,
-# wirelen, data, interface (RawFrame's fields, in its order). The analysis pass
-# takes these plain tuples (``CaptureReader.records``); iterating the reader
-# wraps each in a RawFrame. A frozen dataclass costs about 0.7 us to build (one
-# object.__setattr__ per field), more than the rest of the record's reading.
-Record = tuple[int, int, int, int, int, bytes, int]
+# wirelen, buffer, start, interface, the frame's bytes being
+# buffer[start:start + caplen] (RawFrame's fields, data left in the reader's
+# buffer). The analysis pass takes these plain tuples (``CaptureReader.records``)
+# and copies no frame; iterating the reader wraps each in a RawFrame. A frozen
+# dataclass costs about 0.7 us to build (one object.__setattr__ per field),
+# more than the rest of the record's reading.
+Record = tuple[int, int, int, int, int, bytes, int, int]
 
 
 @dataclass(slots=True)
@@ -357,8 +359,9 @@ class CaptureReader:
     # -- iteration -------------------------------------------------------------
 
     def __iter__(self) -> Iterator[RawFrame]:
-        for record in self.records():
-            yield RawFrame(*record)
+        for number, ts_ns, linktype, caplen, wirelen, buffer, start, interface in self.records():
+            data = buffer[start : start + caplen]
+            yield RawFrame(number, ts_ns, linktype, caplen, wirelen, data, interface)
 
     def records(self) -> Iterator[Record]:
         """The frames as plain ``Record`` tuples (the analysis pass's hot path)."""
@@ -456,7 +459,7 @@ class CaptureReader:
                         self._first_truncated = number
                 captured_bytes += caplen
                 position = end
-                yield (number, ts_ns, linktype, caplen, wirelen, buffer[start:end], 0)
+                yield (number, ts_ns, linktype, caplen, wirelen, buffer, start, 0)
         finally:
             self._frames = number
             self._captured_bytes = captured_bytes
@@ -546,7 +549,7 @@ class CaptureReader:
                     self._untimed_frames += 1
                     self._frames = number
                     self._captured_bytes += len(data)
-                    yield (number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0)
+                    yield (number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0, 0)
                     continue
                 # A packet block.
                 timed = True
@@ -608,7 +611,8 @@ class CaptureReader:
                     interface.linktype,
                     caplen,
                     wirelen,
-                    buffer[data_start : data_start + caplen],
+                    buffer,
+                    data_start,
                     interface_id,
                 )
         except _DamagedBlockError as damage:

@@ -34,12 +34,14 @@ def scan_frames(
     """Every frame of ``reader`` to its tracker; the first non-zero timestamp (ns), if any."""
     stream_of = tcp.stream_of
     origin_ns: int | None = None
-    for number, ts_ns, linktype, caplen, wirelen, data, _interface in reader.records():
+    for number, ts_ns, linktype, caplen, wirelen, buffer, start, _interface in reader.records():
         if origin_ns is None and ts_ns:
             origin_ns = ts_ns
         # Methods called on the objects, not cached as bound methods: compiled,
         # that is a direct C call.
-        packet = decoder.decode_record(number, ts_ns, linktype, caplen, wirelen, data)
+        packet = decoder.decode_record(
+            number, ts_ns, linktype, caplen, wirelen, buffer, start, start + caplen
+        )
         protocol = packet.proto
         if protocol == PROTO_TCP:
             # l4_truncated first: the call is skipped for nearly every packet.
