@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Final
 
 from netdiag.analysis.model import DecodeCounts
-from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame
+from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame, TcpFields
 from netdiag.analysis.reader import LINKTYPE_NONE
 
 # Precompiled header layouts (network byte order unless said otherwise).
@@ -64,6 +64,7 @@ _IPV6_CLASS: Final = FrameClass.IPV6
 _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
+_NOT_FAST: Final[TcpFields] = (False, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -233,6 +234,26 @@ def _assemble(pieces: list[tuple[int, int, bytes]], total: int) -> bytes:
     return bytes(buffer[: min(total, captured_until)])
 
 
+def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
+    """The DecodedPacket of a frame ``Decoder.fast_tcp_fields`` took."""
+    packet = DecodedPacket(number, ts_ns, _IPV4_CLASS)
+    packet.link_header_len = 14
+    packet.ip_version = 4
+    packet.proto = PROTO_TCP
+    packet.src = fields[1]
+    packet.dst = fields[2]
+    packet.ttl = fields[3]
+    packet.sport = fields[4]
+    packet.dport = fields[5]
+    packet.seq = fields[6]
+    packet.ack = fields[7]
+    packet.tcp_flags = fields[8]
+    packet.window = fields[9]
+    packet.payload_len = fields[10]
+    packet.tcp_options = fields[11]
+    return packet
+
+
 class Decoder:
     """Stateful decoder of one capture: fragment reassembly and classification counts."""
 
@@ -280,18 +301,95 @@ class Decoder:
 
     def decode(self, frame: RawFrame) -> DecodedPacket:
         data = frame.data
-        return self.decode_record(
-            frame.number,
-            frame.ts_ns,
-            frame.linktype,
-            frame.caplen,
-            frame.wirelen,
-            data,
-            0,
-            len(data),
+        caplen = frame.caplen
+        wirelen = frame.wirelen
+        if frame.linktype == 1:
+            fields = self.fast_tcp_fields(caplen, wirelen, data, 0, len(data))
+            if fields[0]:
+                return _fast_packet(frame.number, frame.ts_ns, fields)
+        return self.decode_general(
+            frame.number, frame.ts_ns, frame.linktype, caplen, wirelen, data, 0, len(data)
         )
 
-    def decode_record(
+    def fast_tcp_fields(
+        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+    ) -> TcpFields:
+        """The hot path: an Ethernet frame (``buffer[start:end]``) carrying IPv4 without
+        options and an unfragmented TCP segment whose header was captured, read with one
+        unpack, or ``_NOT_FAST`` (first item False) for anything else or any doubt.
+
+        When the first item is True, the frame is decoded and counted (its class
+        is IPv4, link header 14 bytes, proto TCP, not tunnelled): the analysis pass
+        gives the fields straight to the TCP tracker, ``decode`` fills a
+        ``DecodedPacket`` with them. Otherwise nothing is counted, and the general
+        path gives the same result more slowly.
+        """
+        if end - start < 54:
+            return _NOT_FAST
+        # The annotations make mypyc keep the fields as native ints (unpack_from
+        # returns Any), and the returned tuple a C struct.
+        ethertype_version: int
+        total_length: int
+        flags_fragment: int
+        ttl: int
+        protocol: int
+        source: bytes
+        destination: bytes
+        sport: int
+        dport: int
+        seq: int
+        ack: int
+        data_offset: int
+        flags: int
+        window: int
+        (
+            ethertype_version,
+            total_length,
+            flags_fragment,
+            ttl,
+            protocol,
+            source,
+            destination,
+            sport,
+            dport,
+            seq,
+            ack,
+            data_offset,
+            flags,
+            window,
+        ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(buffer, start + 12)
+        if not (
+            ethertype_version >> 8 == 0x080045  # IPv4, header without options
+            and protocol == PROTO_TCP
+            and not flags_fragment & 0x3FFF
+            and total_length >= 40
+        ):
+            return _NOT_FAST
+        header_length = (data_offset >> 4) << 2
+        captured_end = min(14 + total_length, end - start)
+        if header_length < 20 or 34 + header_length > captured_end:
+            return _NOT_FAST
+        options = buffer[start + 54 : start + 34 + header_length] if header_length > 20 else b""
+        payload = max(0, total_length - 20 - header_length)
+        self._fast_ipv4 += 1
+        if caplen < wirelen:
+            self._truncated += 1
+        return (
+            True,
+            source,
+            destination,
+            ttl,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            options,
+        )
+
+    def decode_general(
         self,
         number: int,
         ts_ns: int,
@@ -303,77 +401,10 @@ class Decoder:
         end: int,
     ) -> DecodedPacket:
         """``decode`` of a frame given as the fields of its ``RawFrame``, its bytes being
-        ``buffer[start:end]`` (the reader's buffer: the hot path copies no frame)."""
+        ``buffer[start:end]``, that ``fast_tcp_fields`` did not take."""
         packet = DecodedPacket(number, ts_ns, _UNDECODABLE)
         if caplen < wirelen:
             self._truncated += 1
-        captured = end - start
-        if linktype == 1 and captured >= 54:
-            # The hot path, written out: Ethernet, IPv4 without options, an
-            # unfragmented TCP segment whose header was captured, read with one
-            # unpack. Anything else (or any doubt) falls through to the general
-            # path below, which gives the same result more slowly; nothing is
-            # set on the packet before the checks pass. The annotations make
-            # mypyc keep the fields as native ints (unpack_from returns Any).
-            ethertype_version: int
-            total_length: int
-            flags_fragment: int
-            ttl: int
-            protocol: int
-            source: bytes
-            destination: bytes
-            sport: int
-            dport: int
-            seq: int
-            ack: int
-            data_offset: int
-            flags: int
-            window: int
-            (
-                ethertype_version,
-                total_length,
-                flags_fragment,
-                ttl,
-                protocol,
-                source,
-                destination,
-                sport,
-                dport,
-                seq,
-                ack,
-                data_offset,
-                flags,
-                window,
-            ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(buffer, start + 12)
-            if (
-                ethertype_version >> 8 == 0x080045  # IPv4, header without options
-                and protocol == PROTO_TCP
-                and not flags_fragment & 0x3FFF
-                and total_length >= 40
-            ):
-                header_length = (data_offset >> 4) << 2
-                captured_end = min(14 + total_length, captured)
-                if header_length >= 20 and 34 + header_length <= captured_end:
-                    packet.frame_class = _IPV4_CLASS
-                    packet.link_header_len = 14
-                    packet.ip_version = 4
-                    packet.src = source
-                    packet.dst = destination
-                    packet.proto = PROTO_TCP
-                    packet.ttl = ttl
-                    packet.sport = sport
-                    packet.dport = dport
-                    packet.seq = seq
-                    packet.ack = ack
-                    packet.tcp_flags = flags
-                    packet.window = window
-                    if header_length > 20:
-                        packet.tcp_options = buffer[start + 54 : start + 34 + header_length]
-                    payload = total_length - 20 - header_length
-                    if payload > 0:
-                        packet.payload_len = payload
-                    self._fast_ipv4 += 1
-                    return packet
         data = buffer if start == 0 and end == len(buffer) else buffer[start:end]
         if linktype == 1:
             klass = self._ethernet(packet, data, 0, 0)

@@ -44,6 +44,13 @@ class RawFrame:
         return self.caplen < self.wirelen
 
 
+# A TCP segment's fields as the decoder's hot path gives them to the TCP
+# tracker without building a DecodedPacket (``Decoder.fast_tcp_fields``,
+# ``TcpTracker.process_fields``): (decoded?, src, dst, ttl, sport, dport, seq,
+# ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's values.
+# A tuple of fixed types: mypyc passes it as a C struct, not an object.
+TcpFields = tuple[bool, bytes, bytes, int, int, int, int, int, int, int, int, bytes]
+
 # TCP flag bits, as in the TCP header's flags byte.
 FIN: Final = 0x01
 SYN: Final = 0x02
@@ -142,3 +149,20 @@ class DecodedPacket:
         # ARP: the opcode (1 request, 2 reply); src/dst then hold the sender and
         # target protocol (IPv4) addresses. 0 for every other frame.
         self.arp_op = 0
+
+    def tcp_fields(self) -> TcpFields:
+        """This packet's ``TcpFields`` (``TcpTracker.process`` hands them on)."""
+        return (
+            True,
+            self.src,
+            self.dst,
+            self.ttl,
+            self.sport,
+            self.dport,
+            self.seq,
+            self.ack,
+            self.tcp_flags,
+            self.window,
+            self.payload_len,
+            self.tcp_options,
+        )

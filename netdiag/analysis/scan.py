@@ -37,10 +37,18 @@ def scan_frames(
     for number, ts_ns, linktype, caplen, wirelen, buffer, start, _interface in reader.records():
         if origin_ns is None and ts_ns:
             origin_ns = ts_ns
-        # Methods called on the objects, not cached as bound methods: compiled,
-        # that is a direct C call.
-        packet = decoder.decode_record(
-            number, ts_ns, linktype, caplen, wirelen, buffer, start, start + caplen
+        end = start + caplen
+        # Methods are called on their objects, not cached as bound methods:
+        # compiled, that is a direct C call.
+        if linktype == 1:
+            # Ethernet/IPv4/TCP, nearly every frame of a big capture: its fields
+            # go straight to the tracker, no DecodedPacket is built.
+            fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end)
+            if fields[0]:
+                tcp.process_fields(number, ts_ns, 4, fields)
+                continue
+        packet = decoder.decode_general(
+            number, ts_ns, linktype, caplen, wirelen, buffer, start, end
         )
         protocol = packet.proto
         if protocol == PROTO_TCP:

@@ -55,7 +55,7 @@ from netdiag.analysis.model import (
     TcpStream,
     TimelineEntry,
 )
-from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket
+from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
 from netdiag.analysis.tcpopts import window_scale
 
 MASK32: Final = 0xFFFFFFFF
@@ -539,10 +539,25 @@ class TcpTracker:
 
     def process(self, packet: DecodedPacket) -> None:
         """Account one decoded TCP packet (proto 6, full TCP header present)."""
-        source = packet.src
-        destination = packet.dst
-        sport = packet.sport
-        dport = packet.dport
+        self.process_fields(packet.frame, packet.ts_ns, packet.ip_version, packet.tcp_fields())
+
+    def process_fields(self, frame: int, ts: int, ip_version: int, fields: TcpFields) -> None:
+        """``process`` of a packet given as its frame number, timestamp (ns), IP
+        version and ``TcpFields``: the analysis pass's hot path, no packet built."""
+        (
+            _,
+            source,
+            destination,
+            _ttl,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            seglen,  # never negative (the decoder's contract)
+            options,
+        ) = fields
         # Wireshark orders the two flows by comparing addresses, then ports.
         if source > destination or (source == destination and sport > dport):
             forward_index = 0
@@ -553,14 +568,9 @@ class TcpTracker:
         else:
             forward_index = 1
             key = (destination, dport, source, sport)
-        frame = packet.frame
-        ts = packet.ts_ns
-        flags = packet.tcp_flags
-        seq = packet.seq
-        ack = packet.ack
         conversation = self._conversations.get(key)
         if conversation is None:
-            conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+            conversation = self._new_conversation(key, ip_version, frame, ts)
             conversation.first_flow = forward_index
         forward = conversation.flows[forward_index]
         reverse = conversation.flows[1 - forward_index]
@@ -570,7 +580,7 @@ class TcpTracker:
             if seq != forward.base_seq:
                 # A new SYN on a known 4-tuple: the port numbers were reused.
                 self._finish(conversation)
-                conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+                conversation = self._new_conversation(key, ip_version, frame, ts)
                 conversation.first_flow = forward_index
                 forward = conversation.flows[forward_index]
                 reverse = conversation.flows[1 - forward_index]
@@ -583,9 +593,8 @@ class TcpTracker:
             forward.base_seq = seq
             ta = A_REUSED_PORTS
 
-        seglen = packet.payload_len  # never negative (the decoder's contract)
         ta, acked_segment, rtt_ns, karn_ok = self._analyze(
-            conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, packet.window, ta
+            conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, window, ta
         )
         # Relative numbers as Wireshark shows them (the ACK only when ACK is set).
         relative_seq = (seq - forward.base_seq) & MASK32
@@ -594,7 +603,6 @@ class TcpTracker:
         # Handshake bookkeeping in dissect_tcp's order: the most recent SYN,
         # the initial RTT at the first ACK-without-SYN, "first ACK seen", then
         # the options (window scale) and the check of scaling in both SYNs.
-        options = packet.tcp_options
         if flags & SYN:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
