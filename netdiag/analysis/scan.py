@@ -32,35 +32,64 @@ def scan_frames(
     arp: ArpTracker,
 ) -> int | None:
     """Every frame of ``reader`` to its tracker; the first non-zero timestamp (ns), if any."""
-    stream_of = tcp.stream_of
     origin_ns: int | None = None
+    # Methods are called on their objects, not cached as bound methods:
+    # compiled, that is a direct C call.
+    cursor = reader.pcap_cursor()
+    if cursor is not None:
+        linktype = cursor.linktype
+        while True:
+            number, ts_ns, caplen, wirelen, buffer, start = cursor.next_record()
+            if not number:
+                break
+            if origin_ns is None and ts_ns:
+                origin_ns = ts_ns
+            _scan_frame(
+                number, ts_ns, linktype, caplen, wirelen, buffer, start, decoder, tcp, icmp, arp
+            )
+        return origin_ns
     for number, ts_ns, linktype, caplen, wirelen, buffer, start, _interface in reader.records():
         if origin_ns is None and ts_ns:
             origin_ns = ts_ns
-        end = start + caplen
-        # Methods are called on their objects, not cached as bound methods:
-        # compiled, that is a direct C call.
-        if linktype == 1:
-            # Ethernet/IPv4/TCP, nearly every frame of a big capture: its fields
-            # go straight to the tracker, no DecodedPacket is built.
-            fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end)
-            if fields[0]:
-                tcp.process_fields(number, ts_ns, 4, fields)
-                continue
-        packet = decoder.decode_general(
-            number, ts_ns, linktype, caplen, wirelen, buffer, start, end
+        _scan_frame(
+            number, ts_ns, linktype, caplen, wirelen, buffer, start, decoder, tcp, icmp, arp
         )
-        protocol = packet.proto
-        if protocol == PROTO_TCP:
-            # l4_truncated first: the call is skipped for nearly every packet.
-            if packet.fragment is None or (packet.l4_truncated and tcp_header_missing(packet)):
-                continue
-            tcp.process(packet)
-        elif protocol in (PROTO_ICMP, PROTO_ICMPV6):
-            icmp.process(packet, stream_of)
-        elif packet.frame_class == _ARP_CLASS:
-            arp.process(packet)
     return origin_ns
+
+
+def _scan_frame(
+    number: int,
+    ts_ns: int,
+    linktype: int,
+    caplen: int,
+    wirelen: int,
+    buffer: bytes,
+    start: int,
+    decoder: Decoder,
+    tcp: TcpTracker,
+    icmp: IcmpTracker,
+    arp: ArpTracker,
+) -> None:
+    """One frame (``buffer[start:start + caplen]``) to its tracker."""
+    end = start + caplen
+    if linktype == 1:
+        # Ethernet/IPv4/TCP, nearly every frame of a big capture: its fields
+        # go straight to the tracker, no DecodedPacket is built.
+        fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end)
+        if fields[0]:
+            tcp.process_fields(number, ts_ns, 4, fields)
+            return
+    packet = decoder.decode_general(number, ts_ns, linktype, caplen, wirelen, buffer, start, end)
+    protocol = packet.proto
+    if protocol == PROTO_TCP:
+        # l4_truncated first: the call is skipped for nearly every packet.
+        if packet.fragment is None or (packet.l4_truncated and tcp_header_missing(packet)):
+            return
+        tcp.process(packet)
+    elif protocol in (PROTO_ICMP, PROTO_ICMPV6):
+        icmp.process(packet, tcp.stream_of)
+    elif packet.frame_class == _ARP_CLASS:
+        arp.process(packet)
 
 
 def tcp_header_missing(packet: DecodedPacket) -> bool:
