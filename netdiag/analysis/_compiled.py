@@ -21,10 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-# packet.py too: as native classes RawFrame and DecodedPacket are C structs,
-# read and written by offset from the other compiled modules (they lose
-# __slots__; the reader then builds RawFrame through its constructor). scan.py
-# is the per-packet loop, so that every call it makes is native-to-native.
+# packet.py too: as a native class DecodedPacket is a C struct, read and
+# written by offset from the other compiled modules (it loses __slots__, which
+# tests no longer read). RawFrame stays a frozen dataclass, built through its
+# interpreted __init__, so the analysis pass builds none (reader.Record).
+# scan.py is the per-packet loop, so that every call it makes is native.
 COMPILED_MODULES = ("packet", "tcpopts", "reader", "decode", "icmp", "tcp", "scan")
 GROUP_NAME = "netdiag_fast"  # mypyc's shared library: netdiag_fast__mypyc
 PACKAGE_DIR = Path(__file__).resolve().parent

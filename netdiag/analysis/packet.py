@@ -4,7 +4,9 @@
 1-based, as Wireshark numbers them). ``decode`` turns a ``RawFrame`` into a
 ``DecodedPacket`` holding only the header fields the analysis needs; the
 original bytes stay in ``RawFrame`` for hex dumps (dpkt's ``bytes(pkt)``
-re-serialises, so dumps must never come from a decoded object).
+re-serialises, so dumps must never come from a decoded object). The analysis
+pass itself builds neither for an Ethernet/IPv4/TCP frame (``scan.py``,
+``TcpFields`` below).
 
 A ``DecodedPacket`` lives for one packet: conversation trackers copy what they
 keep into their own compact state, so memory grows with live conversations,
