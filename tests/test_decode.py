@@ -273,6 +273,56 @@ def test_ethernet_ipv4_tcp_fields() -> None:
     assert packet.fragment is False and not packet.tunnelled and not packet.l4_truncated
 
 
+def _general(data: bytes, wirelen: int | None = None) -> tuple[DecodedPacket, Decoder]:
+    """``data`` through the general Ethernet path only (no hot path)."""
+    decoder = Decoder()
+    frame = RawFrame(1, 5, 1, len(data), len(data) if wirelen is None else wirelen, data)
+    packet = decoder.decode_general(1, 5, 1, frame.caplen, frame.wirelen, data, 0, len(data))
+    return packet, decoder
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_hot_path_equals_general_path_on_edge_frames(version: int) -> None:
+    """Hand-built frames at the hot path's edges (the corpus holds few IPv6 ones)."""
+    options = b"\x01\x01\x08\x0a" + bytes(range(8))
+    segment = tcp_header(PSH | ACK, options, b"payload")
+
+    def framed(segment: bytes) -> bytes:
+        return ether(ipv4(segment)) if version == 4 else ether(ipv6(segment), 0x86DD)
+
+    cases = [
+        (framed(segment), None),  # options and payload
+        (framed(tcp_header(ACK)) + b"\x00" * 6, None),  # Ethernet padding
+        (framed(segment)[:70], len(framed(segment))),  # snaplen cut in the payload
+        (framed(segment)[:60], len(framed(segment))),  # cut inside the TCP options
+        (framed(tcp_header(ACK))[:50], 54 + 40),  # cut inside the TCP header
+        (framed(segment[:12]), None),  # a TCP header shorter than 20 bytes
+        (framed(b"\x00" * 12 + b"\x40" + segment[13:]), None),  # bogus data offset (16)
+    ]
+    if version == 6:
+        jumbo = bytearray(framed(segment))
+        jumbo[18:20] = b"\x00\x00"  # payload length 0: what was captured counts
+        cases.append((bytes(jumbo), None))
+        cases.append((ether(ipv6(segment, next_header=0), 0x86DD), None))  # not TCP next
+    fields = packet_fields()
+    for data, wirelen in cases:
+        decoder = Decoder()
+        fast = decoder.decode(
+            RawFrame(1, 5, 1, len(data), len(data) if wirelen is None else wirelen, data)
+        )
+        slow, general = _general(data, wirelen)
+        for name in fields:
+            assert getattr(fast, name) == getattr(slow, name), (data.hex(), name)
+        assert decoder.counts() == general.counts()
+    # The first case is the hot path's (the others may or may not be).
+    assert (
+        Decoder().fast_tcp_fields(
+            len(cases[0][0]), len(cases[0][0]), cases[0][0], 0, len(cases[0][0])
+        )[0]
+        == version
+    )
+
+
 def test_ipv4_options_are_skipped() -> None:
     packet = decode_one(ether(ipv4(tcp_header(), options=b"\x01\x01\x01\x00")))
     assert_tcp_to_7096(packet)

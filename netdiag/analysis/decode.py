@@ -54,6 +54,9 @@ _TCP: Final = struct.Struct("!HHIIBBH")
 # on: ethertype, version/IHL and TOS as one 32-bit number, total length,
 # (id), flags/fragment offset, TTL, protocol, (checksum), src, dst, then TCP.
 _FAST_ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
+# The same for IPv6 without extension headers, from the IPv6 header on:
+# version/class/flow, payload length, next header, hop limit, src, dst, then TCP.
+_FAST_IPV6_TCP: Final = struct.Struct("!IHBB16s16sHHIIBBH")
 _PORTS: Final = struct.Struct("!HH")
 # type, code, checksum, identifier, sequence (echo) / unused+MTU (errors)
 _ICMP: Final = struct.Struct("!BBHHH")
@@ -64,7 +67,7 @@ _IPV6_CLASS: Final = FrameClass.IPV6
 _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
-_NOT_FAST: Final[TcpFields] = (False, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
+_NOT_FAST: Final[TcpFields] = (0, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -236,9 +239,10 @@ def _assemble(pieces: list[tuple[int, int, bytes]], total: int) -> bytes:
 
 def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
     """The DecodedPacket of a frame ``Decoder.fast_tcp_fields`` took."""
-    packet = DecodedPacket(number, ts_ns, _IPV4_CLASS)
+    version = fields[0]
+    packet = DecodedPacket(number, ts_ns, _IPV4_CLASS if version == 4 else _IPV6_CLASS)
     packet.link_header_len = 14
-    packet.ip_version = 4
+    packet.ip_version = version
     packet.proto = PROTO_TCP
     packet.src = fields[1]
     packet.dst = fields[2]
@@ -259,7 +263,9 @@ class Decoder:
 
     def __init__(self) -> None:
         self._class_counts = {klass: 0 for klass in FrameClass}
-        self._fast_ipv4 = 0  # IPv4 frames counted by the hot path of ``decode``
+        # Frames counted by the hot path (``fast_tcp_fields``), by IP version
+        self._fast_ipv4 = 0
+        self._fast_ipv6 = 0
         self._truncated = 0
         self._tunnelled = 0
         self._fragments = 0
@@ -288,7 +294,7 @@ class Decoder:
         counts = self._class_counts
         return DecodeCounts(
             ipv4=counts[_IPV4_CLASS] + self._fast_ipv4,
-            ipv6=counts[_IPV6_CLASS],
+            ipv6=counts[_IPV6_CLASS] + self._fast_ipv6,
             arp=counts[_ARP_CLASS],
             other=counts[_OTHER],
             undecodable=counts[_UNDECODABLE],
@@ -315,33 +321,27 @@ class Decoder:
         self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
     ) -> TcpFields:
         """The hot path: an Ethernet frame (``buffer[start:end]``) carrying IPv4 without
-        options and an unfragmented TCP segment whose header was captured, read with one
-        unpack, or ``_NOT_FAST`` (first item False) for anything else or any doubt.
+        options or IPv6 without extension headers, and an unfragmented TCP segment
+        whose header was captured, read with one unpack; or ``_NOT_FAST`` (IP
+        version 0) for anything else or any doubt.
 
-        When the first item is True, the frame is decoded and counted (its class
-        is IPv4, link header 14 bytes, proto TCP, not tunnelled): the analysis pass
-        gives the fields straight to the TCP tracker, ``decode`` fills a
-        ``DecodedPacket`` with them. Otherwise nothing is counted, and the general
-        path gives the same result more slowly.
+        When the IP version is not 0, the frame is decoded and counted (its class
+        is IPv4 or IPv6, link header 14 bytes, proto TCP, not tunnelled): the
+        analysis pass gives the fields straight to the TCP tracker, ``decode``
+        fills a ``DecodedPacket`` with them. Otherwise nothing is counted, and the
+        general path gives the same result more slowly.
         """
         if end - start < 54:
             return _NOT_FAST
-        # The annotations make mypyc keep the fields as native ints (unpack_from
-        # returns Any), and the returned tuple a C struct.
+        if buffer[start + 12] == 0x86 and buffer[start + 13] == 0xDD:
+            return self._fast_ipv6_tcp_fields(caplen, wirelen, buffer, start, end)
+        # The annotations make mypyc keep the fields it tests as native ints
+        # (unpack_from returns Any); _fast_tcp's typed parameters do the same
+        # for the rest.
         ethertype_version: int
         total_length: int
         flags_fragment: int
-        ttl: int
         protocol: int
-        source: bytes
-        destination: bytes
-        sport: int
-        dport: int
-        seq: int
-        ack: int
-        data_offset: int
-        flags: int
-        window: int
         (
             ethertype_version,
             total_length,
@@ -365,17 +365,92 @@ class Decoder:
             and total_length >= 40
         ):
             return _NOT_FAST
-        header_length = (data_offset >> 4) << 2
-        captured_end = min(14 + total_length, end - start)
-        if header_length < 20 or 34 + header_length > captured_end:
+        return self._fast_tcp(
+            4,
+            caplen < wirelen,
+            buffer,
+            start + 34,
+            min(start + 14 + total_length, end),
+            total_length - 20,
+            (source, destination, ttl, sport, dport, seq, ack),
+            data_offset,
+            flags,
+            window,
+        )
+
+    def _fast_ipv6_tcp_fields(
+        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+    ) -> TcpFields:
+        """``fast_tcp_fields`` of an Ethernet frame carrying IPv6 (as ``_ipv6`` and
+        ``_tcp`` decode it when the TCP header follows the IPv6 header directly)."""
+        if end - start < 74:
             return _NOT_FAST
-        options = buffer[start + 54 : start + 34 + header_length] if header_length > 20 else b""
-        payload = max(0, total_length - 20 - header_length)
-        self._fast_ipv4 += 1
-        if caplen < wirelen:
+        version_flow: int
+        payload_length: int
+        next_header: int
+        (
+            version_flow,
+            payload_length,
+            next_header,
+            hop_limit,
+            source,
+            destination,
+            sport,
+            dport,
+            seq,
+            ack,
+            data_offset,
+            flags,
+            window,
+        ) = _FAST_IPV6_TCP.unpack_from(buffer, start + 14)
+        # A payload length of 0 (jumbogram, offload) is left to the general path.
+        if version_flow >> 28 != 6 or next_header != PROTO_TCP or payload_length < 20:
+            return _NOT_FAST
+        return self._fast_tcp(
+            6,
+            caplen < wirelen,
+            buffer,
+            start + 54,
+            min(start + 54 + payload_length, end),
+            payload_length,
+            (source, destination, hop_limit, sport, dport, seq, ack),
+            data_offset,
+            flags,
+            window,
+        )
+
+    def _fast_tcp(
+        self,
+        version: int,
+        truncated: bool,
+        buffer: bytes,
+        tcp_start: int,
+        ip_end: int,
+        claimed: int,
+        header: tuple[bytes, bytes, int, int, int, int, int],
+        data_offset: int,
+        flags: int,
+        window: int,
+    ) -> TcpFields:
+        """The TCP part of the hot path, as ``_tcp`` reads it: the segment at
+        ``tcp_start`` in an IP packet whose captured bytes end at ``ip_end`` and
+        whose header claims ``claimed`` bytes of payload; ``header`` is (src, dst,
+        ttl, sport, dport, seq, ack). Counts the frame when it takes it."""
+        header_length = (data_offset >> 4) << 2
+        if header_length < 20 or tcp_start + header_length > ip_end:
+            return _NOT_FAST  # cut or bogus: the general path flags it
+        source, destination, ttl, sport, dport, seq, ack = header
+        tcp_end = tcp_start + header_length
+        options = buffer[tcp_start + 20 : tcp_end] if header_length > 20 else b""
+        if version == 4:
+            self._fast_ipv4 += 1
+        else:
+            self._fast_ipv6 += 1
+        if truncated:
             self._truncated += 1
+        payload = claimed - header_length
         return (
-            True,
+            version,
             source,
             destination,
             ttl,
@@ -385,7 +460,7 @@ class Decoder:
             ack,
             flags,
             window,
-            payload,
+            payload if payload > 0 else 0,
             options,
         )
 

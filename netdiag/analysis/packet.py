@@ -48,10 +48,11 @@ class RawFrame:
 
 # A TCP segment's fields as the decoder's hot path gives them to the TCP
 # tracker without building a DecodedPacket (``Decoder.fast_tcp_fields``,
-# ``TcpTracker.process_fields``): (decoded?, src, dst, ttl, sport, dport, seq,
-# ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's values.
-# A tuple of fixed types: mypyc passes it as a C struct, not an object.
-TcpFields = tuple[bool, bytes, bytes, int, int, int, int, int, int, int, int, bytes]
+# ``TcpTracker.process_fields``): (ip_version, src, dst, ttl, sport, dport, seq,
+# ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's values;
+# ip_version 0 when the hot path did not take the frame. A tuple of fixed
+# types: mypyc passes it as a C struct, not an object.
+TcpFields = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, bytes]
 
 # TCP flag bits, as in the TCP header's flags byte.
 FIN: Final = 0x01
@@ -155,7 +156,7 @@ class DecodedPacket:
     def tcp_fields(self) -> TcpFields:
         """This packet's ``TcpFields`` (``TcpTracker.process`` hands them on)."""
         return (
-            True,
+            self.ip_version,
             self.src,
             self.dst,
             self.ttl,

@@ -73,11 +73,11 @@ def _scan_frame(
     """One frame (``buffer[start:start + caplen]``) to its tracker."""
     end = start + caplen
     if linktype == 1:
-        # Ethernet/IPv4/TCP, nearly every frame of a big capture: its fields
-        # go straight to the tracker, no DecodedPacket is built.
+        # Ethernet/IP/TCP, nearly every frame of a big capture: its fields go
+        # straight to the tracker, no DecodedPacket is built.
         fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end)
         if fields[0]:
-            tcp.process_fields(number, ts_ns, 4, fields)
+            tcp.process_fields(number, ts_ns, fields)
             return
     packet = decoder.decode_general(number, ts_ns, linktype, caplen, wirelen, buffer, start, end)
     protocol = packet.proto

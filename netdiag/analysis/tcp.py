@@ -545,13 +545,13 @@ class TcpTracker:
 
     def process(self, packet: DecodedPacket) -> None:
         """Account one decoded TCP packet (proto 6, full TCP header present)."""
-        self.process_fields(packet.frame, packet.ts_ns, packet.ip_version, packet.tcp_fields())
+        self.process_fields(packet.frame, packet.ts_ns, packet.tcp_fields())
 
-    def process_fields(self, frame: int, ts: int, ip_version: int, fields: TcpFields) -> None:
-        """``process`` of a packet given as its frame number, timestamp (ns), IP
-        version and ``TcpFields``: the analysis pass's hot path, no packet built."""
+    def process_fields(self, frame: int, ts: int, fields: TcpFields) -> None:
+        """``process`` of a packet given as its frame number, timestamp (ns) and
+        ``TcpFields``: the analysis pass's hot path, no packet built."""
         (
-            _,
+            ip_version,
             source,
             destination,
             _ttl,
