@@ -10,6 +10,7 @@ random bytes under every link type must never raise.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import socket
 import struct
@@ -23,6 +24,7 @@ from conftest import corpus_files, load_truth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import netdiag
 from netdiag.analysis import decode as decode_module
 from netdiag.analysis.addr import format_addr, format_endpoint
 from netdiag.analysis.decode import Decoder
@@ -88,16 +90,56 @@ def test_corpus_decode_agrees_with_tshark(capture: Path) -> None:
 ETHERNET_CORPUS = [path for path in CORPUS if load_truth(path)["header"].get("linktype") == 1]
 
 
+def packet_fields() -> list[str]:
+    """Every attribute ``DecodedPacket.__init__`` sets, read from packet.py's source.
+
+    Not ``DecodedPacket.__slots__``: compiled by mypyc (``_compiled.py``) the
+    class is native and has none.
+    """
+    # netdiag/analysis/packet.py (the compiled module's __file__ is under build/)
+    source = (Path(netdiag.__file__).parent / "analysis" / "packet.py").read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "DecodedPacket":
+            init = next(
+                item
+                for item in node.body
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__"
+            )
+            return [
+                target.attr
+                for statement in ast.walk(init)
+                if isinstance(statement, (ast.Assign, ast.AnnAssign))
+                for target in (
+                    statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                )
+                if isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+            ]
+    raise AssertionError("no DecodedPacket.__init__ in packet.py")
+
+
+def test_packet_fields_are_every_attribute() -> None:
+    fields = packet_fields()
+    assert len(fields) == len(set(fields)) >= 28
+    packet = DecodedPacket(1, 2, FrameClass.IPV4)
+    assert all(hasattr(packet, name) for name in fields)
+    # In pure Python, __slots__ lists exactly these (so nothing is left unset).
+    slots = getattr(DecodedPacket, "__slots__", None)
+    assert slots is None or sorted(slots) == sorted(fields)
+
+
 @pytest.mark.parametrize("capture", ETHERNET_CORPUS, ids=[p.name for p in ETHERNET_CORPUS])
 def test_hot_path_equals_general_path(capture: Path) -> None:
     """``decode`` writes Ethernet/IPv4/TCP out inline; the general path must agree."""
     decoder, general = Decoder(), Decoder()
+    fields = packet_fields()
     with CaptureReader(capture) as reader:
         for frame in reader:
             fast = decoder.decode(frame)
             slow = DecodedPacket(frame.number, frame.ts_ns, FrameClass.UNDECODABLE)
             slow.frame_class = general._ethernet(slow, frame.data, 0, 0)
-            for name in DecodedPacket.__slots__:
+            for name in fields:
                 assert getattr(fast, name) == getattr(slow, name), (frame.number, name)
 
 
@@ -229,6 +271,56 @@ def test_ethernet_ipv4_tcp_fields() -> None:
     assert packet.tcp_options == options
     assert packet.payload_len == len(b"this is a test message")
     assert packet.fragment is False and not packet.tunnelled and not packet.l4_truncated
+
+
+def _general(data: bytes, wirelen: int | None = None) -> tuple[DecodedPacket, Decoder]:
+    """``data`` through the general Ethernet path only (no hot path)."""
+    decoder = Decoder()
+    frame = RawFrame(1, 5, 1, len(data), len(data) if wirelen is None else wirelen, data)
+    packet = decoder.decode_general(1, 5, 1, frame.caplen, frame.wirelen, data, 0, len(data))
+    return packet, decoder
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_hot_path_equals_general_path_on_edge_frames(version: int) -> None:
+    """Hand-built frames at the hot path's edges (the corpus holds few IPv6 ones)."""
+    options = b"\x01\x01\x08\x0a" + bytes(range(8))
+    segment = tcp_header(PSH | ACK, options, b"payload")
+
+    def framed(segment: bytes) -> bytes:
+        return ether(ipv4(segment)) if version == 4 else ether(ipv6(segment), 0x86DD)
+
+    cases = [
+        (framed(segment), None),  # options and payload
+        (framed(tcp_header(ACK)) + b"\x00" * 6, None),  # Ethernet padding
+        (framed(segment)[:70], len(framed(segment))),  # snaplen cut in the payload
+        (framed(segment)[:60], len(framed(segment))),  # cut inside the TCP options
+        (framed(tcp_header(ACK))[:50], 54 + 40),  # cut inside the TCP header
+        (framed(segment[:12]), None),  # a TCP header shorter than 20 bytes
+        (framed(b"\x00" * 12 + b"\x40" + segment[13:]), None),  # bogus data offset (16)
+    ]
+    if version == 6:
+        jumbo = bytearray(framed(segment))
+        jumbo[18:20] = b"\x00\x00"  # payload length 0: what was captured counts
+        cases.append((bytes(jumbo), None))
+        cases.append((ether(ipv6(segment, next_header=0), 0x86DD), None))  # not TCP next
+    fields = packet_fields()
+    for data, wirelen in cases:
+        decoder = Decoder()
+        fast = decoder.decode(
+            RawFrame(1, 5, 1, len(data), len(data) if wirelen is None else wirelen, data)
+        )
+        slow, general = _general(data, wirelen)
+        for name in fields:
+            assert getattr(fast, name) == getattr(slow, name), (data.hex(), name)
+        assert decoder.counts() == general.counts()
+    # The first case is the hot path's (the others may or may not be).
+    assert (
+        Decoder().fast_tcp_fields(
+            len(cases[0][0]), len(cases[0][0]), cases[0][0], 0, len(cases[0][0])
+        )[0]
+        == version
+    )
 
 
 def test_ipv4_options_are_skipped() -> None:

@@ -8,6 +8,10 @@
 * The mypyc-compiled analysis modules against pure Python, each in its own
   interpreter, on every corpus file: the JSON documents and the full records,
   in memory and with every record spilled to disk (analysis/store.py).
+* The analysis pass (``scan_frames``: the reader's record tuples, Ethernet/IPv4/TCP
+  frames straight from ``Decoder.fast_tcp_fields`` to ``TcpTracker.process_fields``)
+  against the plain route (``RawFrame`` -> ``DecodedPacket`` -> ``process``), frame
+  by frame on every corpus file.
 """
 
 from __future__ import annotations
@@ -25,8 +29,13 @@ import pytest
 import netdiag.analysis._compiled as compiled_module
 from netdiag.analysis._compiled import PURE_PYTHON_VARIABLE, fresh_build
 from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.decode import Decoder
+from netdiag.analysis.icmp import ArpTracker, IcmpTracker
+from netdiag.analysis.reader import CaptureReader
+from netdiag.analysis.scan import scan_frames, tcp_header_missing
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
-from netdiag.analysis.tcp import LARGE_SAMPLE_COUNT, BoundedSamples
+from netdiag.analysis.tcp import LARGE_SAMPLE_COUNT, BoundedSamples, TcpTracker
+from netdiag.errors import NetdiagError
 from netdiag.report import json_text, jsonstream, report_document
 from netdiag.report.jsonstream import write_analyses_json
 from tests.conftest import PROJECT_ROOT, corpus_files
@@ -55,6 +64,37 @@ def test_streamed_json_of_several_files_and_none(corpus_dir: Path) -> None:
     assert len(analyses) == 3
     assert _streamed(analyses) == json_text(report_document(analyses))
     assert _streamed([]) == json_text(report_document([]))
+
+
+# -- the analysis pass against the plain per-packet route --------------------------
+
+
+def _observed_tcp(path: Path, through_scan: bool) -> tuple[list[object], object, str]:
+    """Every TCP frame's (frame, stream, analysis bits, ack_rtt), the decode counts and
+    the finished streams, by the pass or by decoding each RawFrame into a packet."""
+    decoder, tcp = Decoder(), TcpTracker()
+    seen: list[object] = []
+    tcp.on_frame = lambda *observed: seen.append(observed)
+    with CaptureReader(path) as reader:
+        if through_scan:
+            scan_frames(reader, decoder, tcp, IcmpTracker(), ArpTracker())
+        else:
+            for frame in reader:
+                packet = decoder.decode(frame)
+                if packet.proto != 6 or packet.fragment is None:
+                    continue
+                if not (packet.l4_truncated and tcp_header_missing(packet)):
+                    tcp.process(packet)
+    return seen, decoder.counts(), repr(tcp.finish())
+
+
+@pytest.mark.parametrize("capture", CORPUS, ids=[path.name for path in CORPUS])
+def test_the_pass_equals_decoding_every_packet(capture: Path) -> None:
+    try:
+        plain = _observed_tcp(capture, through_scan=False)
+    except NetdiagError:
+        pytest.skip("not a capture the reader opens")
+    assert _observed_tcp(capture, through_scan=True) == plain
 
 
 # -- mypyc-compiled modules against pure Python ---------------------------------

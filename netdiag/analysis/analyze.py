@@ -2,7 +2,8 @@
 
 ``analyze_file`` streams the file once: ``CaptureReader`` yields raw frames,
 ``Decoder`` turns each into a ``DecodedPacket``, and the packet goes to the
-one tracker that wants it (TCP, ICMP/ICMPv6, ARP). Nothing is kept per
+one tracker that wants it (TCP, ICMP/ICMPv6, ARP); that loop lives in
+``scan.py``, which mypyc compiles with the modules it calls. Nothing is kept per
 packet here; the trackers keep per-conversation state. At the end the
 trackers' records, the file description and the findings become one frozen
 ``Analysis``. Memory follows the live conversations (issue 6): finished
@@ -29,14 +30,9 @@ from netdiag.analysis.decode import Decoder
 from netdiag.analysis.findings import build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import Analysis
-from netdiag.analysis.packet import DecodedPacket, FrameClass
 from netdiag.analysis.reader import CaptureReader
+from netdiag.analysis.scan import scan_frames
 from netdiag.analysis.tcp import TcpTracker
-
-PROTO_TCP = 6
-PROTO_ICMP = 1
-PROTO_ICMPV6 = 58
-ICMP_PROTOCOLS = frozenset((PROTO_ICMP, PROTO_ICMPV6))
 
 
 def analyze_file(path: str | os.PathLike[str], plot_data: bool = True) -> Analysis:
@@ -70,26 +66,8 @@ def _analyze_pass(
     arp: ArpTracker,
 ) -> Analysis:
     """The pass itself: every frame to its tracker, then the records and findings."""
-    decode = decoder.decode
-    tcp_process = tcp.process
-    stream_of = tcp.stream_of
-    arp_class = FrameClass.ARP
-    origin_ns: int | None = None
     with CaptureReader(path) as reader:
-        for frame in reader:
-            if origin_ns is None and frame.ts_ns:
-                origin_ns = frame.ts_ns
-            packet = decode(frame)
-            protocol = packet.proto
-            if protocol == PROTO_TCP:
-                # l4_truncated first: the call is skipped for nearly every packet.
-                if packet.fragment is None or (packet.l4_truncated and _tcp_header_missing(packet)):
-                    continue
-                tcp_process(packet)
-            elif protocol in ICMP_PROTOCOLS:
-                icmp.process(packet, stream_of)
-            elif packet.frame_class == arp_class:
-                arp.process(packet)
+        origin_ns = scan_frames(reader, decoder, tcp, icmp, arp)
         info = reader.info()
     streams = tcp.finish()
     echoes = icmp.echoes(origin_ns or 0)
@@ -111,23 +89,6 @@ def _analyze_pass(
         ack_rtt_min_ms=ack_rtt.min_ms,
         ack_rtt_median_ms=ack_rtt.median_ms,
         ack_rtt_max_ms=ack_rtt.max_ms,
-    )
-
-
-def _tcp_header_missing(packet: DecodedPacket) -> bool:
-    """True when not even the fixed 20-byte TCP header was captured.
-
-    The decoder then fills only the ports (flagging ``l4_truncated``);
-    Wireshark gives such a frame no ``tcp.stream`` either, because reading
-    the sequence number throws before the conversation is looked up.
-    """
-    return (
-        packet.l4_truncated
-        and not packet.tcp_flags
-        and not packet.seq
-        and not packet.ack
-        and not packet.window
-        and not packet.tcp_options
     )
 
 

@@ -36,42 +36,46 @@ from collections.abc import Callable
 from typing import Final
 
 from netdiag.analysis.model import DecodeCounts
-from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame
+from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame, TcpFields
 from netdiag.analysis.reader import LINKTYPE_NONE
 
 # Precompiled header layouts (network byte order unless said otherwise).
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_U32_LE = struct.Struct("<I")
-_U16_LE = struct.Struct("<H")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+_U32_LE: Final = struct.Struct("<I")
+_U16_LE: Final = struct.Struct("<H")
 # version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol, checksum, src, dst
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload length, next header, hop limit, src, dst
-_IPV6 = struct.Struct("!IHBB16s16s")
+_IPV6: Final = struct.Struct("!IHBB16s16s")
 # ports, seq, ack, data offset, flags, window
-_TCP = struct.Struct("!HHIIBBH")
+_TCP: Final = struct.Struct("!HHIIBBH")
 # The hot path's view of Ethernet + option-less IPv4 + TCP from the ethertype
 # on: ethertype, version/IHL and TOS as one 32-bit number, total length,
 # (id), flags/fragment offset, TTL, protocol, (checksum), src, dst, then TCP.
-_FAST_ETHERNET_IPV4_TCP = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
-_PORTS = struct.Struct("!HH")
+_FAST_ETHERNET_IPV4_TCP: Final = struct.Struct("!IH2xHBB2x4s4sHHIIBBH")
+# The same for IPv6 without extension headers, from the IPv6 header on:
+# version/class/flow, payload length, next header, hop limit, src, dst, then TCP.
+_FAST_IPV6_TCP: Final = struct.Struct("!IHBB16s16sHHIIBBH")
+_PORTS: Final = struct.Struct("!HH")
 # type, code, checksum, identifier, sequence (echo) / unused+MTU (errors)
-_ICMP = struct.Struct("!BBHHH")
-_ARP = struct.Struct("!HHBBH")  # hardware type, protocol type, hlen, plen, opcode
+_ICMP: Final = struct.Struct("!BBHHH")
+_ARP: Final = struct.Struct("!HHBBH")  # hardware type, protocol type, hlen, plen, opcode
 
-_IPV4_CLASS = FrameClass.IPV4
-_IPV6_CLASS = FrameClass.IPV6
-_UNDECODABLE = FrameClass.UNDECODABLE
-_OTHER = FrameClass.OTHER
-_ARP_CLASS = FrameClass.ARP
+_IPV4_CLASS: Final = FrameClass.IPV4
+_IPV6_CLASS: Final = FrameClass.IPV6
+_UNDECODABLE: Final = FrameClass.UNDECODABLE
+_OTHER: Final = FrameClass.OTHER
+_ARP_CLASS: Final = FrameClass.ARP
+_NOT_FAST: Final[TcpFields] = (0, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
 ETH_ARP: Final = 0x0806
 ETH_IPV6: Final = 0x86DD
-ETH_VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+ETH_VLAN_TYPES: Final = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 ETH_PPPOE_SESSION: Final = 0x8864
-ETH_MPLS = frozenset((0x8847, 0x8848))
+ETH_MPLS: Final = frozenset((0x8847, 0x8848))
 ETH_TRANSPARENT_BRIDGING: Final = 0x6558
 ETH_ERSPAN_2: Final = 0x88BE
 ETH_ERSPAN_3: Final = 0x22EB
@@ -90,7 +94,7 @@ PROTO_AH: Final = 51
 PROTO_ICMPV6: Final = 58
 PROTO_IPCOMP: Final = 108
 # IPv6 extension headers walked to the upper-layer protocol (fragment handled apart).
-_IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))
+_IPV6_EXTENSIONS: Final = frozenset((0, 43, 60, 135, 139, 140))
 IPV6_FRAGMENT: Final = 44
 
 UDP_VXLAN: Final = 4789
@@ -98,8 +102,8 @@ UDP_GTP_U: Final = 2152
 UDP_L2TP: Final = 1701
 
 # ICMP errors quoting the offending packet's header.
-_ICMP_ERRORS = frozenset((3, 4, 5, 11, 12))
-_ICMPV6_ERRORS = frozenset((1, 2, 3, 4))
+_ICMP_ERRORS: Final = frozenset((3, 4, 5, 11, 12))
+_ICMPV6_ERRORS: Final = frozenset((1, 2, 3, 4))
 
 # Encapsulations nested deeper than this are not followed (malicious input).
 MAX_DEPTH: Final = 8
@@ -116,7 +120,7 @@ REASSEMBLY_TIMEOUT_FRAMES: Final = 100_000
 
 # BSD loopback address families meaning IPv6 on the various systems.
 _AF_INET: Final = 2
-_AF_INET6 = frozenset((10, 24, 28, 30))
+_AF_INET6: Final = frozenset((10, 24, 28, 30))
 
 
 class _Datagram:
@@ -233,12 +237,35 @@ def _assemble(pieces: list[tuple[int, int, bytes]], total: int) -> bytes:
     return bytes(buffer[: min(total, captured_until)])
 
 
+def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
+    """The DecodedPacket of a frame ``Decoder.fast_tcp_fields`` took."""
+    version = fields[0]
+    packet = DecodedPacket(number, ts_ns, _IPV4_CLASS if version == 4 else _IPV6_CLASS)
+    packet.link_header_len = 14
+    packet.ip_version = version
+    packet.proto = PROTO_TCP
+    packet.src = fields[1]
+    packet.dst = fields[2]
+    packet.ttl = fields[3]
+    packet.sport = fields[4]
+    packet.dport = fields[5]
+    packet.seq = fields[6]
+    packet.ack = fields[7]
+    packet.tcp_flags = fields[8]
+    packet.window = fields[9]
+    packet.payload_len = fields[10]
+    packet.tcp_options = fields[11]
+    return packet
+
+
 class Decoder:
     """Stateful decoder of one capture: fragment reassembly and classification counts."""
 
     def __init__(self) -> None:
         self._class_counts = {klass: 0 for klass in FrameClass}
-        self._fast_ipv4 = 0  # IPv4 frames counted by the hot path of ``decode``
+        # Frames counted by the hot path (``fast_tcp_fields``), by IP version
+        self._fast_ipv4 = 0
+        self._fast_ipv6 = 0
         self._truncated = 0
         self._tunnelled = 0
         self._fragments = 0
@@ -267,7 +294,7 @@ class Decoder:
         counts = self._class_counts
         return DecodeCounts(
             ipv4=counts[_IPV4_CLASS] + self._fast_ipv4,
-            ipv6=counts[_IPV6_CLASS],
+            ipv6=counts[_IPV6_CLASS] + self._fast_ipv6,
             arp=counts[_ARP_CLASS],
             other=counts[_OTHER],
             undecodable=counts[_UNDECODABLE],
@@ -280,67 +307,186 @@ class Decoder:
 
     def decode(self, frame: RawFrame) -> DecodedPacket:
         data = frame.data
-        packet = DecodedPacket(frame.number, frame.ts_ns, _UNDECODABLE)
-        if frame.caplen < frame.wirelen:
+        caplen = frame.caplen
+        wirelen = frame.wirelen
+        if frame.linktype == 1:
+            fields = self.fast_tcp_fields(caplen, wirelen, data, 0, len(data))
+            if fields[0]:
+                return _fast_packet(frame.number, frame.ts_ns, fields)
+        return self.decode_general(
+            frame.number, frame.ts_ns, frame.linktype, caplen, wirelen, data, 0, len(data)
+        )
+
+    def fast_tcp_fields(
+        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+    ) -> TcpFields:
+        """The hot path: an Ethernet frame (``buffer[start:end]``) carrying IPv4 without
+        options or IPv6 without extension headers, and an unfragmented TCP segment
+        whose header was captured, read with one unpack; or ``_NOT_FAST`` (IP
+        version 0) for anything else or any doubt.
+
+        When the IP version is not 0, the frame is decoded and counted (its class
+        is IPv4 or IPv6, link header 14 bytes, proto TCP, not tunnelled): the
+        analysis pass gives the fields straight to the TCP tracker, ``decode``
+        fills a ``DecodedPacket`` with them. Otherwise nothing is counted, and the
+        general path gives the same result more slowly.
+        """
+        if end - start < 54:
+            return _NOT_FAST
+        if buffer[start + 12] == 0x86 and buffer[start + 13] == 0xDD:
+            return self._fast_ipv6_tcp_fields(caplen, wirelen, buffer, start, end)
+        # The annotations make mypyc keep the fields it tests as native ints
+        # (unpack_from returns Any); _fast_tcp's typed parameters do the same
+        # for the rest.
+        ethertype_version: int
+        total_length: int
+        flags_fragment: int
+        protocol: int
+        (
+            ethertype_version,
+            total_length,
+            flags_fragment,
+            ttl,
+            protocol,
+            source,
+            destination,
+            sport,
+            dport,
+            seq,
+            ack,
+            data_offset,
+            flags,
+            window,
+        ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(buffer, start + 12)
+        if not (
+            ethertype_version >> 8 == 0x080045  # IPv4, header without options
+            and protocol == PROTO_TCP
+            and not flags_fragment & 0x3FFF
+            and total_length >= 40
+        ):
+            return _NOT_FAST
+        return self._fast_tcp(
+            4,
+            caplen < wirelen,
+            buffer,
+            start + 34,
+            min(start + 14 + total_length, end),
+            total_length - 20,
+            (source, destination, ttl, sport, dport, seq, ack),
+            data_offset,
+            flags,
+            window,
+        )
+
+    def _fast_ipv6_tcp_fields(
+        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+    ) -> TcpFields:
+        """``fast_tcp_fields`` of an Ethernet frame carrying IPv6 (as ``_ipv6`` and
+        ``_tcp`` decode it when the TCP header follows the IPv6 header directly)."""
+        if end - start < 74:
+            return _NOT_FAST
+        version_flow: int
+        payload_length: int
+        next_header: int
+        (
+            version_flow,
+            payload_length,
+            next_header,
+            hop_limit,
+            source,
+            destination,
+            sport,
+            dport,
+            seq,
+            ack,
+            data_offset,
+            flags,
+            window,
+        ) = _FAST_IPV6_TCP.unpack_from(buffer, start + 14)
+        # A payload length of 0 (jumbogram, offload) is left to the general path.
+        if version_flow >> 28 != 6 or next_header != PROTO_TCP or payload_length < 20:
+            return _NOT_FAST
+        return self._fast_tcp(
+            6,
+            caplen < wirelen,
+            buffer,
+            start + 54,
+            min(start + 54 + payload_length, end),
+            payload_length,
+            (source, destination, hop_limit, sport, dport, seq, ack),
+            data_offset,
+            flags,
+            window,
+        )
+
+    def _fast_tcp(
+        self,
+        version: int,
+        truncated: bool,
+        buffer: bytes,
+        tcp_start: int,
+        ip_end: int,
+        claimed: int,
+        header: tuple[bytes, bytes, int, int, int, int, int],
+        data_offset: int,
+        flags: int,
+        window: int,
+    ) -> TcpFields:
+        """The TCP part of the hot path, as ``_tcp`` reads it: the segment at
+        ``tcp_start`` in an IP packet whose captured bytes end at ``ip_end`` and
+        whose header claims ``claimed`` bytes of payload; ``header`` is (src, dst,
+        ttl, sport, dport, seq, ack). Counts the frame when it takes it."""
+        header_length = (data_offset >> 4) << 2
+        if header_length < 20 or tcp_start + header_length > ip_end:
+            return _NOT_FAST  # cut or bogus: the general path flags it
+        source, destination, ttl, sport, dport, seq, ack = header
+        tcp_end = tcp_start + header_length
+        options = buffer[tcp_start + 20 : tcp_end] if header_length > 20 else b""
+        if version == 4:
+            self._fast_ipv4 += 1
+        else:
+            self._fast_ipv6 += 1
+        if truncated:
             self._truncated += 1
-        linktype = frame.linktype
-        if linktype == 1 and len(data) >= 54:
-            # The hot path, written out: Ethernet, IPv4 without options, an
-            # unfragmented TCP segment whose header was captured, read with one
-            # unpack. Anything else (or any doubt) falls through to the general
-            # path below, which gives the same result more slowly; nothing is
-            # set on the packet before the checks pass.
-            (
-                ethertype_version,
-                total_length,
-                flags_fragment,
-                ttl,
-                protocol,
-                source,
-                destination,
-                sport,
-                dport,
-                seq,
-                ack,
-                data_offset,
-                flags,
-                window,
-            ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(data, 12)
-            if (
-                ethertype_version >> 8 == 0x080045  # IPv4, header without options
-                and protocol == PROTO_TCP
-                and not flags_fragment & 0x3FFF
-                and total_length >= 40
-            ):
-                header_length = (data_offset >> 4) << 2
-                captured_end = min(14 + total_length, len(data))
-                if header_length >= 20 and 34 + header_length <= captured_end:
-                    packet.frame_class = _IPV4_CLASS
-                    packet.link_header_len = 14
-                    packet.ip_version = 4
-                    packet.src = source
-                    packet.dst = destination
-                    packet.proto = PROTO_TCP
-                    packet.ttl = ttl
-                    packet.sport = sport
-                    packet.dport = dport
-                    packet.seq = seq
-                    packet.ack = ack
-                    packet.tcp_flags = flags
-                    packet.window = window
-                    if header_length > 20:
-                        packet.tcp_options = data[54 : 34 + header_length]
-                    payload = total_length - 20 - header_length
-                    if payload > 0:
-                        packet.payload_len = payload
-                    self._fast_ipv4 += 1
-                    return packet
+        payload = claimed - header_length
+        return (
+            version,
+            source,
+            destination,
+            ttl,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            payload if payload > 0 else 0,
+            options,
+        )
+
+    def decode_general(
+        self,
+        number: int,
+        ts_ns: int,
+        linktype: int,
+        caplen: int,
+        wirelen: int,
+        buffer: bytes,
+        start: int,
+        end: int,
+    ) -> DecodedPacket:
+        """``decode`` of a frame given as the fields of its ``RawFrame``, its bytes being
+        ``buffer[start:end]``, that ``fast_tcp_fields`` did not take."""
+        packet = DecodedPacket(number, ts_ns, _UNDECODABLE)
+        if caplen < wirelen:
+            self._truncated += 1
+        data = buffer if start == 0 and end == len(buffer) else buffer[start:end]
         if linktype == 1:
             klass = self._ethernet(packet, data, 0, 0)
         else:
-            link_decoder = self._link_decoders.get(frame.linktype)
+            link_decoder = self._link_decoders.get(linktype)
             if link_decoder is None:
-                klass = _OTHER if frame.linktype in _KNOWN_NON_IP_LINKS else _UNDECODABLE
+                klass = _OTHER if linktype in _KNOWN_NON_IP_LINKS else _UNDECODABLE
             else:
                 klass = link_decoder(packet, data)
         packet.frame_class = klass
@@ -927,7 +1073,7 @@ class Decoder:
 # frames are "other", not undecodable. Prism and AVS radio headers, PPI,
 # Bluetooth HCI (two kinds) and LE, netlink, USB (two kinds), 802.15.4 (two
 # kinds), SocketCAN.
-_KNOWN_NON_IP_LINKS = frozenset((119, 163, 192, 187, 201, 251, 253, 220, 189, 195, 215, 227))
+_KNOWN_NON_IP_LINKS: Final = frozenset((119, 163, 192, 187, 201, 251, 253, 220, 189, 195, 215, 227))
 
 
 def _snap_ethertype(data: bytes, offset: int) -> int:

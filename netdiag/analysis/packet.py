@@ -4,7 +4,9 @@
 1-based, as Wireshark numbers them). ``decode`` turns a ``RawFrame`` into a
 ``DecodedPacket`` holding only the header fields the analysis needs; the
 original bytes stay in ``RawFrame`` for hex dumps (dpkt's ``bytes(pkt)``
-re-serialises, so dumps must never come from a decoded object).
+re-serialises, so dumps must never come from a decoded object). The analysis
+pass itself builds neither for an Ethernet/IPv4/TCP frame (``scan.py``,
+``TcpFields`` below).
 
 A ``DecodedPacket`` lives for one packet: conversation trackers copy what they
 keep into their own compact state, so memory grows with live conversations,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 
 class FrameClass(IntEnum):
@@ -43,15 +46,23 @@ class RawFrame:
         return self.caplen < self.wirelen
 
 
+# A TCP segment's fields as the decoder's hot path gives them to the TCP
+# tracker without building a DecodedPacket (``Decoder.fast_tcp_fields``,
+# ``TcpTracker.process_fields``): (ip_version, src, dst, ttl, sport, dport, seq,
+# ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's values;
+# ip_version 0 when the hot path did not take the frame. A tuple of fixed
+# types: mypyc passes it as a C struct, not an object.
+TcpFields = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, bytes]
+
 # TCP flag bits, as in the TCP header's flags byte.
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 
 class DecodedPacket:
@@ -141,3 +152,20 @@ class DecodedPacket:
         # ARP: the opcode (1 request, 2 reply); src/dst then hold the sender and
         # target protocol (IPv4) addresses. 0 for every other frame.
         self.arp_op = 0
+
+    def tcp_fields(self) -> TcpFields:
+        """This packet's ``TcpFields`` (``TcpTracker.process`` hands them on)."""
+        return (
+            self.ip_version,
+            self.src,
+            self.dst,
+            self.ttl,
+            self.sport,
+            self.dport,
+            self.seq,
+            self.ack,
+            self.tcp_flags,
+            self.window,
+            self.payload_len,
+            self.tcp_options,
+        )

@@ -26,12 +26,11 @@ later sections, and end silently at a cut-short record. Here:
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Final, Literal
@@ -86,30 +85,14 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 
 
-# Building a frozen dataclass through its __init__ costs about 0.7 us (one
-# object.__setattr__ per field); the reader makes one per packet, so on the hot
-# path it fills RawFrame's slots through their descriptors instead (about half).
-# Only while RawFrame has exactly these slots: otherwise the normal constructor
-# (as when packet.py is compiled by mypyc: a native class has no __slots__).
-# vars(), not RawFrame.__dict__, which mypyc refuses to compile.
-_RAW_FRAME_FIELDS = ("number", "ts_ns", "linktype", "caplen", "wirelen", "data", "interface")
-_FAST_FRAMES = (
-    tuple(field.name for field in dataclasses.fields(RawFrame)) == _RAW_FRAME_FIELDS
-    and getattr(RawFrame, "__slots__", None) == _RAW_FRAME_FIELDS
-)
-
-
-def _slot_setter(name: str) -> Callable[[RawFrame, object], None]:
-    descriptor = vars(RawFrame).get(name) if _FAST_FRAMES else None
-    setter: Callable[[RawFrame, object], None] | None = getattr(descriptor, "__set__", None)
-    return setter if setter is not None else _no_setter
-
-
-def _no_setter(frame: RawFrame, value: object) -> None:
-    raise AssertionError("RawFrame slots changed: the reader uses the constructor")
-
-
-_FRAME_SETTERS = tuple(_slot_setter(name) for name in _RAW_FRAME_FIELDS)
+# One record as the reader produces it: number, ts_ns, linktype, caplen,
+# wirelen, buffer, start, interface, the frame's bytes being
+# buffer[start:start + caplen] (RawFrame's fields, data left in the reader's
+# buffer). The analysis pass takes these plain tuples (``CaptureReader.records``)
+# and copies no frame; iterating the reader wraps each in a RawFrame. A frozen
+# dataclass costs about 0.7 us to build (one object.__setattr__ per field),
+# more than the rest of the record's reading.
+Record = tuple[int, int, int, int, int, bytes, int, int]
 
 
 @dataclass(slots=True)
@@ -277,6 +260,15 @@ class CaptureReader:
         self._damaged = True
         self._warn(message)
 
+    def _count_frame(self, number: int, caplen: int, wirelen: int) -> None:
+        """Frame ``number``'s share of what ``info`` reports (count, bytes, truncation)."""
+        if caplen < wirelen:
+            self._truncated += 1
+            if self._truncated == 1:
+                self._first_truncated = number
+        self._captured_bytes += caplen
+        self._frames = number
+
     def _add_link_type(self, linktype: int) -> None:
         if linktype not in self._link_types:
             self._link_types.append(linktype)
@@ -330,15 +322,23 @@ class CaptureReader:
 
     def _fill(self, needed: int) -> bool:
         """Make ``needed`` bytes available from ``_position``; False when the file ends first."""
-        buffer = self._buffer[self._position :]
         self._buffer_offset += self._position
-        self._position = 0
+        if self._file_size is not None:
+            # A regular file is read again from the first unread byte: the
+            # rest of the old chunk (a record or two) comes from the page cache,
+            # where joining it to the next chunk copied every megabyte once more.
+            self._position = 0
+            self._file.seek(self._buffer_offset)
+            buffer = b""
+        else:
+            buffer = self._buffer[self._position :]
+            self._position = 0
         while len(buffer) < needed:
             chunk = self._file.read(max(CHUNK_SIZE, needed - len(buffer)))
             if not chunk:
                 self._buffer = buffer
                 return False
-            buffer += chunk
+            buffer = buffer + chunk if buffer else chunk
         self._buffer = buffer
         return True
 
@@ -376,6 +376,27 @@ class CaptureReader:
     # -- iteration -------------------------------------------------------------
 
     def __iter__(self) -> Iterator[RawFrame]:
+        for number, ts_ns, linktype, caplen, wirelen, buffer, start, interface in self.records():
+            data = buffer[start : start + caplen]
+            yield RawFrame(number, ts_ns, linktype, caplen, wirelen, data, interface)
+
+    def records(self) -> Iterator[Record]:
+        """The frames as plain ``Record`` tuples (the analysis pass's path for pcapng)."""
+        self._rewind()
+        if self._format == "pcap":
+            return self._pcap_records()
+        return self._pcapng_records()
+
+    def pcap_cursor(self) -> PcapCursor | None:
+        """For a pcap file, a ``PcapCursor`` over its records (the analysis pass's hot
+        path); None for pcapng. Like iterating, this starts from the first frame."""
+        if self._format != "pcap":
+            return None
+        self._rewind()
+        return PcapCursor(self)
+
+    def _rewind(self) -> None:
+        """Prepare a new iteration from the first frame (state reset)."""
         self._reset_state()
         self._iterations += 1
         if self._file_size is not None:
@@ -389,112 +410,23 @@ class CaptureReader:
         self._position = 0
         if self._format == "pcap":
             self._add_link_type(self._pcap_linktype)
-            return self._iter_pcap()
-        return self._iter_pcapng()
 
-    def _iter_pcap(self) -> Iterator[RawFrame]:
-        unpack_record = _PCAP_RECORD[self._byte_order].unpack_from
-        record_size = self._pcap_record_size
-        linktype = self._pcap_linktype
-        fraction_limit = NS_PER_S if self._pcap_nanoseconds else 1_000_000
-        fraction_scale = 1 if self._pcap_nanoseconds else 1000
-        number = 0
-        captured_bytes = 0
-        first_ts: int | None = None
-        ts_ns = 0
-        buffer = self._buffer
-        buffer_length = len(buffer)
-        position = self._position
-        fast = _FAST_FRAMES
-        new_frame = object.__new__
-        (set_number, set_ts, set_linktype, set_caplen, set_wirelen, set_data, set_interface) = (
-            _FRAME_SETTERS
-        )
-        try:
-            while True:
-                if buffer_length - position < record_size:
-                    self._position = position
-                    if not self._fill(record_size):
-                        if len(self._buffer) > self._position:
-                            self._stop(
-                                f"file cut short at byte {self._offset()} inside the record "
-                                f"header of frame {number + 1} "
-                                f"({len(self._buffer) - self._position} of {record_size} bytes)"
-                            )
-                        self._finished = True
-                        return
-                    buffer = self._buffer
-                    buffer_length = len(buffer)
-                    position = self._position
-                seconds, fraction, caplen, wirelen = unpack_record(buffer, position)
-                if caplen > MAX_CAPLEN:
-                    self._position = position
-                    self._stop(
-                        f"corrupt record header at byte {self._offset()} (frame {number + 1} "
-                        f"claims {caplen} captured bytes): trailing garbage or damage, "
-                        "stopped reading there"
-                    )
-                    self._finished = True
-                    return
-                start = position + record_size
-                end = start + caplen
-                if end > buffer_length:
-                    self._position = position
-                    if not self._fill(record_size + caplen):
-                        self._stop(
-                            f"file cut short at byte {self._offset()} inside frame {number + 1} "
-                            f"({len(self._buffer) - self._position - record_size} of {caplen} "
-                            "captured bytes present)"
-                        )
-                        self._finished = True
-                        return
-                    buffer = self._buffer
-                    buffer_length = len(buffer)
-                    position = self._position
-                    start = position + record_size
-                    end = start + caplen
-                number += 1
-                if fraction >= fraction_limit:
-                    # tshark keeps the out-of-range fraction, which amounts to
-                    # carrying it into the seconds; so does this sum.
-                    self._invalid_ts += 1
-                    if self._invalid_ts == 1:
-                        self._first_invalid_ts = number
-                ts_ns = seconds * NS_PER_S + fraction * fraction_scale
-                if first_ts is None:
-                    first_ts = ts_ns
-                    self._first_ts_ns = ts_ns
-                if caplen < wirelen:
-                    self._truncated += 1
-                    if self._truncated == 1:
-                        self._first_truncated = number
-                captured_bytes += caplen
-                position = end
-                if fast:
-                    frame: RawFrame = new_frame(RawFrame)
-                    set_number(frame, number)
-                    set_ts(frame, ts_ns)
-                    set_linktype(frame, linktype)
-                    set_caplen(frame, caplen)
-                    set_wirelen(frame, wirelen)
-                    set_data(frame, buffer[start:end])
-                    set_interface(frame, 0)
-                    yield frame
-                else:
-                    yield RawFrame(number, ts_ns, linktype, caplen, wirelen, buffer[start:end], 0)
-        finally:
-            self._frames = number
-            self._captured_bytes = captured_bytes
-            if first_ts is not None:
-                self._last_ts_ns = ts_ns
+    def _pcap_records(self) -> Iterator[Record]:
+        cursor = PcapCursor(self)
+        linktype = cursor.linktype
+        while True:
+            number, ts_ns, caplen, wirelen, buffer, start = cursor.next_record()
+            if not number:
+                return
+            yield (number, ts_ns, linktype, caplen, wirelen, buffer, start, 0)
 
     # -- pcapng --------------------------------------------------------------------
 
-    def _iter_pcapng(self) -> Iterator[RawFrame]:
-        yield from self._pcapng_frames()
+    def _pcapng_records(self) -> Iterator[Record]:
+        yield from self._pcapng_blocks()
         self._finished = True  # not reached when the consumer stops early
 
-    def _pcapng_frames(self) -> Iterator[RawFrame]:
+    def _pcapng_blocks(self) -> Iterator[Record]:
         byte_order: Literal["little", "big"] = self._byte_order
         prefix = "<" if byte_order == "little" else ">"
         header_struct = struct.Struct(prefix + "II")
@@ -504,11 +436,6 @@ class CaptureReader:
         interfaces: list[_Interface] = []
         number = 0
         last_ts = 0
-        fast = _FAST_FRAMES
-        new_frame = object.__new__
-        (set_number, set_ts, set_linktype, set_caplen, set_wirelen, set_data, set_interface) = (
-            _FRAME_SETTERS
-        )
         try:
             while True:
                 buffer = self._buffer
@@ -576,7 +503,7 @@ class CaptureReader:
                     self._untimed_frames += 1
                     self._frames = number
                     self._captured_bytes += len(data)
-                    yield RawFrame(number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0)
+                    yield (number, last_ts, LINKTYPE_NONE, len(data), len(data), data, 0, 0)
                     continue
                 # A packet block.
                 timed = True
@@ -626,32 +553,17 @@ class CaptureReader:
                     self._last_ts_ns = last_ts
                 else:
                     self._untimed_frames += 1
-                if caplen < wirelen:
-                    self._truncated += 1
-                    if self._truncated == 1:
-                        self._first_truncated = number
-                self._captured_bytes += caplen
-                self._frames = number
-                if fast:
-                    frame: RawFrame = new_frame(RawFrame)
-                    set_number(frame, number)
-                    set_ts(frame, last_ts)
-                    set_linktype(frame, interface.linktype)
-                    set_caplen(frame, caplen)
-                    set_wirelen(frame, wirelen)
-                    set_data(frame, buffer[data_start : data_start + caplen])
-                    set_interface(frame, interface_id)
-                    yield frame
-                else:
-                    yield RawFrame(
-                        number,
-                        last_ts,
-                        interface.linktype,
-                        caplen,
-                        wirelen,
-                        buffer[data_start : data_start + caplen],
-                        interface_id,
-                    )
+                self._count_frame(number, caplen, wirelen)
+                yield (
+                    number,
+                    last_ts,
+                    interface.linktype,
+                    caplen,
+                    wirelen,
+                    buffer,
+                    data_start,
+                    interface_id,
+                )
         except _DamagedBlockError as damage:
             self._stop(
                 f"damaged pcapng block at byte {block_offset} after frame {number} "
@@ -762,6 +674,100 @@ class CaptureReader:
         self._add_link_type(linktype)
         self._resolutions.add(interface.resolution)
         return interface
+
+
+# PcapCursor.next_record: number, ts_ns, caplen, wirelen, buffer, start (the
+# frame's bytes are buffer[start:start + caplen]); number 0 once the file ended.
+PcapRecord = tuple[int, int, int, int, bytes, int]
+_PCAP_END: Final[PcapRecord] = (0, 0, 0, 0, b"", 0)
+
+
+class PcapCursor:
+    """The records of a pcap file, one ``next_record`` call each.
+
+    Iterating a ``CaptureReader`` goes through this too; the analysis pass
+    calls it directly, because compiled by mypyc a call returning a tuple of
+    fixed types returns a C struct: no tuple, no int objects and no generator
+    frame per record. The reader's counters (frames, bytes, timestamps,
+    truncated frames, why reading stopped) are kept up to date as it goes.
+    """
+
+    def __init__(self, reader: CaptureReader) -> None:
+        self.reader = reader
+        self.linktype = reader._pcap_linktype
+        self._unpack_record = _PCAP_RECORD[reader._byte_order].unpack_from
+        self._record_size = reader._pcap_record_size
+        self._fraction_limit = NS_PER_S if reader._pcap_nanoseconds else 1_000_000
+        self._fraction_scale = 1 if reader._pcap_nanoseconds else 1000
+        self._number = 0
+        self._buffer = reader._buffer
+        self._position = reader._position
+
+    def next_record(self) -> PcapRecord:
+        reader = self.reader
+        record_size = self._record_size
+        buffer = self._buffer
+        position = self._position
+        number = self._number
+        if len(buffer) - position < record_size:
+            reader._position = position
+            if not reader._fill(record_size):
+                if len(reader._buffer) > reader._position:
+                    reader._stop(
+                        f"file cut short at byte {reader._offset()} inside the record "
+                        f"header of frame {number + 1} "
+                        f"({len(reader._buffer) - reader._position} of {record_size} bytes)"
+                    )
+                reader._finished = True
+                return _PCAP_END
+            buffer = self._buffer = reader._buffer
+            position = reader._position
+        # Native ints under mypyc (unpack_from returns Any).
+        seconds: int
+        fraction: int
+        caplen: int
+        wirelen: int
+        seconds, fraction, caplen, wirelen = self._unpack_record(buffer, position)
+        if caplen > MAX_CAPLEN:
+            reader._position = position
+            reader._stop(
+                f"corrupt record header at byte {reader._offset()} (frame {number + 1} "
+                f"claims {caplen} captured bytes): trailing garbage or damage, "
+                "stopped reading there"
+            )
+            reader._finished = True
+            return _PCAP_END
+        start = position + record_size
+        end = start + caplen
+        if end > len(buffer):
+            reader._position = position
+            if not reader._fill(record_size + caplen):
+                reader._stop(
+                    f"file cut short at byte {reader._offset()} inside frame {number + 1} "
+                    f"({len(reader._buffer) - reader._position - record_size} of {caplen} "
+                    "captured bytes present)"
+                )
+                reader._finished = True
+                return _PCAP_END
+            buffer = self._buffer = reader._buffer
+            position = reader._position
+            start = position + record_size
+            end = start + caplen
+        number += 1
+        self._number = number
+        self._position = end
+        if fraction >= self._fraction_limit:
+            # tshark keeps the out-of-range fraction, which amounts to
+            # carrying it into the seconds; so does this sum.
+            reader._invalid_ts += 1
+            if reader._invalid_ts == 1:
+                reader._first_invalid_ts = number
+        ts_ns = seconds * NS_PER_S + fraction * self._fraction_scale
+        if number == 1:
+            reader._first_ts_ns = ts_ns
+        reader._last_ts_ns = ts_ns
+        reader._count_frame(number, caplen, wirelen)
+        return (number, ts_ns, caplen, wirelen, buffer, start)
 
 
 def _parse_options(buffer: bytes, start: int, end: int, prefix: str) -> list[tuple[int, bytes]]:

@@ -40,9 +40,9 @@ number as one attempt.
 from __future__ import annotations
 
 import operator
+import os
 import random
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -56,7 +56,7 @@ from netdiag.analysis.model import (
     TcpStream,
     TimelineEntry,
 )
-from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket
+from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
 from netdiag.analysis.store import Codec, RecordStore, TcpStreamCodec, spill_after_default
 from netdiag.analysis.tcpopts import window_scale
 
@@ -123,7 +123,7 @@ MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservo
 RETIRE_IDLE_NS: Final = 10_000_000_000
 RETIRE_SCAN_PACKETS: Final = 4096
 
-SYN_ACK = SYN | ACK
+SYN_ACK: Final = SYN | ACK
 
 # Zeek history letters as bits of a per-flow mask (each letter once per side);
 # the letter is upper case for the originator, lower case for the responder.
@@ -151,7 +151,7 @@ HISTORY_LETTERS = {
     HISTORY_INCONSISTENT: "I",
     HISTORY_SYN_FIN: "Q",
 }
-SYN_FIN_RST = SYN | FIN | RST
+SYN_FIN_RST: Final = SYN | FIN | RST
 
 
 def _seq_lt(x: int, y: int) -> bool:
@@ -209,6 +209,11 @@ def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
     statistics are taken when the file is done. Same values either way.
     """
     if len(values) >= LARGE_SAMPLE_COUNT:
+        # numpy's OpenBLAS starts a thread per core at import, which then spins
+        # for a while (~1.5 % of a 1M-packet run's CPU time); a partition uses
+        # none of them. Only when the user has not chosen, and only before numpy
+        # is first imported (otherwise this changes nothing).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             import numpy
         except ImportError:  # pragma: no cover - numpy comes with matplotlib
@@ -356,8 +361,11 @@ class _Flow:
         self.lastsegmentflags = 0
         # Unacknowledged segments, oldest first. While ``contiguous`` holds
         # (each segment starts where the previous ended), an ACK can only
-        # remove a prefix, which keeps the per-ACK cost small.
-        self.segments: deque[_Segment] = deque()
+        # remove a prefix, which keeps the per-ACK cost small. A list, not a
+        # deque: mypyc indexes and appends to lists natively, while every deque
+        # operation is a method call by name; flights are short, so deleting a
+        # prefix (a memmove of pointers) costs less than that.
+        self.segments: list[_Segment] = []
         self.contiguous = True
         self.packets = 0
         self.bytes = 0
@@ -411,17 +419,25 @@ def _cover(flow: _Flow, relative_seq: int, length: int) -> None:
     flow.covered = merged
 
 
-@dataclass(slots=True)
 class _Event:
-    """A timeline packet kept as seen; direction is resolved when roles are final."""
+    """A timeline packet kept as seen; direction is resolved when roles are final.
 
-    frame: int
-    ts: int
-    flow: int  # 0 or 1
-    flags: int
-    seq: int
-    ack: int
-    length: int
+    A plain class, not a dataclass: compiled by mypyc, a dataclass is built
+    through the interpreted ``__init__`` that ``dataclasses`` generates.
+    """
+
+    __slots__ = ("ack", "flags", "flow", "frame", "length", "seq", "ts")
+
+    def __init__(
+        self, frame: int, ts: int, flow: int, flags: int, seq: int, ack: int, length: int
+    ) -> None:
+        self.frame = frame
+        self.ts = ts
+        self.flow = flow  # 0 or 1
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.length = length
 
 
 class _Conversation:
@@ -554,7 +570,7 @@ def _flow_from_state(state: tuple[object, ...]) -> _Flow:
     flow = _Flow(b"", 0)
     for name, value in zip(_FLOW_FIELDS, values, strict=True):
         setattr(flow, name, value)
-    flow.segments = deque([_Segment(*segment) for segment in segments])
+    flow.segments = [_Segment(*segment) for segment in segments]
     return flow
 
 
@@ -663,13 +679,28 @@ class TcpTracker:
 
     def process(self, packet: DecodedPacket) -> None:
         """Account one decoded TCP packet (proto 6, full TCP header present)."""
+        self.process_fields(packet.frame, packet.ts_ns, packet.tcp_fields())
+
+    def process_fields(self, frame: int, ts: int, fields: TcpFields) -> None:
+        """``process`` of a packet given as its frame number, timestamp (ns) and
+        ``TcpFields``: the analysis pass's hot path, no packet built."""
+        (
+            ip_version,
+            source,
+            destination,
+            _ttl,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            seglen,  # never negative (the decoder's contract)
+            options,
+        ) = fields
         self._until_scan -= 1
         if self._until_scan <= 0:
-            self._retire_idle(packet.ts_ns)
-        source = packet.src
-        destination = packet.dst
-        sport = packet.sport
-        dport = packet.dport
+            self._retire_idle(ts)
         # Wireshark orders the two flows by comparing addresses, then ports.
         if source > destination or (source == destination and sport > dport):
             forward_index = 0
@@ -680,16 +711,11 @@ class TcpTracker:
         else:
             forward_index = 1
             key = (destination, dport, source, sport)
-        frame = packet.frame
-        ts = packet.ts_ns
-        flags = packet.tcp_flags
-        seq = packet.seq
-        ack = packet.ack
         conversation = self._conversations.get(key)
         if conversation is None and self._retired:
             conversation = self._revive(key)
         if conversation is None:
-            conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+            conversation = self._new_conversation(key, ip_version, frame, ts)
             conversation.first_flow = forward_index
         forward = conversation.flows[forward_index]
         reverse = conversation.flows[1 - forward_index]
@@ -699,7 +725,7 @@ class TcpTracker:
             if seq != forward.base_seq:
                 # A new SYN on a known 4-tuple: the port numbers were reused.
                 self._finish(conversation)
-                conversation = self._new_conversation(key, packet.ip_version, frame, ts)
+                conversation = self._new_conversation(key, ip_version, frame, ts)
                 conversation.first_flow = forward_index
                 forward = conversation.flows[forward_index]
                 reverse = conversation.flows[1 - forward_index]
@@ -712,9 +738,8 @@ class TcpTracker:
             forward.base_seq = seq
             ta = A_REUSED_PORTS
 
-        seglen = packet.payload_len  # never negative (the decoder's contract)
         ta, acked_segment, rtt_ns, karn_ok = self._analyze(
-            conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, packet.window, ta
+            conversation, forward, reverse, frame, ts, seq, ack, seglen, flags, window, ta
         )
         # Relative numbers as Wireshark shows them (the ACK only when ACK is set).
         relative_seq = (seq - forward.base_seq) & MASK32
@@ -723,7 +748,6 @@ class TcpTracker:
         # Handshake bookkeeping in dissect_tcp's order: the most recent SYN,
         # the initial RTT at the first ACK-without-SYN, "first ACK seen", then
         # the options (window scale) and the check of scaling in both SYNs.
-        options = packet.tcp_options
         if flags & SYN:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
@@ -742,7 +766,9 @@ class TcpTracker:
                 if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
                     conversation.first_rtt = ts - conversation.mru_syn_ts
                 forward.is_first_ack = False
-            if options and b"\x03\x03" in options:  # a window-scale option outside a SYN
+            # A window-scale option outside a SYN. find(), not "in": bytes.__contains__
+            # first tries its operand as an int, raising and clearing a TypeError.
+            if options and options.find(b"\x03\x03") >= 0:
                 shift = window_scale(options)
                 if shift is not None:
                     forward.win_scale = shift
@@ -986,16 +1012,21 @@ class TcpTracker:
         unacked = reverse.segments
         if unacked:
             if reverse.contiguous:
-                # pop while not GT_SEQ(nextseq, ack)
-                while unacked and (ack - unacked[0].nextseq) & MASK32 < HALF32:
-                    segment = unacked.popleft()
+                # drop the prefix while not GT_SEQ(nextseq, ack)
+                count = len(unacked)
+                done = 0
+                while done < count and (ack - unacked[done].nextseq) & MASK32 < HALF32:
+                    segment = unacked[done]
+                    done += 1
                     if segment.nextseq == ack:
                         acked = segment
                         matches = 1
+                if done:
+                    del unacked[:done]
                 if unacked and _seq_gt(ack, unacked[0].seq):
                     unacked[0].seq = ack
             else:
-                kept: deque[_Segment] = deque()
+                kept: list[_Segment] = []
                 for segment in unacked:
                     segment_end = segment.nextseq
                     if ack == segment_end:
