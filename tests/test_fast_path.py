@@ -204,6 +204,26 @@ def test_large_medians_equal_the_sorted_list_median(count: int) -> None:
     assert samples.median_ns() == expected
 
 
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+class _Real(float):
+    pass
+
+
+class _Row(list[int]):
+    pass
+
+
+class _Table(dict[str, bool]):
+    pass
+
+
 def test_the_record_encoder_writes_what_json_dumps_writes() -> None:
     """Edge values the corpus may not hold: non-str keys, NaN/inf, unicode, empties."""
     value = {
@@ -216,6 +236,9 @@ def test_the_record_encoder_writes_what_json_dumps_writes() -> None:
         2.5: "float key",
         True: "bool key",
         None: "None key",
+        # Subclasses take the general route, in json's order of tests.
+        "subclasses": [_Text("s"), _Number(3), _Real(0.5), _Row([1]), _Table({_Text("k"): True})],
+        "flags_in_a_dict": {"on": True, "off": False, "nan": float("nan")},
     }
     text = json.dumps(value, indent=2, ensure_ascii=False)
     for level in (0, 1, 3):

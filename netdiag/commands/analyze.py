@@ -10,6 +10,7 @@ unreadable file is an ``InputError`` (exit 2) raised by the analysis.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def execute(
             )
             written += [path for path in paths if path.parent == folder]
     if json_output:
+        # The analysis is finished and lives until exit: frozen, its objects
+        # are left out of the collections that the writing's allocations
+        # trigger (the GC, off during the pass, would otherwise walk every
+        # record kept in memory again and again while the JSON is written).
+        gc.freeze()
         # Written record by record: same bytes as json_text(report_document(...)).
         write_analyses_json(analyses, sys.stdout)
     elif out is None:

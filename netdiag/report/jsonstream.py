@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import replace
 from json.encoder import encode_basestring
+from math import isfinite
 from typing import Any, TextIO
 
 from netdiag.analysis.model import Analysis
@@ -82,7 +83,96 @@ def _key_text(key: object) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
-def _encode(value: object, level: int, parts: list[str]) -> None:
+# Text of a dict key as written before its value (``"key": ``), for the str
+# keys that recur in every record; bounded so an odd document cannot grow it.
+_KEY_TEXTS: dict[str, str] = {}
+_KEY_TEXTS_LIMIT = 4096
+# "\n" + the indentation of each level, built once per level.
+_LINE_STARTS: list[str] = ["\n"]
+
+
+def _line_start(level: int) -> str:
+    while len(_LINE_STARTS) <= level:
+        _LINE_STARTS.append("\n" + INDENT * len(_LINE_STARTS))
+    return _LINE_STARTS[level]
+
+
+def _encode(value: Any, level: int, parts: list[str]) -> None:
+    # Exact types first (what the records hold), tested with ``type() is``,
+    # which is cheaper than isinstance; anything else (a subclass, an odd
+    # value) goes through ``_encode_general``, json's own order of tests, so
+    # the text is the same either way. ``bool`` is not ``int`` here: its
+    # type is ``bool``.
+    kind = type(value)
+    if kind is dict:
+        _encode_dict(value, level, parts)
+    elif kind is str:
+        parts.append(encode_basestring(value))
+    elif kind is int:
+        parts.append(int.__repr__(value))
+    elif value is None:
+        parts.append("null")
+    elif kind is float:
+        parts.append(_float_text(value))
+    elif kind is list or kind is tuple:
+        _encode_list(value, level, parts)
+    else:
+        _encode_general(value, level, parts)
+
+
+def _encode_list(value: list[Any] | tuple[Any, ...], level: int, parts: list[str]) -> None:
+    if not value:
+        parts.append("[]")
+        return
+    inner = _line_start(level + 1)
+    separator = "[" + inner
+    for item in value:
+        kind = type(item)
+        if kind is int:
+            parts.append(separator + int.__repr__(item))
+        elif kind is str:
+            parts.append(separator + encode_basestring(item))
+        else:
+            parts.append(separator)
+            _encode(item, level + 1, parts)
+        separator = "," + inner
+    parts.append(_line_start(level) + "]")
+
+
+def _encode_dict(value: dict[Any, Any], level: int, parts: list[str]) -> None:
+    if not value:
+        parts.append("{}")
+        return
+    inner = _line_start(level + 1)
+    separator = "{" + inner
+    key_texts = _KEY_TEXTS
+    for key, item in value.items():
+        key_text = key_texts.get(key) if type(key) is str else None
+        if key_text is None:
+            key_text = _key_text(key) + ": "
+            if type(key) is str and len(key_texts) < _KEY_TEXTS_LIMIT:
+                key_texts[key] = key_text
+        # The scalars of a record inline; containers and the rest recurse.
+        kind = type(item)
+        if kind is int:
+            parts.append(separator + key_text + int.__repr__(item))
+        elif kind is str:
+            parts.append(separator + key_text + encode_basestring(item))
+        elif item is None:
+            parts.append(separator + key_text + "null")
+        elif kind is float:
+            # Finite floats (all but odd ones) without the call to _float_text.
+            text = float.__repr__(item) if isfinite(item) else _float_text(item)
+            parts.append(separator + key_text + text)
+        else:
+            parts.append(separator + key_text)
+            _encode(item, level + 1, parts)
+        separator = "," + inner
+    parts.append(_line_start(level) + "}")
+
+
+def _encode_general(value: object, level: int, parts: list[str]) -> None:
+    """json's own order of type tests, for values ``_encode`` did not match exactly."""
     if isinstance(value, str):
         parts.append(encode_basestring(value))
     elif value is None:
@@ -96,29 +186,9 @@ def _encode(value: object, level: int, parts: list[str]) -> None:
     elif isinstance(value, float):
         parts.append(_float_text(value))
     elif isinstance(value, list | tuple):
-        if not value:
-            parts.append("[]")
-            return
-        inner = "\n" + INDENT * (level + 1)
-        separator = "[" + inner
-        for item in value:
-            parts.append(separator)
-            _encode(item, level + 1, parts)
-            separator = "," + inner
-        parts.append("\n" + INDENT * level + "]")
+        _encode_list(value, level, parts)
     elif isinstance(value, dict):
-        if not value:
-            parts.append("{}")
-            return
-        inner = "\n" + INDENT * (level + 1)
-        separator = "{" + inner
-        for key, item in value.items():
-            parts.append(separator)
-            parts.append(_key_text(key))
-            parts.append(": ")
-            _encode(item, level + 1, parts)
-            separator = "," + inner
-        parts.append("\n" + INDENT * level + "}")
+        _encode_dict(value, level, parts)
     else:
         # Whatever json.dumps would refuse or convert: let it decide.
         parts.append(
