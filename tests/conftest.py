@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,16 @@ def _netns_unavailable_reason() -> str | None:
 
 
 NETNS_SKIP_REASON = _netns_unavailable_reason()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (`make test &`) with SIGINT ignored, and an
+    # ignored signal stays ignored across exec: every netdiag the tests start would
+    # then ignore the Ctrl-C the interrupt tests send. A handled signal is reset to
+    # the default at exec, so handling it here gives the children Python's own.
+    del config
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
