@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.findings import build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import FileInfo, Finding
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
 from netdiag.analysis.tcp import TcpTracker
 from tests.test_icmp import A, B, arp, echo, icmp_error
-from tests.test_tcp import C_ISN, HANDSHAKE, S_ISN, T0_NS, tcp_packet, track
+from tests.test_tcp import C_ISN, CLIENT, HANDSHAKE, S_ISN, SERVER, T0_NS, tcp_packet, track
 
 FILE = FileInfo(
     path="x.pcap",
@@ -176,3 +178,68 @@ def test_findings_are_sorted_worst_first() -> None:
     severities = [finding.severity for finding in findings]
     assert severities == sorted(severities, key=["error", "warn", "note"].index)
     assert findings[0].code == "tcp.syn-unanswered"
+
+
+def scan_streams(ports: list[int], refused: bool, retries: int = 1) -> list[Any]:
+    """One TCP tracker fed a connect scan from CLIENT to SERVER over ``ports``."""
+    tracker = TcpTracker()
+    frame = 0
+    for index, port in enumerate(ports):
+        endpoints = {"client": (CLIENT, 40000 + index), "server": (SERVER, port)}
+        for attempt in range(retries):
+            frame += 1
+            t_ms = index * 10.0 + attempt * 1000.0
+            tracker.process(tcp_packet(frame, t_ms, "c>s", SYN, C_ISN, **endpoints))
+        if refused:
+            frame += 1
+            tracker.process(
+                tcp_packet(frame, index * 10.0 + 1, "s>c", RST | ACK, 0, C_ISN + 1, **endpoints)
+            )
+    return tracker.finish()
+
+
+def test_a_refused_port_scan_is_one_finding_with_ports_and_streams() -> None:
+    ports = [*range(20, 26), 80, 443, 8080]
+    findings = build_findings(FILE, scan_streams(ports, refused=True), (), (), ())
+    finding = only(findings, "tcp.rejected")
+    assert len(findings) == 1
+    assert finding.severity == "error"
+    assert finding.stream == 0
+    assert finding.frames == tuple(range(1, 19))
+    assert "9 connection attempts to 10.0.1.1 on 9 ports (20-25, 80, 443, 8080)" in (
+        finding.message
+    )
+    assert "streams 0, 1, 2, 3, 4, 5, 6, 7, 8)" in finding.message
+    assert "port scan" in finding.message
+    assert "tshark -r x.pcap -Y 'ip.src == 10.0.2.1 && ip.dst == 10.0.1.1" in finding.hint
+
+
+def test_an_unanswered_scan_names_a_firewall_and_bounds_its_lists() -> None:
+    ports = list(range(1000, 1100))
+    findings = build_findings(FILE, scan_streams(ports, refused=False, retries=2), (), (), ())
+    finding = only(findings, "tcp.syn-unanswered")
+    assert len(findings) == 1
+    assert finding.severity == "error"  # retried SYNs
+    assert "200" not in finding.message
+    assert "100 connection attempts to 10.0.1.1 on 100 ports (1000-1099)" in finding.message
+    assert "streams 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...)" in finding.message
+    assert "firewall" in finding.message
+    assert "nft list ruleset" in finding.hint
+    assert len(finding.frames) == 20 and finding.frames[0] == 1
+
+
+def test_a_few_refused_ports_stay_one_finding_per_stream() -> None:
+    findings = build_findings(FILE, scan_streams([80, 443, 8080, 8443, 22], True), (), (), ())
+    assert [finding.code for finding in findings] == ["tcp.rejected"] * 5
+    assert [finding.stream for finding in findings] == [0, 1, 2, 3, 4]
+
+
+def test_the_corpus_port_scan_is_one_finding(corpus_dir: Path) -> None:
+    analysis = analyze_file(corpus_dir / "markofu__portscan.pcap")
+    assert len(analysis.tcp) == 29
+    (finding,) = analysis.findings
+    assert finding.code == "tcp.syn-unanswered"
+    assert finding.message.startswith(
+        "10.100.25.14 made 29 connection attempts to 10.100.18.12 on 29 ports (21-23, 25, 53,"
+    )
+    assert finding.frames == tuple(range(1, 21))

@@ -19,6 +19,7 @@ like loss.
 from __future__ import annotations
 
 import itertools
+import shlex
 from collections.abc import Iterable, Sequence
 
 from netdiag.analysis.icmp import ArpQuestion
@@ -35,6 +36,14 @@ from netdiag.analysis.model import (
 from netdiag.analysis.store import FindingCodec, RecordStore
 
 MAX_FINDING_FRAMES = 20  # frames listed per finding; the message gives the full count
+# More refused / unanswered attempts than this many distinct ports from one
+# client to one server are a scan (or a firewall dropping everything): one
+# finding for the lot instead of one per stream. Five covers a client trying
+# a service's few usual ports (80, 443, 8080...) without being called a scan.
+SCAN_MIN_PORTS = 6
+SCAN_CODES = ("tcp.rejected", "tcp.syn-unanswered")
+MAX_SCAN_STREAMS = 10  # streams named in a grouped finding's message
+MAX_PORT_RANGES = 12  # port ranges written out in a grouped finding's message
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, str]:
@@ -469,6 +478,100 @@ def _capture_findings(info: FileInfo) -> list[Finding]:
     return findings
 
 
+class _ScanGroup:
+    """Refused or unanswered attempts from one client to one server: bounded state.
+
+    A port bitmap (8 KiB, whatever the number of attempts), a count, the
+    lowest frames and streams, and the positions of the per-stream findings
+    in the store (one small int per finding, like the sort keys), so they can
+    be left out when the group turns out to be a scan.
+    """
+
+    __slots__ = ("attempts", "frames", "indices", "port_count", "ports", "severity", "streams")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.ports = bytearray(8192)
+        self.port_count = 0
+        self.frames: list[int] = []
+        self.streams: list[int] = []
+        self.indices: list[int] = []
+        self.severity: Severity = "note"
+
+    def add(self, finding: Finding, server_port: int, index: int) -> None:
+        self.attempts += 1
+        byte, bit = divmod(server_port, 8)
+        if not self.ports[byte] & (1 << bit):
+            self.ports[byte] |= 1 << bit
+            self.port_count += 1
+        self.frames.extend(finding.frames)
+        if len(self.frames) >= 2 * MAX_FINDING_FRAMES:
+            self.frames[:] = _frames(self.frames)
+        if finding.stream is not None and len(self.streams) < MAX_SCAN_STREAMS:
+            self.streams.append(finding.stream)
+        self.indices.append(index)
+        if SEVERITY_ORDER[finding.severity] < SEVERITY_ORDER[self.severity]:
+            self.severity = finding.severity
+
+    def port_text(self) -> str:
+        """ "1-1024, 3306, 8080" for the ports seen, the first MAX_PORT_RANGES ranges."""
+        ranges: list[str] = []
+        start = -1
+        for port in range(65537):
+            present = port < 65536 and bool(self.ports[port >> 3] & (1 << (port & 7)))
+            if present and start < 0:
+                start = port
+            elif not present and start >= 0:
+                ranges.append(str(start) if start == port - 1 else f"{start}-{port - 1}")
+                start = -1
+        shown = ", ".join(ranges[:MAX_PORT_RANGES])
+        return shown + (", ..." if len(ranges) > MAX_PORT_RANGES else "")
+
+
+def _scan_finding(capture: str, client: str, server: str, code: str, group: _ScanGroup) -> Finding:
+    """One finding for a scan-like group (see SCAN_MIN_PORTS) of the file ``capture``."""
+    streams = ", ".join(str(stream) for stream in sorted(group.streams))
+    more = ", ..." if group.attempts > len(group.streams) else ""
+    ports = f"{group.port_count} ports ({group.port_text()})"
+    attempts = _plural(group.attempts, "connection attempt")
+    confirm = (
+        f"`tshark -r {shlex.quote(capture)} -Y 'ip.src == {client} && ip.dst == {server} && "
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e tcp.dstport | sort -n | uniq -c`"
+    )
+    if ":" in client:
+        confirm = confirm.replace("ip.src", "ipv6.src").replace("ip.dst", "ipv6.dst")
+    if code == "tcp.rejected":
+        message = (
+            f"{client} made {attempts} to {server} on {ports} and {server} refused them "
+            f"with a RST (streams {streams}{more}): a port scan, or a client probing "
+            "for a service that is not there."
+        )
+        hint = (
+            f"a scan tries many ports once each: {confirm} lists the ports tried; if one "
+            f"of them should answer, check its listener: `{_in_namespace_of(server)} "
+            "ss -ltn`"
+        )
+    else:
+        message = (
+            f"{client} made {attempts} to {server} on {ports} and none got a SYN-ACK "
+            f"(streams {streams}{more}): a port scan of filtered ports, or a firewall "
+            f"dropping everything from {client} (or a missing return route)."
+        )
+        hint = (
+            f"{confirm} lists the ports tried; look for a dropping rule on the way: "
+            f"`{_in_namespace_of(server)} nft list ruleset`, and the route back: "
+            f"`{_in_namespace_of(server)} ip route get {client}`"
+        )
+    return Finding(
+        severity=group.severity,
+        code=code,
+        stream=min(group.streams) if group.streams else None,
+        frames=_frames(group.frames),
+        message=message,
+        hint=hint,
+    )
+
+
 def build_findings(
     info: FileInfo,
     streams: Iterable[TcpStream],
@@ -483,6 +586,9 @@ def build_findings(
     The records may be ``SpilledRecords``: each is read once. Findings go to a
     ``RecordStore`` (a tuple for a small capture) and only their sort keys
     stay in memory; ties keep the order they were made in, as a stable sort.
+    Refused / unanswered attempts from one client to one server on more than
+    SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``): the
+    per-stream ones stay in the store but are left out of the order.
     """
     store: RecordStore[Finding] = RecordStore(FindingCodec(), spill_after)
     keys: list[tuple[int, int, str, int]] = []
@@ -493,11 +599,27 @@ def build_findings(
             keys.append((SEVERITY_ORDER[finding.severity], first_frame, finding.code, len(keys)))
             store.append(finding)
 
+    scans: dict[tuple[str, str, str], _ScanGroup] = {}
     for stream in streams:
-        add(_stream_findings(stream))
+        found = _stream_findings(stream)
+        for position, finding in enumerate(found):
+            if finding.code in SCAN_CODES:
+                client_address = _split_endpoint(stream.client)[0]
+                server_address, server_port = _split_endpoint(stream.server)
+                group_key = (client_address, server_address, finding.code)
+                group = scans.get(group_key)
+                if group is None:
+                    group = scans[group_key] = _ScanGroup()
+                group.add(finding, int(server_port), len(keys) + position)
+        add(found)
+    left_out: set[int] = set()
+    for (client_address, server_address, code), group in scans.items():
+        if group.port_count >= SCAN_MIN_PORTS:
+            left_out.update(group.indices)
+            add([_scan_finding(info.path, client_address, server_address, code, group)])
     add(_echo_findings(echoes, summaries))
     add(_error_findings(errors))
     add(_arp_findings(arp_questions))
     add(_capture_findings(info))
     keys.sort()
-    return store.seal([key[3] for key in keys])
+    return store.seal([key[3] for key in keys if key[3] not in left_out])
