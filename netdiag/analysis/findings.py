@@ -22,7 +22,7 @@ import itertools
 import shlex
 from collections.abc import Iterable, Sequence
 
-from netdiag.analysis.icmp import ArpQuestion
+from netdiag.analysis.icmp import ArpQuestion, UnmatchedReplies
 from netdiag.analysis.model import (
     SEVERITY_ORDER,
     EchoSummary,
@@ -416,6 +416,28 @@ def _error_findings(errors: Iterable[IcmpError]) -> list[Finding]:
     return findings
 
 
+def _unmatched_reply_findings(unmatched: Sequence[UnmatchedReplies]) -> list[Finding]:
+    return [
+        Finding(
+            severity="note",
+            code="icmp.reply-unmatched",
+            frames=_frames(replies.frames),
+            message=(
+                f"{replies.count} echo {'reply' if replies.count == 1 else 'replies'} from "
+                f"{replies.replier} to {replies.requester} had no request in the capture: the "
+                "capture started late, the request took another path, or the reply answers "
+                "another host's request."
+            ),
+            hint=(
+                f"capture on {replies.requester} itself (`{_in_namespace_of(replies.requester)} "
+                "tcpdump -i any icmp`) to see its requests; `ip route get "
+                f"{replies.replier}` there shows the way they go out"
+            ),
+        )
+        for replies in unmatched
+    ]
+
+
 def _arp_findings(questions: Sequence[ArpQuestion]) -> list[Finding]:
     findings = []
     for question in questions:
@@ -580,6 +602,7 @@ def build_findings(
     errors: Iterable[IcmpError],
     arp_questions: Sequence[ArpQuestion] = (),
     spill_after: int | None = None,
+    unmatched_replies: Sequence[UnmatchedReplies] = (),
 ) -> Sequence[Finding]:
     """Every finding of one file, worst first (then by first frame).
 
@@ -620,6 +643,7 @@ def build_findings(
     add(_echo_findings(echoes, summaries))
     add(_error_findings(errors))
     add(_arp_findings(arp_questions))
+    add(_unmatched_reply_findings(unmatched_replies))
     add(_capture_findings(info))
     keys.sort()
     return store.seal([key[3] for key in keys if key[3] not in left_out])
