@@ -180,12 +180,16 @@ def test_findings_are_sorted_worst_first() -> None:
     assert findings[0].code == "tcp.syn-unanswered"
 
 
-def scan_streams(ports: list[int], refused: bool, retries: int = 1) -> list[Any]:
-    """One TCP tracker fed a connect scan from CLIENT to SERVER over ``ports``."""
+def scan_streams(
+    ports: list[int], refused: bool, retries: int = 1, hosts: list[bytes] | None = None
+) -> list[Any]:
+    """One TCP tracker fed a connect scan from CLIENT over ``ports`` of SERVER (or of
+    ``hosts``, one per attempt: a sweep)."""
     tracker = TcpTracker()
     frame = 0
     for index, port in enumerate(ports):
-        endpoints = {"client": (CLIENT, 40000 + index), "server": (SERVER, port)}
+        host = hosts[index] if hosts else SERVER
+        endpoints = {"client": (CLIENT, 40000 + index), "server": (host, port)}
         for attempt in range(retries):
             frame += 1
             t_ms = index * 10.0 + attempt * 1000.0
@@ -243,3 +247,45 @@ def test_the_corpus_port_scan_is_one_finding(corpus_dir: Path) -> None:
         "10.100.25.14 made 29 connection attempts to 10.100.18.12 on 29 ports (21-23, 25, 53,"
     )
     assert finding.frames == tuple(range(1, 21))
+
+
+def test_a_sweep_of_one_port_over_many_hosts_is_one_finding() -> None:
+    hosts = [bytes([10, 0, 1, last]) for last in range(1, 8)]
+    streams = scan_streams([6346] * 7, refused=False, hosts=hosts)
+    findings = build_findings(FILE, streams, (), (), ())
+    finding = only(findings, "tcp.syn-unanswered")
+    assert len(findings) == 1
+    assert finding.severity == "warn"  # one SYN each
+    assert finding.message.startswith(
+        "10.0.2.1 made 7 connection attempts to port 6346 on 7 hosts (10.0.1.1, 10.0.1.2, "
+        "10.0.1.3, 10.0.1.4, 10.0.1.5, ...), and none got a SYN-ACK (streams 0, 1, 2, 3, 4, "
+        "5, 6): a sweep"
+    )
+    assert "tcp.dstport == 6346" in finding.hint and "-e ip.dst" in finding.hint
+    assert finding.frames == tuple(range(1, 8))
+    few = build_findings(FILE, scan_streams([6346] * 5, False, hosts=hosts[:5]), (), (), ())
+    assert [finding.stream for finding in few] == [0, 1, 2, 3, 4]
+
+
+def test_attempts_in_a_port_scan_are_not_told_again_as_a_sweep() -> None:
+    # 10.0.1.1 is scanned on 6 ports; port 80 is also tried on 5 more hosts,
+    # which with 10.0.1.1 makes 6 hosts: the sweep would count port 80 of
+    # 10.0.1.1 twice, so those five stay per stream.
+    hosts = [SERVER] * 6 + [bytes([10, 0, 1, last]) for last in range(2, 7)]
+    ports = [80, 81, 82, 83, 84, 85] + [80] * 5
+    findings = build_findings(FILE, scan_streams(ports, True, hosts=hosts), (), (), ())
+    assert len(findings) == 6
+    assert "on 6 ports (80-85)" in findings[0].message
+    assert [finding.stream for finding in findings[1:]] == [6, 7, 8, 9, 10]
+
+
+def test_the_corpus_gnutella_sweep_is_two_findings(corpus_dir: Path) -> None:
+    findings = analyze_file(corpus_dir / "markofu__gnutella.pcap").findings
+    scan_codes = [f for f in findings if f.code in ("tcp.rejected", "tcp.syn-unanswered")]
+    assert [(f.code, f.stream) for f in scan_codes] == [
+        ("tcp.syn-unanswered", 0),
+        ("tcp.rejected", 1),
+    ]
+    assert "140 connection attempts to port 6346 on 46 hosts" in scan_codes[0].message
+    assert "98 connection attempts to port 6346 on 36 hosts" in scan_codes[1].message
+    assert [f.code for f in findings[2:]] == ["tcp.retransmission"] * 3

@@ -41,7 +41,12 @@ MAX_FINDING_FRAMES = 20  # frames listed per finding; the message gives the full
 # finding for the lot instead of one per stream. Five covers a client trying
 # a service's few usual ports (80, 443, 8080...) without being called a scan.
 SCAN_MIN_PORTS = 6
+# Likewise one client trying one port on more than five hosts is a sweep
+# (peer discovery, a worm, a scanner): one finding per (client, port, code).
+SCAN_MIN_HOSTS = 6
 SCAN_CODES = ("tcp.rejected", "tcp.syn-unanswered")
+MAX_SWEEP_HOSTS = 4096  # distinct hosts counted per sweep (memory bound); more reads "at least"
+MAX_LISTED_HOSTS = 5  # hosts named in a sweep's message
 MAX_SCAN_STREAMS = 10  # streams named in a grouped finding's message
 MAX_PORT_RANGES = 12  # port ranges written out in a grouped finding's message
 
@@ -501,31 +506,45 @@ def _capture_findings(info: FileInfo) -> list[Finding]:
 
 
 class _ScanGroup:
-    """Refused or unanswered attempts from one client to one server: bounded state.
+    """Refused or unanswered attempts of one client: bounded state.
 
-    A port bitmap (8 KiB, whatever the number of attempts), a count, the
-    lowest frames and streams, and the positions of the per-stream findings
-    in the store (one small int per finding, like the sort keys), so they can
-    be left out when the group turns out to be a scan.
+    Grouped per server (a port scan: the ports differ) or per server port (a
+    sweep: the hosts differ). A port bitmap (8 KiB, whatever the number of
+    attempts), the first MAX_SWEEP_HOSTS distinct hosts, a count, the lowest
+    frames and first streams, and the positions of the per-stream findings in
+    the store (one small int per finding, like the sort keys), so they can be
+    left out when the group turns out to be a scan.
     """
 
-    __slots__ = ("attempts", "frames", "indices", "port_count", "ports", "severity", "streams")
+    __slots__ = (
+        "attempts",
+        "frames",
+        "hosts",
+        "indices",
+        "port_count",
+        "ports",
+        "severity",
+        "streams",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
         self.ports = bytearray(8192)
         self.port_count = 0
+        self.hosts: dict[str, None] = {}  # insertion-ordered set, capped
         self.frames: list[int] = []
         self.streams: list[int] = []
         self.indices: list[int] = []
         self.severity: Severity = "note"
 
-    def add(self, finding: Finding, server_port: int, index: int) -> None:
+    def add(self, finding: Finding, server_address: str, server_port: int, index: int) -> None:
         self.attempts += 1
         byte, bit = divmod(server_port, 8)
         if not self.ports[byte] & (1 << bit):
             self.ports[byte] |= 1 << bit
             self.port_count += 1
+        if len(self.hosts) < MAX_SWEEP_HOSTS:
+            self.hosts[server_address] = None
         self.frames.extend(finding.frames)
         if len(self.frames) >= 2 * MAX_FINDING_FRAMES:
             self.frames[:] = _frames(self.frames)
@@ -534,6 +553,30 @@ class _ScanGroup:
         self.indices.append(index)
         if SEVERITY_ORDER[finding.severity] < SEVERITY_ORDER[self.severity]:
             self.severity = finding.severity
+
+    def stream_text(self) -> str:
+        """ "streams 0, 1, 2, ..." for the first streams."""
+        more = ", ..." if self.attempts > len(self.streams) else ""
+        return "streams " + ", ".join(str(stream) for stream in sorted(self.streams)) + more
+
+    def host_text(self) -> str:
+        """ "46 hosts (a, b, c, d, e, ...)"; "at least" once the cap is reached."""
+        count = len(self.hosts)
+        shown = list(self.hosts)[:MAX_LISTED_HOSTS]
+        more = ", ..." if count > len(shown) else ""
+        at_least = "at least " if count >= MAX_SWEEP_HOSTS else ""
+        return f"{at_least}{count} hosts ({', '.join(shown)}{more})"
+
+    def finding(self, code: str, message: str, hint: str) -> Finding:
+        """The group's one finding: its worst severity, first stream, lowest frames."""
+        return Finding(
+            severity=self.severity,
+            code=code,
+            stream=min(self.streams) if self.streams else None,
+            frames=_frames(self.frames),
+            message=message,
+            hint=hint,
+        )
 
     def port_text(self) -> str:
         """ "1-1024, 3306, 8080" for the ports seen, the first MAX_PORT_RANGES ranges."""
@@ -552,20 +595,19 @@ class _ScanGroup:
 
 def _scan_finding(capture: str, client: str, server: str, code: str, group: _ScanGroup) -> Finding:
     """One finding for a scan-like group (see SCAN_MIN_PORTS) of the file ``capture``."""
-    streams = ", ".join(str(stream) for stream in sorted(group.streams))
-    more = ", ..." if group.attempts > len(group.streams) else ""
+    streams = group.stream_text()
     ports = f"{group.port_count} ports ({group.port_text()})"
     attempts = _plural(group.attempts, "connection attempt")
+    field = "ipv6" if ":" in client else "ip"
     confirm = (
-        f"`tshark -r {shlex.quote(capture)} -Y 'ip.src == {client} && ip.dst == {server} && "
-        "tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e tcp.dstport | sort -n | uniq -c`"
+        f"`tshark -r {shlex.quote(capture)} -Y '{field}.src == {client} && {field}.dst == "
+        f"{server} && tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e tcp.dstport "
+        "| sort -n | uniq -c`"
     )
-    if ":" in client:
-        confirm = confirm.replace("ip.src", "ipv6.src").replace("ip.dst", "ipv6.dst")
     if code == "tcp.rejected":
         message = (
             f"{client} made {attempts} to {server} on {ports} and {server} refused them "
-            f"with a RST (streams {streams}{more}): a port scan, or a client probing "
+            f"with a RST ({streams}): a port scan, or a client probing "
             "for a service that is not there."
         )
         hint = (
@@ -576,7 +618,7 @@ def _scan_finding(capture: str, client: str, server: str, code: str, group: _Sca
     else:
         message = (
             f"{client} made {attempts} to {server} on {ports} and none got a SYN-ACK "
-            f"(streams {streams}{more}): a port scan of filtered ports, or a firewall "
+            f"({streams}): a port scan of filtered ports, or a firewall "
             f"dropping everything from {client} (or a missing return route)."
         )
         hint = (
@@ -584,14 +626,40 @@ def _scan_finding(capture: str, client: str, server: str, code: str, group: _Sca
             f"`{_in_namespace_of(server)} nft list ruleset`, and the route back: "
             f"`{_in_namespace_of(server)} ip route get {client}`"
         )
-    return Finding(
-        severity=group.severity,
-        code=code,
-        stream=min(group.streams) if group.streams else None,
-        frames=_frames(group.frames),
-        message=message,
-        hint=hint,
+    return group.finding(code, message, hint)
+
+
+def _sweep_finding(capture: str, client: str, port: int, code: str, group: _ScanGroup) -> Finding:
+    """One finding for attempts of one client to one port on many hosts (a sweep)."""
+    field = "ipv6" if ":" in client else "ip"
+    confirm = (
+        f"`tshark -r {shlex.quote(capture)} -Y '{field}.src == {client} && tcp.dstport == {port} "
+        f"&& tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e {field}.dst | sort | uniq -c`"
     )
+    attempts = _plural(group.attempts, "connection attempt")
+    where = f"port {port} on {group.host_text()}"
+    if code == "tcp.rejected":
+        message = (
+            f"{client} made {attempts} to {where}, and they refused them with a RST "
+            f"({group.stream_text()}): a sweep for a service on port {port} (peer "
+            "discovery, a scanner, or a stale list of servers)."
+        )
+        hint = (
+            f"{confirm} lists the hosts tried; nothing listens on port {port} there: "
+            f"`ss -ltn 'sport = :{port}'` on one of them"
+        )
+    else:
+        message = (
+            f"{client} made {attempts} to {where}, and none got a SYN-ACK "
+            f"({group.stream_text()}): a sweep of hosts that are gone or filtered, or "
+            f"something near {client} dropping port {port} or its answers."
+        )
+        hint = (
+            f"{confirm} lists the hosts tried; when none answers, look near the client "
+            f"first: `{_in_namespace_of(client)} nft list ruleset`, "
+            f"`{_in_namespace_of(client)} ip route get {next(iter(group.hosts))}`"
+        )
+    return group.finding(code, message, hint)
 
 
 def build_findings(
@@ -610,8 +678,9 @@ def build_findings(
     ``RecordStore`` (a tuple for a small capture) and only their sort keys
     stay in memory; ties keep the order they were made in, as a stable sort.
     Refused / unanswered attempts from one client to one server on more than
-    SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``): the
-    per-stream ones stay in the store but are left out of the order.
+    SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``), and so do
+    those from one client to one port on more than SCAN_MIN_HOSTS - 1 hosts:
+    the per-stream ones stay in the store but are left out of the order.
     """
     store: RecordStore[Finding] = RecordStore(FindingCodec(), spill_after)
     keys: list[tuple[int, int, str, int]] = []
@@ -623,23 +692,35 @@ def build_findings(
             store.append(finding)
 
     scans: dict[tuple[str, str, str], _ScanGroup] = {}
+    sweeps: dict[tuple[str, int, str], _ScanGroup] = {}
     for stream in streams:
         found = _stream_findings(stream)
         for position, finding in enumerate(found):
             if finding.code in SCAN_CODES:
                 client_address = _split_endpoint(stream.client)[0]
-                server_address, server_port = _split_endpoint(stream.server)
-                group_key = (client_address, server_address, finding.code)
-                group = scans.get(group_key)
-                if group is None:
-                    group = scans[group_key] = _ScanGroup()
-                group.add(finding, int(server_port), len(keys) + position)
+                server_address, port_text = _split_endpoint(stream.server)
+                server_port = int(port_text)
+                index = len(keys) + position
+                scan = scans.get((client_address, server_address, finding.code))
+                if scan is None:
+                    scan = scans[(client_address, server_address, finding.code)] = _ScanGroup()
+                scan.add(finding, server_address, server_port, index)
+                sweep = sweeps.get((client_address, server_port, finding.code))
+                if sweep is None:
+                    sweep = sweeps[(client_address, server_port, finding.code)] = _ScanGroup()
+                sweep.add(finding, server_address, server_port, index)
         add(found)
     left_out: set[int] = set()
-    for (client_address, server_address, code), group in scans.items():
-        if group.port_count >= SCAN_MIN_PORTS:
-            left_out.update(group.indices)
-            add([_scan_finding(info.path, client_address, server_address, code, group)])
+    for (client_address, server_address, code), scan in scans.items():
+        if scan.port_count >= SCAN_MIN_PORTS:
+            left_out.update(scan.indices)
+            add([_scan_finding(info.path, client_address, server_address, code, scan)])
+    # A sweep is told only when none of its attempts went into a port scan
+    # above, so every attempt is counted in exactly one finding.
+    for (client_address, server_port, code), sweep in sweeps.items():
+        if len(sweep.hosts) >= SCAN_MIN_HOSTS and left_out.isdisjoint(sweep.indices):
+            left_out.update(sweep.indices)
+            add([_sweep_finding(info.path, client_address, server_port, code, sweep)])
     add(_echo_findings(echoes, summaries))
     add(_error_findings(errors))
     add(_arp_findings(arp_questions))
