@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiag.analysis.analyze import analyze_file
-from netdiag.analysis.findings import build_findings
+from netdiag.analysis.findings import _ScanGroup, build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import FileInfo, Finding
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
@@ -289,3 +289,17 @@ def test_the_corpus_gnutella_sweep_is_two_findings(corpus_dir: Path) -> None:
     assert "140 connection attempts to port 6346 on 46 hosts" in scan_codes[0].message
     assert "98 connection attempts to port 6346 on 36 hosts" in scan_codes[1].message
     assert [f.code for f in findings[2:]] == ["tcp.retransmission"] * 3
+
+
+def test_scan_group_ports_read_the_same_from_its_set_and_its_bitmap() -> None:
+    """A group keeps few ports in a set (small per pair), many in a bitmap (bounded)."""
+    finding = Finding("warn", "tcp.rejected", "", "", stream=0, frames=(1,))
+    small, large = _ScanGroup(), _ScanGroup()
+    ports = [0, 1, 2, 3, 7, 9, 10, 11, 65535, 3]
+    for index, port in enumerate(ports):
+        small.add(finding, "h", port, index)
+    for index, port in enumerate(ports + list(range(100, 200))):
+        large.add(finding, "h", port, index)
+    assert small.port_bits is None and large.port_bits is not None
+    assert (small.port_count, small.port_text()) == (9, "0-3, 7, 9-11, 65535")
+    assert (large.port_count, large.port_text()) == (109, "0-3, 7, 9-11, 100-199, 65535")

@@ -45,6 +45,7 @@ SCAN_MIN_PORTS = 6
 # (peer discovery, a worm, a scanner): one finding per (client, port, code).
 SCAN_MIN_HOSTS = 6
 SCAN_CODES = ("tcp.rejected", "tcp.syn-unanswered")
+MAX_PORT_SET = 64  # ports a group keeps in a set before it takes a bitmap
 MAX_SWEEP_HOSTS = 4096  # distinct hosts counted per sweep (memory bound); more reads "at least"
 MAX_LISTED_HOSTS = 5  # hosts named in a sweep's message
 MAX_SCAN_STREAMS = 10  # streams named in a grouped finding's message
@@ -509,11 +510,13 @@ class _ScanGroup:
     """Refused or unanswered attempts of one client: bounded state.
 
     Grouped per server (a port scan: the ports differ) or per server port (a
-    sweep: the hosts differ). A port bitmap (8 KiB, whatever the number of
-    attempts), the first MAX_SWEEP_HOSTS distinct hosts, a count, the lowest
-    frames and first streams, and the positions of the per-stream findings in
-    the store (one small int per finding, like the sort keys), so they can be
-    left out when the group turns out to be a scan.
+    sweep: the hosts differ). The distinct ports (a set while few, then a
+    bitmap of 8 KiB whatever the number of attempts: most groups are one
+    refused connection, and there may be one per conversation), the first
+    MAX_SWEEP_HOSTS distinct hosts, a count, the lowest frames and first
+    streams, and the positions of the per-stream findings in the store (one
+    small int per finding, like the sort keys), so they can be left out when
+    the group turns out to be a scan.
     """
 
     __slots__ = (
@@ -521,15 +524,17 @@ class _ScanGroup:
         "frames",
         "hosts",
         "indices",
+        "port_bits",
         "port_count",
-        "ports",
+        "port_set",
         "severity",
         "streams",
     )
 
     def __init__(self) -> None:
         self.attempts = 0
-        self.ports = bytearray(8192)
+        self.port_set: set[int] = set()
+        self.port_bits: bytearray | None = None
         self.port_count = 0
         self.hosts: dict[str, None] = {}  # insertion-ordered set, capped
         self.frames: list[int] = []
@@ -539,9 +544,17 @@ class _ScanGroup:
 
     def add(self, finding: Finding, server_address: str, server_port: int, index: int) -> None:
         self.attempts += 1
-        byte, bit = divmod(server_port, 8)
-        if not self.ports[byte] & (1 << bit):
-            self.ports[byte] |= 1 << bit
+        bits = self.port_bits
+        if bits is None:
+            self.port_set.add(server_port)
+            self.port_count = len(self.port_set)
+            if self.port_count > MAX_PORT_SET:
+                bits = self.port_bits = bytearray(8192)
+                for port in self.port_set:
+                    bits[port >> 3] |= 1 << (port & 7)
+                self.port_set = set()
+        elif not bits[server_port >> 3] & (1 << (server_port & 7)):
+            bits[server_port >> 3] |= 1 << (server_port & 7)
             self.port_count += 1
         if len(self.hosts) < MAX_SWEEP_HOSTS:
             self.hosts[server_address] = None
@@ -580,15 +593,18 @@ class _ScanGroup:
 
     def port_text(self) -> str:
         """ "1-1024, 3306, 8080" for the ports seen, the first MAX_PORT_RANGES ranges."""
-        ranges: list[str] = []
-        start = -1
-        for port in range(65537):
-            present = port < 65536 and bool(self.ports[port >> 3] & (1 << (port & 7)))
-            if present and start < 0:
-                start = port
-            elif not present and start >= 0:
-                ranges.append(str(start) if start == port - 1 else f"{start}-{port - 1}")
-                start = -1
+        bits = self.port_bits
+        if bits is None:
+            ports = sorted(self.port_set)
+        else:
+            ports = [port for port in range(65536) if bits[port >> 3] & (1 << (port & 7))]
+        spans: list[list[int]] = []  # [first, last] of each run of consecutive ports
+        for port in ports:
+            if spans and spans[-1][1] == port - 1:
+                spans[-1][1] = port
+            else:
+                spans.append([port, port])
+        ranges = [str(first) if first == last else f"{first}-{last}" for first, last in spans]
         shown = ", ".join(ranges[:MAX_PORT_RANGES])
         return shown + (", ..." if len(ranges) > MAX_PORT_RANGES else "")
 
