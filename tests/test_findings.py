@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import netdiag.analysis.findings as findings_module
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.findings import _ScanGroup, build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
@@ -303,3 +306,20 @@ def test_scan_group_ports_read_the_same_from_its_set_and_its_bitmap() -> None:
     assert small.port_bits is None and large.port_bits is not None
     assert (small.port_count, small.port_text()) == (9, "0-3, 7, 9-11, 65535")
     assert (large.port_count, large.port_text()) == (109, "0-3, 7, 9-11, 100-199, 65535")
+
+
+def test_past_the_group_limit_new_pairs_stay_per_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With room for one group per kind, the second client's scan is not grouped.
+    monkeypatch.setattr(findings_module, "MAX_SCAN_GROUPS", 1)
+    ports = list(range(20, 27))
+    first = scan_streams(ports, refused=True)
+    tracker = TcpTracker()
+    for frame, port in enumerate(ports, start=1):
+        endpoints = {"client": (bytes([10, 0, 9, 9]), 40000 + frame), "server": (SERVER, port)}
+        tracker.process(tcp_packet(100 + frame, 500.0 + frame, "c>s", SYN, C_ISN, **endpoints))
+        tracker.process(
+            tcp_packet(200 + frame, 600.0 + frame, "s>c", RST | ACK, 0, C_ISN + 1, **endpoints)
+        )
+    findings = build_findings(FILE, [*first, *tracker.finish()], (), (), ())
+    assert len(findings) == 1 + len(ports)
+    assert "7 connection attempts to 10.0.1.1 on 7 ports (20-26)" in findings[0].message

@@ -45,6 +45,8 @@ SCAN_MIN_PORTS = 6
 # (peer discovery, a worm, a scanner): one finding per (client, port, code).
 SCAN_MIN_HOSTS = 6
 SCAN_CODES = ("tcp.rejected", "tcp.syn-unanswered")
+# Groups kept per kind (scan, sweep): about 1 KB each, so at most a few MB.
+MAX_SCAN_GROUPS = 4096
 MAX_PORT_SET = 64  # ports a group keeps in a set before it takes a bitmap
 MAX_SWEEP_HOSTS = 4096  # distinct hosts counted per sweep (memory bound); more reads "at least"
 MAX_LISTED_HOSTS = 5  # hosts named in a sweep's message
@@ -717,14 +719,19 @@ def build_findings(
                 server_address, port_text = _split_endpoint(stream.server)
                 server_port = int(port_text)
                 index = len(keys) + position
+                # Past MAX_SCAN_GROUPS pairs (a flood from spoofed sources has
+                # one per packet) new pairs are not grouped: their findings stay
+                # per stream, as they would be anyway below the thresholds.
                 scan = scans.get((client_address, server_address, finding.code))
-                if scan is None:
+                if scan is None and len(scans) < MAX_SCAN_GROUPS:
                     scan = scans[(client_address, server_address, finding.code)] = _ScanGroup()
-                scan.add(finding, server_address, server_port, index)
+                if scan is not None:
+                    scan.add(finding, server_address, server_port, index)
                 sweep = sweeps.get((client_address, server_port, finding.code))
-                if sweep is None:
+                if sweep is None and len(sweeps) < MAX_SCAN_GROUPS:
                     sweep = sweeps[(client_address, server_port, finding.code)] = _ScanGroup()
-                sweep.add(finding, server_address, server_port, index)
+                if sweep is not None:
+                    sweep.add(finding, server_address, server_port, index)
         add(found)
     left_out: set[int] = set()
     for (client_address, server_address, code), scan in scans.items():
