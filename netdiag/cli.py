@@ -139,6 +139,10 @@ def analyze(
     hexdump_frames: Annotated[
         list[int] | None, typer.Option("--hexdump-frames", help="Frames to hex-dump.")
     ] = None,
+    hexdump_link: Annotated[
+        bool,
+        typer.Option("--hexdump-link", help="Hex dumps include the link layer, like tcpdump -XX."),
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Processes.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a report folder.")] = False,
 ) -> None:
@@ -152,6 +156,7 @@ def analyze(
             formats=formats,
             out=out,
             hexdump_frames=hexdump_frames or [],
+            hexdump_link=hexdump_link,
             jobs=jobs,
             force=force,
         )

@@ -93,6 +93,7 @@ def test_out_writes_one_folder_per_file(corpus_dir: Path, tmp_path: Path) -> Non
     "arguments",
     [
         ["--format", "md"],  # --format without --out
+        ["--hexdump-link"],  # --hexdump-link without --out
         ["--out", "{tmp}/r", "--format", "pdf"],
     ],
 )
@@ -201,3 +202,33 @@ def test_large_capture_skips_the_details(corpus_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "handshake and teardown" not in result.stdout
     assert "First data segments" not in result.stdout
+
+
+@pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
+@pytest.mark.parametrize(("flag", "link"), [("-X", []), ("-XX", ["--hexdump-link"])])
+def test_report_hexdumps_match_tcpdump_with_or_without_link_layer(
+    corpus_dir: Path, tmp_path: Path, flag: str, link: list[str]
+) -> None:
+    """`analyze --out DIR --hexdump-frames N [--hexdump-link]`: tcpdump -X / -XX lines."""
+    assert TCPDUMP is not None
+    path = corpus_dir / "pcapplusplus__VlanPackets.pcap"  # an 802.1Q tag in the link layer
+    out = tmp_path / "r"
+    result = netdiag(
+        "analyze", path, "--out", out, "--format", "md", "--hexdump-frames", "3", *link
+    )
+    assert result.returncode == 0, result.stderr
+    markdown = (out / path.stem / "report.md").read_text(encoding="utf-8")
+    tcpdump = subprocess.run(
+        [TCPDUMP, flag, "-nn", "-r", str(path), "-c", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    # The third packet's hex lines: those after its header line (the third line
+    # that does not start with a tab).
+    headers = [index for index, line in enumerate(tcpdump) if not line.startswith("\t")]
+    expected = [line for line in tcpdump[headers[2] + 1 :] if line.startswith("\t0x")]
+    start = markdown.index("#3 ")
+    block = markdown[start : markdown.index("```", start)].splitlines()[1:]
+    assert block == expected
+    assert ("Link layer included" in markdown) == bool(link)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from netdiag.analysis.findings import build_findings
+import pytest
+
+import netdiag.analysis.findings as findings_module
+from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.findings import _ScanGroup, build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import FileInfo, Finding
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
 from netdiag.analysis.tcp import TcpTracker
 from tests.test_icmp import A, B, arp, echo, icmp_error
-from tests.test_tcp import C_ISN, HANDSHAKE, S_ISN, T0_NS, tcp_packet, track
+from tests.test_tcp import C_ISN, CLIENT, HANDSHAKE, S_ISN, SERVER, T0_NS, tcp_packet, track
 
 FILE = FileInfo(
     path="x.pcap",
@@ -176,3 +181,145 @@ def test_findings_are_sorted_worst_first() -> None:
     severities = [finding.severity for finding in findings]
     assert severities == sorted(severities, key=["error", "warn", "note"].index)
     assert findings[0].code == "tcp.syn-unanswered"
+
+
+def scan_streams(
+    ports: list[int], refused: bool, retries: int = 1, hosts: list[bytes] | None = None
+) -> list[Any]:
+    """One TCP tracker fed a connect scan from CLIENT over ``ports`` of SERVER (or of
+    ``hosts``, one per attempt: a sweep)."""
+    tracker = TcpTracker()
+    frame = 0
+    for index, port in enumerate(ports):
+        host = hosts[index] if hosts else SERVER
+        endpoints = {"client": (CLIENT, 40000 + index), "server": (host, port)}
+        for attempt in range(retries):
+            frame += 1
+            t_ms = index * 10.0 + attempt * 1000.0
+            tracker.process(tcp_packet(frame, t_ms, "c>s", SYN, C_ISN, **endpoints))
+        if refused:
+            frame += 1
+            tracker.process(
+                tcp_packet(frame, index * 10.0 + 1, "s>c", RST | ACK, 0, C_ISN + 1, **endpoints)
+            )
+    return tracker.finish()
+
+
+def test_a_refused_port_scan_is_one_finding_with_ports_and_streams() -> None:
+    ports = [*range(20, 26), 80, 443, 8080]
+    findings = build_findings(FILE, scan_streams(ports, refused=True), (), (), ())
+    finding = only(findings, "tcp.rejected")
+    assert len(findings) == 1
+    assert finding.severity == "error"
+    assert finding.stream == 0
+    assert finding.frames == tuple(range(1, 19))
+    assert "9 connection attempts to 10.0.1.1 on 9 ports (20-25, 80, 443, 8080)" in (
+        finding.message
+    )
+    assert "streams 0, 1, 2, 3, 4, 5, 6, 7, 8)" in finding.message
+    assert "port scan" in finding.message
+    assert "tshark -r x.pcap -Y 'ip.src == 10.0.2.1 && ip.dst == 10.0.1.1" in finding.hint
+
+
+def test_an_unanswered_scan_names_a_firewall_and_bounds_its_lists() -> None:
+    ports = list(range(1000, 1100))
+    findings = build_findings(FILE, scan_streams(ports, refused=False, retries=2), (), (), ())
+    finding = only(findings, "tcp.syn-unanswered")
+    assert len(findings) == 1
+    assert finding.severity == "error"  # retried SYNs
+    assert "200" not in finding.message
+    assert "100 connection attempts to 10.0.1.1 on 100 ports (1000-1099)" in finding.message
+    assert "streams 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...)" in finding.message
+    assert "firewall" in finding.message
+    assert "nft list ruleset" in finding.hint
+    assert len(finding.frames) == 20 and finding.frames[0] == 1
+
+
+def test_a_few_refused_ports_stay_one_finding_per_stream() -> None:
+    findings = build_findings(FILE, scan_streams([80, 443, 8080, 8443, 22], True), (), (), ())
+    assert [finding.code for finding in findings] == ["tcp.rejected"] * 5
+    assert [finding.stream for finding in findings] == [0, 1, 2, 3, 4]
+
+
+def test_the_corpus_port_scan_is_one_finding(corpus_dir: Path) -> None:
+    analysis = analyze_file(corpus_dir / "markofu__portscan.pcap")
+    assert len(analysis.tcp) == 29
+    (finding,) = analysis.findings
+    assert finding.code == "tcp.syn-unanswered"
+    assert finding.message.startswith(
+        "10.100.25.14 made 29 connection attempts to 10.100.18.12 on 29 ports (21-23, 25, 53,"
+    )
+    assert finding.frames == tuple(range(1, 21))
+
+
+def test_a_sweep_of_one_port_over_many_hosts_is_one_finding() -> None:
+    hosts = [bytes([10, 0, 1, last]) for last in range(1, 8)]
+    streams = scan_streams([6346] * 7, refused=False, hosts=hosts)
+    findings = build_findings(FILE, streams, (), (), ())
+    finding = only(findings, "tcp.syn-unanswered")
+    assert len(findings) == 1
+    assert finding.severity == "warn"  # one SYN each
+    assert finding.message.startswith(
+        "10.0.2.1 made 7 connection attempts to port 6346 on 7 hosts (10.0.1.1, 10.0.1.2, "
+        "10.0.1.3, 10.0.1.4, 10.0.1.5, ...), and none got a SYN-ACK (streams 0, 1, 2, 3, 4, "
+        "5, 6): a sweep"
+    )
+    assert "tcp.dstport == 6346" in finding.hint and "-e ip.dst" in finding.hint
+    assert finding.frames == tuple(range(1, 8))
+    few = build_findings(FILE, scan_streams([6346] * 5, False, hosts=hosts[:5]), (), (), ())
+    assert [finding.stream for finding in few] == [0, 1, 2, 3, 4]
+
+
+def test_attempts_in_a_port_scan_are_not_told_again_as_a_sweep() -> None:
+    # 10.0.1.1 is scanned on 6 ports; port 80 is also tried on 5 more hosts,
+    # which with 10.0.1.1 makes 6 hosts: the sweep would count port 80 of
+    # 10.0.1.1 twice, so those five stay per stream.
+    hosts = [SERVER] * 6 + [bytes([10, 0, 1, last]) for last in range(2, 7)]
+    ports = [80, 81, 82, 83, 84, 85] + [80] * 5
+    findings = build_findings(FILE, scan_streams(ports, True, hosts=hosts), (), (), ())
+    assert len(findings) == 6
+    assert "on 6 ports (80-85)" in findings[0].message
+    assert [finding.stream for finding in findings[1:]] == [6, 7, 8, 9, 10]
+
+
+def test_the_corpus_gnutella_sweep_is_two_findings(corpus_dir: Path) -> None:
+    findings = analyze_file(corpus_dir / "markofu__gnutella.pcap").findings
+    scan_codes = [f for f in findings if f.code in ("tcp.rejected", "tcp.syn-unanswered")]
+    assert [(f.code, f.stream) for f in scan_codes] == [
+        ("tcp.syn-unanswered", 0),
+        ("tcp.rejected", 1),
+    ]
+    assert "140 connection attempts to port 6346 on 46 hosts" in scan_codes[0].message
+    assert "98 connection attempts to port 6346 on 36 hosts" in scan_codes[1].message
+    assert [f.code for f in findings[2:]] == ["tcp.retransmission"] * 3
+
+
+def test_scan_group_ports_read_the_same_from_its_set_and_its_bitmap() -> None:
+    """A group keeps few ports in a set (small per pair), many in a bitmap (bounded)."""
+    finding = Finding("warn", "tcp.rejected", "", "", stream=0, frames=(1,))
+    small, large = _ScanGroup(), _ScanGroup()
+    ports = [0, 1, 2, 3, 7, 9, 10, 11, 65535, 3]
+    for index, port in enumerate(ports):
+        small.add(finding, "h", port, index)
+    for index, port in enumerate(ports + list(range(100, 200))):
+        large.add(finding, "h", port, index)
+    assert small.port_bits is None and large.port_bits is not None
+    assert (small.port_count, small.port_text()) == (9, "0-3, 7, 9-11, 65535")
+    assert (large.port_count, large.port_text()) == (109, "0-3, 7, 9-11, 100-199, 65535")
+
+
+def test_past_the_group_limit_new_pairs_stay_per_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With room for one group per kind, the second client's scan is not grouped.
+    monkeypatch.setattr(findings_module, "MAX_SCAN_GROUPS", 1)
+    ports = list(range(20, 27))
+    first = scan_streams(ports, refused=True)
+    tracker = TcpTracker()
+    for frame, port in enumerate(ports, start=1):
+        endpoints = {"client": (bytes([10, 0, 9, 9]), 40000 + frame), "server": (SERVER, port)}
+        tracker.process(tcp_packet(100 + frame, 500.0 + frame, "c>s", SYN, C_ISN, **endpoints))
+        tracker.process(
+            tcp_packet(200 + frame, 600.0 + frame, "s>c", RST | ACK, 0, C_ISN + 1, **endpoints)
+        )
+    findings = build_findings(FILE, [*first, *tracker.finish()], (), (), ())
+    assert len(findings) == 1 + len(ports)
+    assert "7 connection attempts to 10.0.1.1 on 7 ports (20-26)" in findings[0].message

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.findings import build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, ping_stats, summarize
+from netdiag.analysis.model import FileInfo
 from netdiag.analysis.packet import SYN, DecodedPacket, FrameClass
 from netdiag.analysis.tcp import TcpTracker
 from tests.test_tcp import T0_NS, tcp_packet, write_pcap
@@ -267,18 +269,47 @@ def test_random_echo_sequences_pair_as_tshark_does(tmp_path: Path, seed: int) ->
     write_pcap(path, frames)
     fields = ["-e", "frame.number", "-e", "icmp.resp_to", "-e", "icmp.resptime"]
     output = subprocess.run(
-        [TSHARK, "-n", "-r", str(path), "-T", "fields", *fields],
+        [TSHARK, "-n", "-r", str(path), "-T", "fields", *fields, "-e", "icmp.type"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     expected = {}
+    expected_unmatched = set()  # replies tshark gives no request (no icmp.resp_to)
     for line in output.splitlines():
-        frame, request, rtt = line.split("\t")
+        frame, request, rtt, icmp_type = line.split("\t")
         if request:
             expected[(int(request), int(frame))] = float(rtt)
+        elif icmp_type == "0":
+            expected_unmatched.add(int(frame))
     analysis = analyze_file(path)
     actual = {(e.frame_req, e.frame_rep): e.rtt_ms for e in analysis.icmp_echo if e.frame_rep}
     assert set(actual) == set(expected)
     for key, rtt in expected.items():
         assert actual[key] == pytest.approx(rtt, abs=1e-6)
+    unmatched = [f for f in analysis.findings if f.code == "icmp.reply-unmatched"]
+    assert {frame for finding in unmatched for frame in finding.frames} == expected_unmatched
+    assert analysis.icmp_unmatched_replies == len(expected_unmatched)
+
+
+def test_replies_without_a_request_are_counted_per_pair_with_bounded_frames() -> None:
+    tracker = IcmpTracker()
+    tracker.process(echo(1, 0.0, A, B, 8, seq=1))
+    tracker.process(echo(2, 1.0, B, A, 0, seq=1))  # answers frame 1
+    for frame in range(3, 33):  # 30 replies whose requests were not captured
+        tracker.process(echo(frame, float(frame), B, A, 0, seq=frame))
+    tracker.process(echo(33, 40.0, C, A, 0, seq=1))  # C answers a request A sent to B
+    replies = {(r.replier, r.requester): r for r in tracker.unmatched_replies()}
+    assert set(replies) == {("10.0.2.1", "10.0.1.1"), ("10.0.3.1", "10.0.1.1")}
+    many = replies[("10.0.2.1", "10.0.1.1")]
+    assert many.count == 30
+    assert many.frames == tuple(range(3, 23))  # the first MAX_UNMATCHED_FRAMES
+    assert replies[("10.0.3.1", "10.0.1.1")].frames == (33,)
+    info = FileInfo("x.pcap", "pcap", (1,), 33, 0.0, 1.0, True)
+    findings = build_findings(info, (), (), (), (), unmatched_replies=tuple(replies.values()))
+    assert [(f.code, f.severity) for f in findings] == [("icmp.reply-unmatched", "note")] * 2
+    assert findings[0].message.startswith(
+        "30 echo replies from 10.0.2.1 to 10.0.1.1 had no request in the capture"
+    )
+    assert findings[1].message.startswith("1 echo reply from 10.0.3.1")
+    assert "tcpdump -i any icmp" in findings[0].hint

@@ -442,6 +442,7 @@ GOLDEN_CASES = {
     "dpkt__dns_icmp.pcap": [],
     "pcapplusplus__three_http_streams.pcap": [4],
     "markofu__tcp-con-lost.pcap": [1, 9],
+    "markofu__portscan.pcap": [1],
 }
 
 

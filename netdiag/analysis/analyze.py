@@ -73,7 +73,10 @@ def _analyze_pass(
     echoes = icmp.echoes(origin_ns or 0)
     summaries = summarize(echoes)
     errors = icmp.errors()
-    findings = build_findings(info, streams, echoes, summaries, errors, arp.questions())
+    unmatched = icmp.unmatched_replies()
+    findings = build_findings(
+        info, streams, echoes, summaries, errors, arp.questions(), unmatched_replies=unmatched
+    )
     totals = tcp.totals()
     ack_rtt = tcp.ack_rtt_totals()
     return Analysis(
@@ -82,6 +85,7 @@ def _analyze_pass(
         icmp_echo=echoes,
         icmp_echo_summary=summaries,
         icmp_errors=errors,
+        icmp_unmatched_replies=sum(replies.count for replies in unmatched),
         tcp=streams,
         findings=findings,
         tcp_analysis_totals=totals,

@@ -19,9 +19,10 @@ like loss.
 from __future__ import annotations
 
 import itertools
+import shlex
 from collections.abc import Iterable, Sequence
 
-from netdiag.analysis.icmp import ArpQuestion
+from netdiag.analysis.icmp import ArpQuestion, UnmatchedReplies
 from netdiag.analysis.model import (
     SEVERITY_ORDER,
     EchoSummary,
@@ -35,6 +36,22 @@ from netdiag.analysis.model import (
 from netdiag.analysis.store import FindingCodec, RecordStore
 
 MAX_FINDING_FRAMES = 20  # frames listed per finding; the message gives the full count
+# More refused / unanswered attempts than this many distinct ports from one
+# client to one server are a scan (or a firewall dropping everything): one
+# finding for the lot instead of one per stream. Five covers a client trying
+# a service's few usual ports (80, 443, 8080...) without being called a scan.
+SCAN_MIN_PORTS = 6
+# Likewise one client trying one port on more than five hosts is a sweep
+# (peer discovery, a worm, a scanner): one finding per (client, port, code).
+SCAN_MIN_HOSTS = 6
+SCAN_CODES = ("tcp.rejected", "tcp.syn-unanswered")
+# Groups kept per kind (scan, sweep): about 1 KB each, so at most a few MB.
+MAX_SCAN_GROUPS = 4096
+MAX_PORT_SET = 64  # ports a group keeps in a set before it takes a bitmap
+MAX_SWEEP_HOSTS = 4096  # distinct hosts counted per sweep (memory bound); more reads "at least"
+MAX_LISTED_HOSTS = 5  # hosts named in a sweep's message
+MAX_SCAN_STREAMS = 10  # streams named in a grouped finding's message
+MAX_PORT_RANGES = 12  # port ranges written out in a grouped finding's message
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, str]:
@@ -407,6 +424,28 @@ def _error_findings(errors: Iterable[IcmpError]) -> list[Finding]:
     return findings
 
 
+def _unmatched_reply_findings(unmatched: Sequence[UnmatchedReplies]) -> list[Finding]:
+    return [
+        Finding(
+            severity="note",
+            code="icmp.reply-unmatched",
+            frames=_frames(replies.frames),
+            message=(
+                f"{replies.count} echo {'reply' if replies.count == 1 else 'replies'} from "
+                f"{replies.replier} to {replies.requester} had no request in the capture: the "
+                "capture started late, the request took another path, or the reply answers "
+                "another host's request."
+            ),
+            hint=(
+                f"capture on {replies.requester} itself (`{_in_namespace_of(replies.requester)} "
+                "tcpdump -i any icmp`) to see its requests; `ip route get "
+                f"{replies.replier}` there shows the way they go out"
+            ),
+        )
+        for replies in unmatched
+    ]
+
+
 def _arp_findings(questions: Sequence[ArpQuestion]) -> list[Finding]:
     findings = []
     for question in questions:
@@ -469,6 +508,178 @@ def _capture_findings(info: FileInfo) -> list[Finding]:
     return findings
 
 
+class _ScanGroup:
+    """Refused or unanswered attempts of one client: bounded state.
+
+    Grouped per server (a port scan: the ports differ) or per server port (a
+    sweep: the hosts differ). The distinct ports (a set while few, then a
+    bitmap of 8 KiB whatever the number of attempts: most groups are one
+    refused connection, and there may be one per conversation), the first
+    MAX_SWEEP_HOSTS distinct hosts, a count, the lowest frames and first
+    streams, and the positions of the per-stream findings in the store (one
+    small int per finding, like the sort keys), so they can be left out when
+    the group turns out to be a scan.
+    """
+
+    __slots__ = (
+        "attempts",
+        "frames",
+        "hosts",
+        "indices",
+        "port_bits",
+        "port_count",
+        "port_set",
+        "severity",
+        "streams",
+    )
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.port_set: set[int] = set()
+        self.port_bits: bytearray | None = None
+        self.port_count = 0
+        self.hosts: dict[str, None] = {}  # insertion-ordered set, capped
+        self.frames: list[int] = []
+        self.streams: list[int] = []
+        self.indices: list[int] = []
+        self.severity: Severity = "note"
+
+    def add(self, finding: Finding, server_address: str, server_port: int, index: int) -> None:
+        self.attempts += 1
+        bits = self.port_bits
+        if bits is None:
+            self.port_set.add(server_port)
+            self.port_count = len(self.port_set)
+            if self.port_count > MAX_PORT_SET:
+                bits = self.port_bits = bytearray(8192)
+                for port in self.port_set:
+                    bits[port >> 3] |= 1 << (port & 7)
+                self.port_set = set()
+        elif not bits[server_port >> 3] & (1 << (server_port & 7)):
+            bits[server_port >> 3] |= 1 << (server_port & 7)
+            self.port_count += 1
+        if len(self.hosts) < MAX_SWEEP_HOSTS:
+            self.hosts[server_address] = None
+        self.frames.extend(finding.frames)
+        if len(self.frames) >= 2 * MAX_FINDING_FRAMES:
+            self.frames[:] = _frames(self.frames)
+        if finding.stream is not None and len(self.streams) < MAX_SCAN_STREAMS:
+            self.streams.append(finding.stream)
+        self.indices.append(index)
+        if SEVERITY_ORDER[finding.severity] < SEVERITY_ORDER[self.severity]:
+            self.severity = finding.severity
+
+    def stream_text(self) -> str:
+        """ "streams 0, 1, 2, ..." for the first streams."""
+        more = ", ..." if self.attempts > len(self.streams) else ""
+        return "streams " + ", ".join(str(stream) for stream in sorted(self.streams)) + more
+
+    def host_text(self) -> str:
+        """ "46 hosts (a, b, c, d, e, ...)"; "at least" once the cap is reached."""
+        count = len(self.hosts)
+        shown = list(self.hosts)[:MAX_LISTED_HOSTS]
+        more = ", ..." if count > len(shown) else ""
+        at_least = "at least " if count >= MAX_SWEEP_HOSTS else ""
+        return f"{at_least}{count} hosts ({', '.join(shown)}{more})"
+
+    def finding(self, code: str, message: str, hint: str) -> Finding:
+        """The group's one finding: its worst severity, first stream, lowest frames."""
+        return Finding(
+            severity=self.severity,
+            code=code,
+            stream=min(self.streams) if self.streams else None,
+            frames=_frames(self.frames),
+            message=message,
+            hint=hint,
+        )
+
+    def port_text(self) -> str:
+        """ "1-1024, 3306, 8080" for the ports seen, the first MAX_PORT_RANGES ranges."""
+        bits = self.port_bits
+        if bits is None:
+            ports = sorted(self.port_set)
+        else:
+            ports = [port for port in range(65536) if bits[port >> 3] & (1 << (port & 7))]
+        spans: list[list[int]] = []  # [first, last] of each run of consecutive ports
+        for port in ports:
+            if spans and spans[-1][1] == port - 1:
+                spans[-1][1] = port
+            else:
+                spans.append([port, port])
+        ranges = [str(first) if first == last else f"{first}-{last}" for first, last in spans]
+        shown = ", ".join(ranges[:MAX_PORT_RANGES])
+        return shown + (", ..." if len(ranges) > MAX_PORT_RANGES else "")
+
+
+def _scan_finding(capture: str, client: str, server: str, code: str, group: _ScanGroup) -> Finding:
+    """One finding for a scan-like group (see SCAN_MIN_PORTS) of the file ``capture``."""
+    streams = group.stream_text()
+    ports = f"{group.port_count} ports ({group.port_text()})"
+    attempts = _plural(group.attempts, "connection attempt")
+    field = "ipv6" if ":" in client else "ip"
+    confirm = (
+        f"`tshark -r {shlex.quote(capture)} -Y '{field}.src == {client} && {field}.dst == "
+        f"{server} && tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e tcp.dstport "
+        "| sort -n | uniq -c`"
+    )
+    if code == "tcp.rejected":
+        message = (
+            f"{client} made {attempts} to {server} on {ports} and {server} refused them "
+            f"with a RST ({streams}): a port scan, or a client probing "
+            "for a service that is not there."
+        )
+        hint = (
+            f"a scan tries many ports once each: {confirm} lists the ports tried; if one "
+            f"of them should answer, check its listener: `{_in_namespace_of(server)} "
+            "ss -ltn`"
+        )
+    else:
+        message = (
+            f"{client} made {attempts} to {server} on {ports} and none got a SYN-ACK "
+            f"({streams}): a port scan of filtered ports, or a firewall "
+            f"dropping everything from {client} (or a missing return route)."
+        )
+        hint = (
+            f"{confirm} lists the ports tried; look for a dropping rule on the way: "
+            f"`{_in_namespace_of(server)} nft list ruleset`, and the route back: "
+            f"`{_in_namespace_of(server)} ip route get {client}`"
+        )
+    return group.finding(code, message, hint)
+
+
+def _sweep_finding(capture: str, client: str, port: int, code: str, group: _ScanGroup) -> Finding:
+    """One finding for attempts of one client to one port on many hosts (a sweep)."""
+    field = "ipv6" if ":" in client else "ip"
+    confirm = (
+        f"`tshark -r {shlex.quote(capture)} -Y '{field}.src == {client} && tcp.dstport == {port} "
+        f"&& tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields -e {field}.dst | sort | uniq -c`"
+    )
+    attempts = _plural(group.attempts, "connection attempt")
+    where = f"port {port} on {group.host_text()}"
+    if code == "tcp.rejected":
+        message = (
+            f"{client} made {attempts} to {where}, and they refused them with a RST "
+            f"({group.stream_text()}): a sweep for a service on port {port} (peer "
+            "discovery, a scanner, or a stale list of servers)."
+        )
+        hint = (
+            f"{confirm} lists the hosts tried; nothing listens on port {port} there: "
+            f"`ss -ltn 'sport = :{port}'` on one of them"
+        )
+    else:
+        message = (
+            f"{client} made {attempts} to {where}, and none got a SYN-ACK "
+            f"({group.stream_text()}): a sweep of hosts that are gone or filtered, or "
+            f"something near {client} dropping port {port} or its answers."
+        )
+        hint = (
+            f"{confirm} lists the hosts tried; when none answers, look near the client "
+            f"first: `{_in_namespace_of(client)} nft list ruleset`, "
+            f"`{_in_namespace_of(client)} ip route get {next(iter(group.hosts))}`"
+        )
+    return group.finding(code, message, hint)
+
+
 def build_findings(
     info: FileInfo,
     streams: Iterable[TcpStream],
@@ -477,12 +688,17 @@ def build_findings(
     errors: Iterable[IcmpError],
     arp_questions: Sequence[ArpQuestion] = (),
     spill_after: int | None = None,
+    unmatched_replies: Sequence[UnmatchedReplies] = (),
 ) -> Sequence[Finding]:
     """Every finding of one file, worst first (then by first frame).
 
     The records may be ``SpilledRecords``: each is read once. Findings go to a
     ``RecordStore`` (a tuple for a small capture) and only their sort keys
     stay in memory; ties keep the order they were made in, as a stable sort.
+    Refused / unanswered attempts from one client to one server on more than
+    SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``), and so do
+    those from one client to one port on more than SCAN_MIN_HOSTS - 1 hosts:
+    the per-stream ones stay in the store but are left out of the order.
     """
     store: RecordStore[Finding] = RecordStore(FindingCodec(), spill_after)
     keys: list[tuple[int, int, str, int]] = []
@@ -493,11 +709,45 @@ def build_findings(
             keys.append((SEVERITY_ORDER[finding.severity], first_frame, finding.code, len(keys)))
             store.append(finding)
 
+    scans: dict[tuple[str, str, str], _ScanGroup] = {}
+    sweeps: dict[tuple[str, int, str], _ScanGroup] = {}
     for stream in streams:
-        add(_stream_findings(stream))
+        found = _stream_findings(stream)
+        for position, finding in enumerate(found):
+            if finding.code in SCAN_CODES:
+                client_address = _split_endpoint(stream.client)[0]
+                server_address, port_text = _split_endpoint(stream.server)
+                server_port = int(port_text)
+                index = len(keys) + position
+                # Past MAX_SCAN_GROUPS pairs (a flood from spoofed sources has
+                # one per packet) new pairs are not grouped: their findings stay
+                # per stream, as they would be anyway below the thresholds.
+                scan = scans.get((client_address, server_address, finding.code))
+                if scan is None and len(scans) < MAX_SCAN_GROUPS:
+                    scan = scans[(client_address, server_address, finding.code)] = _ScanGroup()
+                if scan is not None:
+                    scan.add(finding, server_address, server_port, index)
+                sweep = sweeps.get((client_address, server_port, finding.code))
+                if sweep is None and len(sweeps) < MAX_SCAN_GROUPS:
+                    sweep = sweeps[(client_address, server_port, finding.code)] = _ScanGroup()
+                if sweep is not None:
+                    sweep.add(finding, server_address, server_port, index)
+        add(found)
+    left_out: set[int] = set()
+    for (client_address, server_address, code), scan in scans.items():
+        if scan.port_count >= SCAN_MIN_PORTS:
+            left_out.update(scan.indices)
+            add([_scan_finding(info.path, client_address, server_address, code, scan)])
+    # A sweep is told only when none of its attempts went into a port scan
+    # above, so every attempt is counted in exactly one finding.
+    for (client_address, server_port, code), sweep in sweeps.items():
+        if len(sweep.hosts) >= SCAN_MIN_HOSTS and left_out.isdisjoint(sweep.indices):
+            left_out.update(sweep.indices)
+            add([_sweep_finding(info.path, client_address, server_port, code, sweep)])
     add(_echo_findings(echoes, summaries))
     add(_error_findings(errors))
     add(_arp_findings(arp_questions))
+    add(_unmatched_reply_findings(unmatched_replies))
     add(_capture_findings(info))
     keys.sort()
-    return store.seal([key[3] for key in keys])
+    return store.seal([key[3] for key in keys if key[3] not in left_out])

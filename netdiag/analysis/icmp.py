@@ -13,6 +13,11 @@ ICMP errors (unreachable, fragmentation needed with its next-hop MTU, time
 exceeded, packet too big...) are kept with the header they quote and, for
 TCP, the stream that header belongs to at that moment.
 
+An echo reply no pending request waits for (the capture started after the
+request, the request went another way, or the reply answers someone else's
+request: tshark leaves its ``icmp.resp_to`` empty) is counted per (replier,
+requester) pair with its first frames: ``icmp.reply-unmatched`` findings.
+
 ``ArpTracker`` remembers, per (sender, target) pair, whether an ARP request
 ever got a reply from the target: ``arp.unanswered`` findings come from it.
 
@@ -61,6 +66,8 @@ ERROR_KINDS: dict[tuple[int, int], str] = {
 }
 FRAG_NEEDED_CODE = 4
 
+MAX_UNMATCHED_FRAMES = 20  # reply frames kept per pair; the count covers them all
+
 StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
 
 
@@ -98,6 +105,16 @@ class _Request:
         self.reply_ts = 0
 
 
+@dataclass(frozen=True, slots=True)
+class UnmatchedReplies:
+    """Echo replies from ``replier`` to ``requester`` whose request is not in the capture."""
+
+    replier: str
+    requester: str
+    count: int
+    frames: tuple[int, ...]  # the first reply frames (capped)
+
+
 class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
@@ -112,6 +129,10 @@ class IcmpTracker:
         # One record per ICMP error packet: kept the same way.
         self._errors: RecordStore[IcmpError] = RecordStore(IcmpErrorCodec(), spill_after)
         self._sealed_errors: Sequence[IcmpError] | None = None
+        # Replies without a request: a count and the first frames per (replier,
+        # requester) pair, so a one-way capture of a flood stays small.
+        self._unmatched: dict[tuple[bytes, bytes], list[int]] = {}
+        self._unmatched_counts: dict[tuple[bytes, bytes], int] = {}
 
     def process(self, packet: DecodedPacket, stream_of: StreamLookup | None = None) -> None:
         """Account one decoded ICMP (proto 1) or ICMPv6 (proto 58) packet."""
@@ -155,6 +176,8 @@ class IcmpTracker:
                     waiting.reply_frame = packet.frame
                     waiting.reply_ts = packet.ts_ns
                     self._final(waiting)
+                else:
+                    self._unmatched_reply(source, destination, packet.frame)
             return
         kind = ERROR_KINDS.get((protocol, icmp_type))
         if kind is None or packet.icmp_quoted is None:
@@ -184,6 +207,27 @@ class IcmpTracker:
                 else None,
                 stream=stream,
             )
+        )
+
+    def _unmatched_reply(self, source: bytes, destination: bytes, frame: int) -> None:
+        pair = (source, destination)
+        frames = self._unmatched.get(pair)
+        if frames is None:
+            frames = self._unmatched[pair] = []
+        if len(frames) < MAX_UNMATCHED_FRAMES:
+            frames.append(frame)
+        self._unmatched_counts[pair] = self._unmatched_counts.get(pair, 0) + 1
+
+    def unmatched_replies(self) -> tuple[UnmatchedReplies, ...]:
+        """Echo replies no request was waiting for, per (replier, requester) pair."""
+        return tuple(
+            UnmatchedReplies(
+                replier=format_addr(source),
+                requester=format_addr(destination),
+                count=self._unmatched_counts[(source, destination)],
+                frames=tuple(frames),
+            )
+            for (source, destination), frames in self._unmatched.items()
         )
 
     def _final(self, request: _Request) -> None:

@@ -388,6 +388,8 @@ class Analysis:
     ack_rtt_min_ms: float | None = None
     ack_rtt_median_ms: float | None = None
     ack_rtt_max_ms: float | None = None
+    # Echo replies whose request is not in the capture (icmp.reply-unmatched).
+    icmp_unmatched_replies: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -398,6 +400,7 @@ class Analysis:
             "icmp_echo": [echo.to_json() for echo in self.icmp_echo],
             "icmp_echo_summary": [summary.to_json() for summary in self.icmp_echo_summary],
             "icmp_errors": [error.to_json() for error in self.icmp_errors],
+            "icmp_unmatched_replies": self.icmp_unmatched_replies,
             "tcp": [stream.to_json() for stream in self.tcp],
             "tcp_analysis": dict(sorted(self.tcp_analysis_totals.items())),
             "tcp_ack_rtt": {

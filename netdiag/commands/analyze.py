@@ -3,7 +3,9 @@
 Without ``--out`` a rich summary goes to the terminal; ``--json`` prints the
 contract's analysis document instead (one object for one file, a list for
 several); ``--out DIR`` writes one report folder per file, named after the
-file's stem (``DIR/<stem>/``), with the forms chosen by ``--format``.
+file's stem (``DIR/<stem>/``), with the forms chosen by ``--format``;
+``--hexdump-link`` dumps the ``--hexdump-frames`` as ``tcpdump -XX`` does
+(link layer included) instead of ``-X``.
 Findings never change the exit code: 0 when every file was analyzed; an
 unreadable file is an ``InputError`` (exit 2) raised by the analysis.
 """
@@ -39,6 +41,7 @@ def execute(
     hexdump_frames: list[int],
     jobs: int,
     force: bool,
+    hexdump_link: bool = False,
 ) -> int:
     from netdiag.analysis.analyze import analyze_files
     from netdiag.report import parse_formats, write_report
@@ -47,9 +50,9 @@ def execute(
     if not files:
         raise UsageError("no capture file given", "netdiag analyze FILE.pcap [FILE...]")
     chosen = parse_formats(formats)
-    if out is None and (formats is not None or hexdump_frames):
+    if out is None and (formats is not None or hexdump_frames or hexdump_link):
         raise UsageError(
-            "--format and --hexdump-frames apply to a report folder",
+            "--format, --hexdump-frames and --hexdump-link apply to a report folder",
             "add --out DIR to write one",
         )
     for file in files:
@@ -65,7 +68,12 @@ def execute(
     if out is not None:
         for analysis, folder in zip(analyses, report_folders(out, files), strict=True):
             paths = write_report(
-                folder, [analysis], formats=chosen, hexdump_frames=hexdump_frames, force=force
+                folder,
+                [analysis],
+                formats=chosen,
+                hexdump_frames=hexdump_frames,
+                force=force,
+                hexdump_link_layer=hexdump_link,
             )
             written += [path for path in paths if path.parent == folder]
     if json_output:

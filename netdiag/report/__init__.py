@@ -70,14 +70,16 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "capture"
 
 
-def _hexdumps_for(analysis: Analysis, frames: list[int], note: str) -> tuple[tuple[Any, ...], str]:
+def _hexdumps_for(
+    analysis: Analysis, frames: list[int], note: str, link_layer: bool = False
+) -> tuple[tuple[Any, ...], str]:
     from netdiag.report.content import HexDump
     from netdiag.report.hexdump import dump_frames
 
     if not frames:
         return (), note
     try:
-        found = dump_frames(Path(analysis.file.path), frames)
+        found = dump_frames(Path(analysis.file.path), frames, link_layer)
     except (OSError, NetdiagError) as error:
         return (), f"The frames could not be read again from {analysis.file.path}: {error}"
     dumps = tuple(
@@ -146,12 +148,14 @@ def write_report(
     formats: set[str] | frozenset[str] = FORMATS,
     hexdump_frames: list[int] | None = None,
     force: bool = False,
+    hexdump_link_layer: bool = False,
 ) -> list[Path]:
     """Write the report folder and return the paths written (report files first).
 
     ``hexdump_frames`` chooses the frames to dump (in every capture); when it
     is empty and a run is given, the data segments of the run's TCP message
-    are dumped.
+    are dumped. ``hexdump_link_layer`` dumps them as ``tcpdump -XX`` (link
+    layer included) instead of ``tcpdump -X``.
     """
     from dataclasses import replace
 
@@ -188,7 +192,11 @@ def write_report(
                 )
             else:
                 frames, note = [], ""
-            dumps, note = _hexdumps_for(analysis, frames, note)
+            if hexdump_link_layer and frames:
+                note = (note + " " if note else "") + (
+                    "Link layer included, as `tcpdump -XX` prints it."
+                )
+            dumps, note = _hexdumps_for(analysis, frames, note, hexdump_link_layer)
             prefix = ""
             if len(analyses) > 1:
                 prefix = f"{index + 1}-{_safe_name(Path(analysis.file.path).stem)}-"
