@@ -94,6 +94,13 @@ def test_transcript_shows_steps_and_ip_commands(
     assert f"ip -n {no_leftovers}ns1 addr add 10.0.1.0/24 dev {no_leftovers}veth0" in result.stdout
     assert f"ip -n {no_leftovers}ns1 route add 10.0.2.0/24 dev {no_leftovers}veth0" in result.stdout
     assert "every expected outcome held" in result.stdout
+    ns1, veth0 = f"{no_leftovers}ns1", f"{no_leftovers}veth0"
+    rtt_lines = [line for line in result.stdout.splitlines() if "rtt min/avg/max/mdev" in line]
+    assert len(rtt_lines) == 2
+    # Which end the times were taken at, and that the far side's are a turnaround.
+    assert rtt_lines[0].startswith(f"ICMP {no_leftovers}ns2 ")
+    assert rtt_lines[0].endswith(f"(capture timestamps on {veth0} in {ns1}: {ns1}'s turnaround)")
+    assert rtt_lines[1].endswith(f"(capture timestamps on {veth0} in {ns1})")
 
 
 def test_interval_spaces_the_echo_requests_like_ping_i(

@@ -39,10 +39,21 @@ def _print_step(console: Console, step: StepResult) -> None:
 
 
 def _print_summary(
-    console: Console, result: RunResult, prefix: str, namespaces: tuple[str, ...], elapsed_s: float
+    console: Console,
+    result: RunResult,
+    prefix: str,
+    namespaces: tuple[str, ...],
+    elapsed_s: float,
+    capture_point: tuple[str, str],
 ) -> None:
     console.print()
+    capture_namespace, capture_interface = capture_point
     for ping in result.icmp:
+        # The capture is on one side only: for the other side's pings the times are the
+        # far end's turnaround, shorter than what ping on the sender would print.
+        where = f"capture timestamps on {capture_interface} in {capture_namespace}"
+        if ping.from_ns != capture_namespace:
+            where += f": {capture_namespace}'s turnaround"
         rtt = ping.rtt_ms
         line = (
             f"ICMP {ping.from_ns} → {ping.to}: {ping.sent} sent, {ping.received} received, "
@@ -51,7 +62,7 @@ def _print_summary(
         if rtt is not None:
             line += (
                 f", rtt min/avg/max/mdev = {rtt.min:.3f}/{rtt.avg:.3f}/{rtt.max:.3f}/"
-                f"{rtt.mdev:.3f} ms (capture timestamps)"
+                f"{rtt.mdev:.3f} ms ({where})"
             )
         console.print(escape(line))
     for exchange in result.tcp:
@@ -191,7 +202,13 @@ def execute(
     if json_output:
         print(json.dumps(result.to_json(), indent=2))
     else:
+        probe = spec.experiment_probe()
         _print_summary(
-            console, result, prefix, spec.namespace_names(), time.perf_counter() - started
+            console,
+            result,
+            prefix,
+            spec.namespace_names(),
+            time.perf_counter() - started,
+            (probe.capture_namespace, probe.capture_interface),
         )
     return int(ExitStatus.OK if result.ok else ExitStatus.EXPECTATION_FAILED)

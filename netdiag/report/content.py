@@ -655,7 +655,15 @@ def run_outline(run: RunResult) -> list[Block]:
         pairs: list[tuple[str, str, EchoSummary | PingResult]] = [
             (ping.from_ns, ping.to, ping) for ping in run.icmp
         ]
-        blocks += [Heading(3, "Ping, both ways"), CodeBlock(ping_block(pairs))]
+        blocks += [
+            Heading(3, "Ping, both ways"),
+            CodeBlock(ping_block(pairs)),
+            Paragraph(
+                "Round-trip times are the capture's kernel timestamps, taken on the captured "
+                "interface: for the pings sent from the other end of the link they are the "
+                "captured side's turnaround, shorter than what ping on the sender prints."
+            ),
+        ]
     if run.tcp:
         blocks += [Heading(3, "TCP message"), exchanges_table(run)]
     if run.diagnosis:
