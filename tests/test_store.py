@@ -10,6 +10,7 @@ summaries, and survive the pickling ``--jobs`` does.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import gc
 import io
 import os
@@ -23,12 +24,23 @@ from netdiag.analysis import tcp as tcp_module
 from netdiag.analysis.analyze import analyze_file, analyze_files
 from netdiag.analysis.findings import MAX_FINDING_FRAMES, build_findings
 from netdiag.analysis.icmp import IcmpTracker, ping_stats, summarize
-from netdiag.analysis.model import Analysis, FileInfo, IcmpEcho, IcmpError
+from netdiag.analysis.model import (
+    Analysis,
+    FileInfo,
+    IcmpEcho,
+    IcmpError,
+    RttSample,
+    RttSampleStats,
+    SeqPoint,
+    TcpStream,
+    TimelineEntry,
+)
 from netdiag.analysis.store import (
     SPILL_AFTER_VARIABLE,
     Codec,
     RecordStore,
     SpilledRecords,
+    _record_builder,
 )
 from netdiag.errors import NetdiagError
 from netdiag.report import json_text, report_document
@@ -152,6 +164,21 @@ def test_a_failed_pass_leaves_no_file_open(
     del cut
     gc.collect()
     assert _open_descriptors().items() - before.items() == set()
+
+
+@pytest.mark.parametrize(
+    "record_class", [TcpStream, TimelineEntry, RttSampleStats, RttSample, SeqPoint]
+)
+def test_record_builder_makes_what_the_constructor_makes(record_class: type) -> None:
+    names = [field.name for field in dataclasses.fields(record_class)]
+    values = [f"value of {name}" for name in names]
+    built = _record_builder(record_class)(values)
+    assert type(built) is record_class
+    assert built == record_class(*values)
+    for name, value in zip(names, values, strict=True):
+        assert getattr(built, name) is value
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, names[0], 0)
 
 
 def test_record_store_orders_drops_and_looks_back() -> None:
