@@ -309,6 +309,7 @@ class TcpStream:
         return self.analysis.get(flag, 0)
 
     def to_json(self) -> dict[str, Any]:
+        count = self.analysis.get  # self.count without a method call per counter
         return {
             "stream": self.stream,
             "ip_version": self.ip_version,
@@ -334,12 +335,12 @@ class TcpStream:
             "bytes_s2c": self.bytes_s2c,
             "unique_bytes_c2s": self.unique_bytes_c2s,
             "unique_bytes_s2c": self.unique_bytes_s2c,
-            "retransmissions": self.count("retransmission"),
-            "fast_retransmissions": self.count("fast_retransmission"),
-            "dup_acks": self.count("duplicate_ack"),
-            "out_of_order": self.count("out_of_order"),
-            "zero_window": self.count("zero_window"),
-            "lost_segments": self.count("lost_segment"),
+            "retransmissions": count("retransmission", 0),
+            "fast_retransmissions": count("fast_retransmission", 0),
+            "dup_acks": count("duplicate_ack", 0),
+            "out_of_order": count("out_of_order", 0),
+            "zero_window": count("zero_window", 0),
+            "lost_segments": count("lost_segment", 0),
             "analysis": dict(sorted(self.analysis.items())),
             "rtt_ms": self.rtt_ms.to_json(),
             "fin_seen": self.fin_seen,

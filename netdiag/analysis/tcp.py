@@ -702,10 +702,17 @@ class TcpTracker:
         if self._until_scan <= 0:
             self._retire_idle(ts)
         # Wireshark orders the two flows by comparing addresses, then ports.
-        if source > destination or (source == destination and sport > dport):
+        # At most two address comparisons (bytes order is total), not three.
+        if source > destination:
             forward_index = 0
             key = (source, sport, destination, dport)
-        elif source == destination and sport == dport:
+        elif source < destination:
+            forward_index = 1
+            key = (destination, dport, source, sport)
+        elif sport > dport:
+            forward_index = 0
+            key = (source, sport, destination, dport)
+        elif sport == dport:
             forward_index = 1  # both directions land on flow2, as in Wireshark
             key = (source, sport, destination, dport)
         else:
