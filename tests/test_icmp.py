@@ -259,14 +259,9 @@ def zero_checksum_reply_capture(seed: int) -> list[tuple[int, bytes]]:
     ]
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
-@pytest.mark.parametrize("seed", range(32))
-def test_random_echo_sequences_pair_as_tshark_does(tmp_path: Path, seed: int) -> None:
+def assert_pairs_as_tshark_does(path: Path) -> None:
+    """netdiag's echo pairs, RTTs and unmatched replies equal tshark's on ``path``."""
     assert TSHARK is not None
-    path = tmp_path / f"echo-{seed}.pcap"
-    # The last two: a reply of checksum 0x0000 (one's-complement zero) must pair too.
-    frames = random_echo_capture(seed) if seed < 30 else zero_checksum_reply_capture(seed)
-    write_pcap(path, frames)
     fields = ["-e", "frame.number", "-e", "icmp.resp_to", "-e", "icmp.resptime"]
     output = subprocess.run(
         [TSHARK, "-n", "-r", str(path), "-T", "fields", *fields, "-e", "icmp.type"],
@@ -290,6 +285,24 @@ def test_random_echo_sequences_pair_as_tshark_does(tmp_path: Path, seed: int) ->
     unmatched = [f for f in analysis.findings if f.code == "icmp.reply-unmatched"]
     assert {frame for finding in unmatched for frame in finding.frames} == expected_unmatched
     assert analysis.icmp_unmatched_replies == len(expected_unmatched)
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
+@pytest.mark.parametrize("seed", range(30))
+def test_random_echo_sequences_pair_as_tshark_does(tmp_path: Path, seed: int) -> None:
+    path = tmp_path / f"echo-{seed}.pcap"
+    write_pcap(path, random_echo_capture(seed))
+    assert_pairs_as_tshark_does(path)
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
+@pytest.mark.parametrize("seq", [30, 31])
+def test_zero_checksum_replies_pair_as_tshark_does(tmp_path: Path, seq: int) -> None:
+    # A reply of checksum 0x0000 (one's-complement zero) must pair as tshark pairs it.
+    path = tmp_path / f"zero-{seq}.pcap"
+    write_pcap(path, zero_checksum_reply_capture(seq))
+    assert_pairs_as_tshark_does(path)
+    assert [e.frame_rep for e in analyze_file(path).icmp_echo] == [2, 4]
 
 
 def test_replies_without_a_request_are_counted_per_pair_with_bounded_frames() -> None:

@@ -209,9 +209,8 @@ class ExperimentRunner:
         would keep the capture from starting, e.g. a link down, goes in here)."""
         del live
 
-    def exchange_tcp(self, live: LiveTopology) -> tuple[bool, str]:
-        """The body of the TCP step: listener in the server, message from the client."""
-        return self._tcp(live)
+    # exchange_tcp (with the traffic steps below), the body of the TCP step, is a
+    # hook too.
 
     def before_capture_stopped(self) -> None:
         """After the TCP step, while the sniffer still runs (extra traffic goes here).
@@ -691,7 +690,8 @@ class ExperimentRunner:
         )
         return outcome.received == self.options.count and outcome.sent == self.options.count, detail
 
-    def _tcp(self, live: LiveTopology) -> tuple[bool, str]:
+    def exchange_tcp(self, live: LiveTopology) -> tuple[bool, str]:
+        """The body of the TCP step (a hook): listener in the server, message from the client."""
         from netdiag.traffic.tcp import Listener, bulk_transfer, exchange_message
 
         message = self.options.message.encode("utf-8")
