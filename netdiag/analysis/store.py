@@ -78,14 +78,14 @@ class Codec(Generic[T]):
         return row  # type: ignore[no-any-return]
 
 
-def _spill_error(error: OSError) -> OutputError:
+def spill_error(error: OSError) -> OutputError:
     return OutputError(
         f"cannot keep finished analysis records in a temporary file: {error}",
         f"free space in {tempfile.gettempdir()} or point $TMPDIR at a larger file system",
     )
 
 
-def _temporary_file(data: bytes) -> IO[bytes]:
+def temporary_file(data: bytes) -> IO[bytes]:
     """A nameless file holding ``data``; it goes away with its last descriptor."""
     try:
         # Not a context manager: the file lives as long as the records it holds.
@@ -93,7 +93,19 @@ def _temporary_file(data: bytes) -> IO[bytes]:
         file.write(data)
         file.flush()
     except OSError as error:
-        raise _spill_error(error) from error
+        raise spill_error(error) from error
+    return file
+
+
+def append_to_temporary(file: IO[bytes] | None, data: bytes) -> IO[bytes]:
+    """``data`` written at the end of ``file``, or of a new nameless file when None."""
+    if file is None:
+        return temporary_file(data)
+    try:
+        file.write(data)
+        file.flush()
+    except OSError as error:
+        raise spill_error(error) from error
     return file
 
 
@@ -133,7 +145,7 @@ class RecordStore(Generic[T]):
         try:
             data = os.pread(self._file.fileno(), length, start)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
         return self._codec.decode(marshal.loads(data))
 
     def _spill(self) -> None:
@@ -153,15 +165,7 @@ class RecordStore(Generic[T]):
             self._flush()
 
     def _flush(self) -> None:
-        data = b"".join(self._buffer)
-        if self._file is None:
-            self._file = _temporary_file(data)
-        else:
-            try:
-                self._file.write(data)
-                self._file.flush()
-            except OSError as error:
-                raise _spill_error(error) from error
+        self._file = append_to_temporary(self._file, b"".join(self._buffer))
         self._buffer.clear()
         self._buffered = 0
 
@@ -237,7 +241,7 @@ class SpilledRecords(_ReadOnlyRecords[T]):
         try:
             data = os.pread(self._descriptor, length, start)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
         return self._codec.decode(marshal.loads(data))
 
     def _item(self, index: int) -> T:
@@ -262,7 +266,7 @@ class SpilledRecords(_ReadOnlyRecords[T]):
             try:
                 block = os.pread(self._descriptor, offsets[last] - start, start)
             except OSError as error:
-                raise _spill_error(error) from error
+                raise spill_error(error) from error
             view = memoryview(block)
             for index in range(position, last):
                 row = view[offsets[index] - start : offsets[index + 1] - start]
@@ -291,7 +295,7 @@ class SpilledRecords(_ReadOnlyRecords[T]):
         try:
             return os.pread(self._descriptor, self._offsets[-1], 0)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
 
     def __reduce__(self) -> tuple[Callable[..., SpilledRecords[T]], tuple[Any, ...]]:
         order = None if self._order is None else self._order.tobytes()
@@ -305,7 +309,7 @@ def _restore_spilled(
     data: bytes, offsets: bytes, order: bytes | None, codec: Codec[T]
 ) -> SpilledRecords[T]:
     """The other end of ``SpilledRecords.__reduce__``: the rows in a new temporary file."""
-    file = _temporary_file(data)
+    file = temporary_file(data)
     offset_array = array("q")
     offset_array.frombytes(offsets)
     order_array = None

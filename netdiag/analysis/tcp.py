@@ -40,7 +40,6 @@ number as one attempt.
 from __future__ import annotations
 
 import operator
-import os
 import random
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +56,7 @@ from netdiag.analysis.model import (
     TimelineEntry,
 )
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
+from netdiag.analysis.samples import SPOOL_CHUNK, SampleSpool, clamp_to_int64
 from netdiag.analysis.store import Codec, RecordStore, TcpStreamCodec, spill_after_default
 from netdiag.analysis.tcpopts import window_scale
 
@@ -115,7 +115,6 @@ MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
 MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
-MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
 # Retiring idle conversations (see conversation_state): a conversation whose
 # last packet is this much older than the current one is retired, checked
 # every RETIRE_SCAN_PACKETS packets (or once per live conversation, whichever
@@ -186,48 +185,15 @@ def flag_letters(flags: int) -> str:
     return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
 
 
-def _clamp_to_int64(value_ns: int) -> int:
-    """A sample as array("q") can hold it (±292 years of ns).
-
-    A corrupt timestamp (a pcapng EPB of 2**62 µs, found by fuzzing, issue 7) gives an
-    RTT beyond that; it is kept, clamped, instead of raising OverflowError.
-    """
-    return max(-(2**63), min(value_ns, 2**63 - 1))
-
-
-LARGE_SAMPLE_COUNT: Final = 50_000
-
-
 def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
-    """The values at ``ranks`` (0-based) of ``values`` in sorted order.
-
-    ``sorted()`` of the file's million ack_rtt samples builds a list of a
-    million int objects (~36 MB, the analysis's memory peak at 1M packets);
-    numpy (matplotlib's dependency, imported only here) partitions the array
-    itself instead, in place (a copy was up to 8 MB more at the peak, issue 6):
-    the samples' order carries no meaning once they are all in, and the
-    statistics are taken when the file is done. Same values either way.
-    """
-    if len(values) >= LARGE_SAMPLE_COUNT:
-        # numpy's OpenBLAS starts a thread per core at import, which then spins
-        # for a while (~1.5 % of a 1M-packet run's CPU time); a partition uses
-        # none of them. Only when the user has not chosen, and only before numpy
-        # is first imported (otherwise this changes nothing).
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        try:
-            import numpy
-        except ImportError:  # pragma: no cover - numpy comes with matplotlib
-            pass
-        else:
-            partitioned = numpy.frombuffer(values, dtype=numpy.int64)
-            partitioned.partition(ranks)
-            return [int(partitioned[rank]) for rank in ranks]
+    """The values at ``ranks`` (0-based) of ``values`` in sorted order (a stream's
+    Karn samples: at most MAX_POINTS_PER_STREAM of them)."""
     ordered = sorted(values)
     return [ordered[rank] for rank in ranks]
 
 
 class BoundedSamples:
-    """Samples (integer ns) for min/median/max with memory bounded by ``limit``.
+    """A stream's Karn samples (integer ns) for min/median/max, at most ``limit`` kept.
 
     Exact up to ``limit`` values; past that the median comes from a uniform
     reservoir of ``limit`` values (min, max and count stay exact). The
@@ -237,7 +203,7 @@ class BoundedSamples:
 
     __slots__ = ("_extra", "_maximum", "_minimum", "_random", "limit", "values")
 
-    def __init__(self, limit: int = MAX_EXACT_SAMPLES) -> None:
+    def __init__(self, limit: int) -> None:
         self.values = array("q")
         self.limit = limit
         self._extra = 0  # samples beyond the limit
@@ -250,10 +216,10 @@ class BoundedSamples:
         if len(values) < self.limit:
             try:
                 values.append(value_ns)
-            except OverflowError:  # see _clamp_to_int64; off the common path
-                values.append(_clamp_to_int64(value_ns))
+            except OverflowError:  # see clamp_to_int64; off the common path
+                values.append(clamp_to_int64(value_ns))
         else:
-            self._add_beyond_limit(_clamp_to_int64(value_ns))
+            self._add_beyond_limit(clamp_to_int64(value_ns))
 
     def _add_beyond_limit(self, value_ns: int) -> None:
         if self._random is None:
@@ -642,7 +608,6 @@ class AckRttTotals:
     min_ms: float | None
     median_ms: float | None
     max_ms: float | None
-    exact: bool = True
 
 
 class TcpTracker:
@@ -669,7 +634,8 @@ class TcpTracker:
         # seq_points / rtt_samples feed the HTML plots only; without them
         # (``netdiag analyze --json``) no point is kept at all.
         self._points_left = MAX_POINTS_TOTAL if plot_data else 0
-        self.ack_rtt = BoundedSamples()
+        # Wireshark's ack_rtt of every frame: exact statistics, memory bounded.
+        self.ack_rtt = SampleSpool()
         self._totals: dict[int, int] = {}
         # Optional observer of every frame: (frame, stream, analysis bits,
         # ack_rtt in ns or None). Tests use it to compare with tshark per frame.
@@ -843,14 +809,13 @@ class TcpTracker:
 
         # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
         if acked_segment is not None and rtt_ns != 0:
-            samples = self.ack_rtt.values  # BoundedSamples.add, its common case inline
-            if len(samples) < MAX_EXACT_SAMPLES:
-                try:
-                    samples.append(rtt_ns)
-                except OverflowError:  # see _clamp_to_int64; off the common path
-                    samples.append(_clamp_to_int64(rtt_ns))
-            else:
-                self.ack_rtt.add(rtt_ns)
+            samples = self.ack_rtt.values  # SampleSpool.add, its common case inline
+            try:
+                samples.append(rtt_ns)
+            except OverflowError:  # see clamp_to_int64; off the common path
+                samples.append(clamp_to_int64(rtt_ns))
+            if len(samples) >= SPOOL_CHUNK:
+                self.ack_rtt.spill()
             if karn_ok:
                 conversation.karn.add(rtt_ns)
                 if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
@@ -1209,7 +1174,7 @@ class TcpTracker:
 
     def ack_rtt_totals(self) -> AckRttTotals:
         minimum, median, maximum = self.ack_rtt.stats_ms()
-        return AckRttTotals(self.ack_rtt.count, minimum, median, maximum, self.ack_rtt.exact)
+        return AckRttTotals(self.ack_rtt.count, minimum, median, maximum)
 
 
 def _count_flags(items: Iterable[tuple[int, int]]) -> dict[str, int]:
