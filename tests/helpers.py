@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH_GENERATOR = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
+
+
+def load_bench_generator(name: str = "bench_gen") -> ModuleType:
+    """bench/gen.py (not a package module) loaded as a module named ``name``."""
+    spec = importlib.util.spec_from_file_location(name, BENCH_GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def netdiag(*arguments: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -9,32 +9,21 @@ and sees as many TCP conversations as the generator's sidecar says. No timing he
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import dpkt
 import pytest
 
-GENERATOR = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
+from tests.helpers import BENCH_GENERATOR, load_bench_generator
+
 PACKETS = 2000
 
-
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gen", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = load_bench_generator()
 
 
 def _sha256(path: Path) -> str:
@@ -61,7 +50,16 @@ def test_same_seed_gives_same_bytes(tmp_path: Path) -> None:
 def test_command_line_writes_file_and_sidecar(tmp_path: Path) -> None:
     out = tmp_path / "cli.pcap"
     subprocess.run(
-        [sys.executable, str(GENERATOR), "--packets", "500", "--out", str(out), "--seed", "3"],
+        [
+            sys.executable,
+            str(BENCH_GENERATOR),
+            "--packets",
+            "500",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+        ],
         check=True,
         capture_output=True,
     )

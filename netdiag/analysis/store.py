@@ -194,6 +194,17 @@ class RecordStore(Generic[T]):
 class _ReadOnlyRecords(Sequence[T]):
     """Indexing shared by the lazy sequences: ``_item`` reads one record by index."""
 
+    def __eq__(self, other: object) -> bool:
+        # An Analysis compares its fields: a spilled list equals the tuple
+        # the in-memory path gives for the same capture.
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            mine == theirs for mine, theirs in zip(self, other, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
     def _item(self, index: int) -> T:
         raise NotImplementedError
 
@@ -273,17 +284,6 @@ class SpilledRecords(_ReadOnlyRecords[T]):
                 yield decode(marshal.loads(row))
             position = last
 
-    def __eq__(self, other: object) -> bool:
-        # An Analysis compares its fields: a spilled list equals the tuple
-        # the in-memory path gives for the same capture.
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(
-            mine == theirs for mine, theirs in zip(self, other, strict=True)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"SpilledRecords({len(self)} records)"
 
@@ -337,6 +337,46 @@ class Reordered(_ReadOnlyRecords[T]):
         return self._records[self._positions[index]]
 
 
+class Interleaved(_ReadOnlyRecords[T]):
+    """The records of several sequences in one order, each passed through ``adjust``.
+
+    ``picks[i]`` names the source of the i-th record; each source is read in
+    its own order (its records appear in the result in the order they have
+    in it). ``adjust(i, record)`` gives what the result holds at ``i``. The
+    shares of one file analysed in several processes (shares.py) become one
+    list of streams this way, renumbered; 9 bytes a record are held, never
+    the records, and iterating reads each source once, in order.
+    """
+
+    def __init__(
+        self, sources: Sequence[Sequence[T]], picks: array[int], adjust: Callable[[int, T], T]
+    ) -> None:
+        self._sources = sources
+        self._picks = picks
+        self._adjust = adjust
+        self._positions = array("q", bytes(8 * len(picks)))
+        taken = [0] * len(sources)
+        for index, source in enumerate(picks):
+            self._positions[index] = taken[source]
+            taken[source] += 1
+        sizes = [len(source) for source in sources]
+        if taken != sizes:
+            raise ValueError(f"picks take {taken} records of sources holding {sizes}")
+
+    def __len__(self) -> int:
+        return len(self._picks)
+
+    def _item(self, index: int) -> T:
+        record = self._sources[self._picks[index]][self._positions[index]]
+        return self._adjust(index, record)
+
+    def __iter__(self) -> Iterator[T]:
+        readers = [iter(source) for source in self._sources]
+        adjust = self._adjust
+        for index, source in enumerate(self._picks):
+            yield adjust(index, next(readers[source]))
+
+
 # -- codecs of the analysis records ------------------------------------------
 
 
@@ -362,6 +402,22 @@ def _record_builder(cls: type[T]) -> Callable[[Sequence[Any]], T]:
     exec("\n".join(lines), namespace)
     builder: Callable[[Sequence[Any]], T] = namespace["build"]
     return builder
+
+
+def field_replacer(cls: type[T], name: str) -> Callable[[T, Any], T]:
+    """``dataclasses.replace(record, **{name: value})`` for a model record, built
+    as ``_record_builder`` builds (renumbering every stream of a big file)."""
+    names: tuple[str, ...] = vars(cls)["__slots__"]
+    build = _record_builder(cls)
+    values_of = operator.attrgetter(*names)
+    index = names.index(name)
+
+    def replace(record: T, value: Any) -> T:
+        values = list(values_of(record))
+        values[index] = value
+        return build(values)
+
+    return replace
 
 
 _build_stream = _record_builder(TcpStream)

@@ -600,6 +600,19 @@ def conversation_from_state(state: ConversationState) -> _Conversation:
     return conversation
 
 
+def conversation_share(
+    source: bytes, sport: int, destination: bytes, dport: int, shares: int
+) -> int:
+    """The share (0 to ``shares - 1``) a TCP conversation belongs to, the same both ways.
+
+    The ports and the addresses' last bytes, combined symmetrically: ephemeral
+    ports spread conversations evenly, and every frame of one conversation
+    (and an ICMP error quoting it) lands in the same share.
+    """
+    low_bytes = (source[-1] if source else 0) ^ (destination[-1] if destination else 0)
+    return (sport ^ dport ^ low_bytes) % shares
+
+
 @dataclass(frozen=True, slots=True)
 class AckRttTotals:
     """Wireshark's tcp.analysis.ack_rtt over the whole file, in ms."""
@@ -613,7 +626,17 @@ class AckRttTotals:
 class TcpTracker:
     """Follows every TCP conversation of one file, in frame order."""
 
-    def __init__(self, plot_data: bool = True, spill_after: int | None = None) -> None:
+    def __init__(
+        self,
+        plot_data: bool = True,
+        spill_after: int | None = None,
+        share: int = 0,
+        shares: int = 1,
+    ) -> None:
+        # Only the conversations of ``share`` of ``shares`` are followed, the
+        # other frames ignored: one file analysed by several processes (shares.py).
+        self._share = share
+        self._shares = shares
         self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
         # Finished streams go to a store that moves them to a temporary file
         # past a threshold: memory follows the live conversations only.
@@ -631,6 +654,9 @@ class TcpTracker:
         self._until_scan = RETIRE_SCAN_PACKETS if self._spill_after else 1
         self.revived = 0  # how many retired conversations saw another packet
         self._stream_count = 0
+        # The frame that began each stream, by stream number: what the shares
+        # of one file analysed in several processes are ordered by (shares.py).
+        self.creation_frames = array("q")
         # seq_points / rtt_samples feed the HTML plots only; without them
         # (``netdiag analyze --json``) no point is kept at all.
         self._points_left = MAX_POINTS_TOTAL if plot_data else 0
@@ -664,6 +690,10 @@ class TcpTracker:
             seglen,  # never negative (the decoder's contract)
             options,
         ) = fields
+        if self._shares > 1 and (
+            conversation_share(source, sport, destination, dport, self._shares) != self._share
+        ):
+            return
         self._until_scan -= 1
         if self._until_scan <= 0:
             self._retire_idle(ts)
@@ -848,6 +878,7 @@ class TcpTracker:
             ts,
         )
         self._stream_count += 1
+        self.creation_frames.append(frame)
         self._conversations[key] = conversation
         return conversation
 
