@@ -28,9 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 from netdiag.analysis.decode import Decoder
-from netdiag.analysis.findings import build_findings
+from netdiag.analysis.findings import build_findings, stream_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
-from netdiag.analysis.model import Analysis, IcmpError, TcpStream
+from netdiag.analysis.model import Analysis, IcmpError, StreamFindings, TcpStream
 from netdiag.analysis.reader import CaptureReader
 from netdiag.analysis.scan import scan_frames
 from netdiag.analysis.tcp import AckRttTotals, TcpTracker
@@ -52,8 +52,9 @@ def analyze_file(path: str | os.PathLike[str], plot_data: bool = True, shares: i
     with collection_paused():
         file_pass = FilePass(path, plot_data)
         streams = file_pass.tcp.finish()
+        tcp = file_pass.tcp
         return file_pass.analysis(
-            streams, file_pass.tcp.totals(), file_pass.tcp.ack_rtt_totals(), file_pass.icmp.errors()
+            streams, tcp.judgements, tcp.totals(), tcp.ack_rtt_totals(), file_pass.icmp.errors()
         )
 
 
@@ -87,7 +88,8 @@ class FilePass:
         self, path: str | os.PathLike[str], plot_data: bool, share: int = 0, shares: int = 1
     ) -> None:
         self.decoder = Decoder()
-        self.tcp = TcpTracker(plot_data, share=share, shares=shares)
+        # Each stream's findings are made as its record is finished.
+        self.tcp = TcpTracker(plot_data, share=share, shares=shares, judge=stream_findings)
         self.icmp = IcmpTracker()
         self.arp = ArpTracker()
         with CaptureReader(path) as reader:
@@ -97,11 +99,13 @@ class FilePass:
     def analysis(
         self,
         streams: Sequence[TcpStream],
+        judged_streams: Sequence[StreamFindings | None],
         totals: dict[str, int],
         ack_rtt: AckRttTotals,
         errors: Sequence[IcmpError],
     ) -> Analysis:
-        """The records and findings of the file, ``streams`` and the rest as given."""
+        """The records and findings of the file, ``streams`` and the rest as given
+        (``judged_streams``: each stream's ``stream_findings``, in stream order)."""
         icmp = self.icmp
         echoes = icmp.echoes(self.origin_ns or 0)
         summaries = summarize(echoes)
@@ -114,6 +118,7 @@ class FilePass:
             errors,
             self.arp.questions(),
             unmatched_replies=unmatched,
+            judged_streams=judged_streams,
         )
         return Analysis(
             file=self.info,

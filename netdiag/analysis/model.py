@@ -370,6 +370,19 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamFindings:
+    """One stream's own findings, with the endpoints that group scans and sweeps.
+
+    Made when the stream's record is finished, while it is in memory, so that
+    the findings never read a spilled stream back (analysis/findings.py).
+    """
+
+    client: str
+    server: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """Everything ``netdiag analyze`` knows about one file."""
 

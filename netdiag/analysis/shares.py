@@ -15,8 +15,10 @@ renumbers them as one pass would (``tcp.stream`` counts conversations in the
 order of the frames that began them), sums the flag totals, and joins the
 ack_rtt samples (exact statistics whatever the split: samples.py). An ICMP
 error quoting a TCP header takes its stream from the share that follows that
-conversation (the others find none). Findings are built from the merged
-records, as in one pass.
+conversation (the others find none). Each stream's own findings are made in
+its share, as its record is finished (in parallel, and without reading the
+record back); grouping them (port scans, sweeps) and ordering every finding
+is done on the merged, renumbered lists, as in one pass.
 
 The other shares run in forked child processes (``ProcessPoolExecutor``);
 their finished records come back as the temporary files' bytes (store.py).
@@ -32,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from netdiag.analysis.analyze import FilePass, collection_paused
-from netdiag.analysis.model import Analysis, IcmpError, TcpStream
+from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
 from netdiag.analysis.store import Interleaved, field_replacer
 from netdiag.analysis.tcp import AckRttTotals
 
@@ -42,6 +44,7 @@ SHARE_MIN_BYTES = 32 << 20
 
 _renumbered_stream = field_replacer(TcpStream, "stream")
 _renumbered_error = field_replacer(IcmpError, "stream")
+_renumbered_finding = field_replacer(Finding, "stream")
 
 
 def shares_for(path: str | os.PathLike[str], jobs: int) -> int:
@@ -58,6 +61,7 @@ class ShareResult:
     """What a child's share of the conversations gives back."""
 
     streams: Sequence[TcpStream]  # in the share's own numbering, 0, 1, 2, ...
+    judged: Sequence[StreamFindings | None]  # each stream's findings, in the same order
     creation_frames: bytes  # array("q"): the frame that began each stream
     totals: dict[str, int]
     ack_rtt: bytes  # samples.SampleSpool.to_bytes()
@@ -72,6 +76,7 @@ def follow_share(path: str, share: int, shares: int) -> ShareResult:
         streams = tcp.finish()
         return ShareResult(
             streams=streams,
+            judged=tcp.judgements,
             creation_frames=tcp.creation_frames.tobytes(),
             totals=tcp.totals(),
             ack_rtt=tcp.ack_rtt.to_bytes(),
@@ -91,6 +96,7 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
             tcp = first.tcp
             own = ShareResult(
                 streams=tcp.finish(),
+                judged=tcp.judgements,
                 creation_frames=tcp.creation_frames.tobytes(),
                 totals=tcp.totals(),
                 ack_rtt=b"",
@@ -100,19 +106,23 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
     for other in others:
         tcp.ack_rtt.extend_bytes(other.ack_rtt)
     minimum, median, maximum = tcp.ack_rtt.stats_ms()
-    streams, numbers = merge_streams([own, *others])
+    results = [own, *others]
+    picks, numbers = file_order(results)
+    streams = Interleaved([result.streams for result in results], picks, _stream_numbered)
+    judged = Interleaved([result.judged for result in results], picks, _findings_numbered)
     errors = first.icmp.errors()
     return first.analysis(
         streams,
+        judged,
         sum_totals([share.totals for share in [own, *others]]),
         AckRttTotals(tcp.ack_rtt.count, minimum, median, maximum),
         renumber_errors(errors, [None, *[other.error_streams for other in others]], numbers),
     )
 
 
-def merge_streams(results: Sequence[ShareResult]) -> tuple[Sequence[TcpStream], list[array[int]]]:
-    """The shares' streams in one pass's order and numbering, and each share's
-    numbers (share's own stream number -> the file's)."""
+def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[int]]]:
+    """The shares' streams in one pass's order: the share of each, and each share's
+    numbers (the share's own stream number -> the file's)."""
     began: list[tuple[int, int]] = []  # (first frame, share), sorted: the file's order
     for share, result in enumerate(results):
         frames = array("q")
@@ -123,12 +133,22 @@ def merge_streams(results: Sequence[ShareResult]) -> tuple[Sequence[TcpStream], 
     numbers = [array("q") for _result in results]
     for number, share in enumerate(picks):
         numbers[share].append(number)
-    sources = [result.streams for result in results]
-    return Interleaved(sources, picks, _stream_numbered), numbers
+    return picks, numbers
 
 
 def _stream_numbered(number: int, stream: TcpStream) -> TcpStream:
     return _renumbered_stream(stream, number)
+
+
+def _findings_numbered(number: int, judged: StreamFindings | None) -> StreamFindings | None:
+    """A stream's findings, the stream they name numbered as in the file."""
+    if judged is None:
+        return None
+    findings = tuple(
+        finding if finding.stream is None else _renumbered_finding(finding, number)
+        for finding in judged.findings
+    )
+    return StreamFindings(judged.client, judged.server, findings)
 
 
 def renumber_errors(

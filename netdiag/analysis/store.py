@@ -44,6 +44,7 @@ from netdiag.analysis.model import (
     RttSample,
     RttSampleStats,
     SeqPoint,
+    StreamFindings,
     TcpStream,
     TimelineEntry,
 )
@@ -477,6 +478,26 @@ class FindingCodec(Codec[Finding]):
 
     def decode(self, row: Any) -> Finding:
         return Finding(*row)
+
+
+class StreamFindingsCodec(Codec["StreamFindings | None"]):
+    """A stream's findings (or None, for most streams: none) as nested tuples."""
+
+    def __init__(self) -> None:
+        self._findings = FindingCodec()
+
+    def encode(self, record: StreamFindings | None) -> Any:
+        if record is None:
+            return None
+        encode = self._findings.encode
+        return (record.client, record.server, tuple([encode(found) for found in record.findings]))
+
+    def decode(self, row: Any) -> StreamFindings | None:
+        if row is None:
+            return None
+        client, server, findings = row
+        decode = self._findings.decode
+        return StreamFindings(client, server, tuple([decode(found) for found in findings]))
 
 
 # An ICMP echo request as the tracker leaves it: family, request frame, reply

@@ -52,12 +52,19 @@ from netdiag.analysis.model import (
     RttSample,
     RttSampleStats,
     SeqPoint,
+    StreamFindings,
     TcpStream,
     TimelineEntry,
 )
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
 from netdiag.analysis.samples import SPOOL_CHUNK, SampleSpool, clamp_to_int64
-from netdiag.analysis.store import Codec, RecordStore, TcpStreamCodec, spill_after_default
+from netdiag.analysis.store import (
+    Codec,
+    RecordStore,
+    StreamFindingsCodec,
+    TcpStreamCodec,
+    spill_after_default,
+)
 from netdiag.analysis.tcpopts import window_scale
 
 MASK32: Final = 0xFFFFFFFF
@@ -632,6 +639,7 @@ class TcpTracker:
         spill_after: int | None = None,
         share: int = 0,
         shares: int = 1,
+        judge: Callable[[TcpStream], StreamFindings | None] | None = None,
     ) -> None:
         # Only the conversations of ``share`` of ``shares`` are followed, the
         # other frames ignored: one file analysed by several processes (shares.py).
@@ -644,6 +652,15 @@ class TcpTracker:
         self._finished: RecordStore[TcpStream] = RecordStore(TcpStreamCodec(), self._spill_after)
         # Stream index of each finished record, -1 once dropped (a revived one).
         self._finished_order = array("q")
+        # judge(record) of each finished record (the stream's findings: the
+        # caller gives findings.stream_findings), kept beside it in the same
+        # positions: made while the record is in memory, read at the end as
+        # ``judgements`` without reading the records back.
+        self._judge = judge
+        self._judged: RecordStore[StreamFindings | None] = RecordStore(
+            StreamFindingsCodec(), self._spill_after
+        )
+        self.judgements: Sequence[StreamFindings | None] = ()
         # Retired conversations: packed key -> record position << 32 | state
         # position (~120 bytes each, where a live conversation costs ~6 KB).
         # A threshold of 0 (the tests' setting) retires every conversation
@@ -1180,7 +1197,10 @@ class TcpTracker:
     def _finish(self, conversation: _Conversation) -> int:
         """Build the record of ``conversation``; its position in the store is returned."""
         self._finished_order.append(conversation.stream)
-        return self._finished.append(_build_stream(conversation))
+        record = _build_stream(conversation)
+        if self._judge is not None:
+            self._judged.append(self._judge(record))
+        return self._finished.append(record)
 
     def finish(self) -> Sequence[TcpStream]:
         """Every stream, in tcp.stream order. The tracker is spent afterwards.
@@ -1197,6 +1217,8 @@ class TcpTracker:
         self._finished_order = array("q")
         self._retired.clear()
         self._states = RecordStore(Codec(), 0)  # the retired states' file goes now
+        if self._judge is not None:
+            self.judgements = self._judged.seal(kept)
         return self._finished.seal(kept)
 
     def totals(self) -> dict[str, int]:
