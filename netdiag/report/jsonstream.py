@@ -17,10 +17,11 @@ never holds a raw newline: strings escape it). Each piece is encoded by
 does. ``tests/test_fast_path.py`` compares both writers on every corpus file
 and the encoder with ``json.dumps`` on edge values.
 
-A value made only of plain types (``_orjson_safe``) is encoded by orjson
-instead, about ten times faster: for those, orjson's ``OPT_INDENT_2`` text is
-``json.dumps``' byte for byte, except where ``_orjson_safe`` or orjson's own
-refusal routes the value to ``_encode`` (see ``_text``).
+A value made only of plain types with no odd float (``_orjson_safe``) is
+encoded by orjson instead (at 1M packets 0.26 s -> ~0.08 s, the walk that
+decides included): for those, orjson's ``OPT_INDENT_2`` text is
+``json.dumps``' byte for byte; what orjson refuses goes to ``_encode`` too
+(see ``_text`` and the notes above it).
 """
 
 from __future__ import annotations
