@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -48,9 +49,9 @@ from tests.conftest import PROJECT_ROOT, corpus_files
 CORPUS = corpus_files()
 
 
-def _streamed(analyses: list[object]) -> str:
+def _streamed(analyses: list[object], jobs: int = 1) -> str:
     out = io.StringIO()
-    write_analyses_json(analyses, out)  # type: ignore[arg-type]
+    write_analyses_json(analyses, out, jobs)  # type: ignore[arg-type]
     return out.getvalue()
 
 
@@ -62,6 +63,47 @@ def test_streamed_json_is_byte_identical(capture: Path) -> None:
     lean = analyze_file(capture, plot_data=False)
     assert all(not stream.seq_points and not stream.rtt_samples for stream in lean.tcp)
     assert _streamed([lean]) == json_text(report_document([analysis]))
+
+
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+def test_long_lists_written_by_two_processes_are_the_same_bytes(
+    corpus_dir: Path, spill_after: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With jobs > 1 a forked child encodes every other block of a long list (tiny
+    thresholds here, so that every corpus list with a few records is split)."""
+    if spill_after is not None:
+        monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    monkeypatch.setattr(jsonstream, "PARALLEL_RECORDS", 4)
+    monkeypatch.setattr(jsonstream, "BLOCK_RECORDS", 3)
+    split = 0
+    for capture in CORPUS:
+        try:
+            analysis = analyze_file(capture, plot_data=False)
+        except NetdiagError:
+            continue
+        split += len(analysis.tcp) >= 4
+        assert _streamed([analysis], jobs=2) == _streamed([analysis]), capture.name
+    assert split >= 5
+
+
+def test_records_a_dead_child_did_not_send_are_encoded_by_the_parent(
+    corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analysis = max(
+        (analyze_file(path, plot_data=False) for path in CORPUS[:12] if path.suffix == ".pcap"),
+        key=lambda analysis: len(analysis.tcp),
+    )
+    assert len(analysis.tcp) >= 12
+    monkeypatch.setattr(jsonstream, "PARALLEL_RECORDS", 4)
+    monkeypatch.setattr(jsonstream, "BLOCK_RECORDS", 2)
+    encode = jsonstream._encode_blocks_in_child
+
+    def dies_after_one_block(records: Any, level: int, pipe: Any) -> None:
+        encode(records[:4], level, pipe)  # the texts of records 2 and 3 only
+        raise RuntimeError("the child fails")
+
+    monkeypatch.setattr(jsonstream, "_encode_blocks_in_child", dies_after_one_block)
+    assert _streamed([analysis], jobs=2) == _streamed([analysis])
 
 
 def test_streamed_json_of_several_files_and_none(corpus_dir: Path) -> None:

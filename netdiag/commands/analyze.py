@@ -88,7 +88,7 @@ def execute(
         # record kept in memory again and again while the JSON is written).
         gc.freeze()
         # Written record by record: same bytes as json_text(report_document(...)).
-        write_analyses_json(analyses, sys.stdout)
+        write_analyses_json(analyses, sys.stdout, jobs)
     elif out is None:
         from netdiag.report.terminal import print_summaries
 

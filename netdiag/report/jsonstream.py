@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import os
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from json.encoder import encode_basestring
 from math import isfinite
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 
@@ -301,15 +303,108 @@ def _text(value: Any, level: int) -> str:
 
 def _write_list(out: TextIO, items: Iterable[Any], level: int) -> None:
     """A JSON list at ``level``, each item encoded and written on its own."""
+    _write_texts(out, (_text(item, level + 1) for item in items), level)
+
+
+# -- two processes for the long lists ----------------------------------------
+#
+# Encoding a record (reading it back from the analysis's temporary file,
+# to_json, the text) is nearly all of the writing's time on a big capture,
+# and by then the analysis is done: the other CPUs are idle. With ``jobs``
+# above 1, a list of at least PARALLEL_RECORDS records is encoded by two
+# processes: a forked child takes every other block of BLOCK_RECORDS records
+# and sends their texts down a pipe, the parent encodes the other blocks and
+# writes everything in order. The child reads the same records (it inherits
+# the temporary files' descriptors; ``pread`` keeps no shared offset) and
+# never touches ``out``. Should it die, the parent encodes what did not come
+# (the same work, so an error in it is raised there, once, as without the
+# child); a full pipe only makes the child wait, so memory stays bounded.
+
+PARALLEL_RECORDS = 4096
+BLOCK_RECORDS = 256
+_LENGTH = struct.Struct("<I")
+
+
+def _record_text(records: Sequence[Any], index: int, level: int) -> str:
+    return _text(records[index].to_json(), level + 1)
+
+
+def _encode_blocks_in_child(records: Sequence[Any], level: int, pipe: BinaryIO) -> None:
+    """The child's part: every odd block's texts, each as its length and UTF-8 bytes."""
+    count = len(records)
+    for start in range(BLOCK_RECORDS, count, 2 * BLOCK_RECORDS):
+        chunk = []
+        for index in range(start, min(start + BLOCK_RECORDS, count)):
+            data = _record_text(records, index, level).encode()
+            chunk.append(_LENGTH.pack(len(data)) + data)
+        pipe.write(b"".join(chunk))
+
+
+def _texts_from_child(pipe: BinaryIO) -> Iterator[str]:
+    """The child's texts in order, until the pipe ends (early if the child died)."""
+    while True:
+        head = pipe.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            return
+        (length,) = _LENGTH.unpack(head)
+        data = pipe.read(length)
+        if len(data) < length:
+            return
+        yield data.decode()
+
+
+def _write_records_in_two(out: TextIO, records: Sequence[Any], level: int) -> None:
+    """``_write_list`` of the records' ``to_json``, odd blocks encoded by a child."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            with open(write_end, "wb") as sink:
+                _encode_blocks_in_child(records, level, sink)
+            status = 0
+        except BaseException:
+            # Not lost: the parent encodes every record the child did not
+            # send, so the same error is raised there, at the edge, once.
+            pass
+        finally:
+            os._exit(status)  # no atexit, no flushing of the parent's buffers
+    os.close(write_end)
+    try:
+        with open(read_end, "rb") as source:
+            from_child = _texts_from_child(source)
+
+            def texts() -> Iterator[str]:
+                for index in range(len(records)):
+                    text = None
+                    if index // BLOCK_RECORDS % 2:
+                        text = next(from_child, None)
+                    yield text if text is not None else _record_text(records, index, level)
+
+            _write_texts(out, texts(), level)
+    finally:
+        os.waitpid(child, 0)
+
+
+def _write_texts(out: TextIO, texts: Iterable[str], level: int) -> None:
+    """A JSON list at ``level`` of items already encoded at ``level + 1``."""
     inner = INDENT * (level + 1)
     first = True
-    for item in items:
-        out.write(("[\n" if first else ",\n") + inner + _text(item, level + 1))
+    for text in texts:
+        out.write(("[\n" if first else ",\n") + inner + text)
         first = False
     out.write("[]" if first else "\n" + INDENT * level + "]")
 
 
-def _write_analysis(out: TextIO, analysis: Analysis, level: int) -> None:
+def _write_records(out: TextIO, records: Sequence[Any], level: int, jobs: int) -> None:
+    if jobs > 1 and len(records) >= PARALLEL_RECORDS and hasattr(os, "fork"):
+        _write_records_in_two(out, records, level)
+    else:
+        _write_list(out, (record.to_json() for record in records), level)
+
+
+def _write_analysis(out: TextIO, analysis: Analysis, level: int, jobs: int = 1) -> None:
     """One analysis object as ``Analysis.to_json`` would give it, at ``level``."""
     inner = INDENT * (level + 1)
     # The key order of Analysis.to_json, taken from it on an empty-streams
@@ -321,8 +416,7 @@ def _write_analysis(out: TextIO, analysis: Analysis, level: int) -> None:
         out.write(separator + inner + json.dumps(key, ensure_ascii=False) + ": ")
         field_name = _STREAMED_LISTS.get(key)
         if field_name is not None:
-            records: Iterable[Any] = getattr(analysis, field_name)
-            _write_list(out, (record.to_json() for record in records), level + 1)
+            _write_records(out, getattr(analysis, field_name), level + 1, jobs)
         else:
             out.write(_text(value, level + 1))
         separator = ",\n"
@@ -334,19 +428,20 @@ def _skeleton(analysis: Analysis) -> dict[str, Any]:
     return replace(analysis, icmp_echo=(), icmp_errors=(), tcp=(), findings=()).to_json()
 
 
-def write_analyses_json(analyses: list[Analysis], out: TextIO) -> None:
+def write_analyses_json(analyses: list[Analysis], out: TextIO, jobs: int = 1) -> None:
     """Write what ``json_text(report_document(analyses))`` returns, to ``out``.
 
     One object for one analysis, a list for several (or none), then a newline.
+    ``jobs > 1`` lets a second process encode half of each long list.
     """
     if len(analyses) == 1:
-        _write_analysis(out, analyses[0], 0)
+        _write_analysis(out, analyses[0], 0, jobs)
     elif not analyses:
         out.write("[]")
     else:
         out.write("[")
         for index, analysis in enumerate(analyses):
             out.write(("\n" if index == 0 else ",\n") + INDENT)
-            _write_analysis(out, analysis, 1)
+            _write_analysis(out, analysis, 1, jobs)
         out.write("\n]")
     out.write("\n")
