@@ -13,7 +13,7 @@ from array import array
 
 import pytest
 
-from netdiag.analysis.samples import INT64_MAX, INT64_MIN, SampleSpool
+from netdiag.analysis.samples import BUCKETS, INT64_MAX, INT64_MIN, SampleSpool, bucket_of
 
 
 def expected_stats(values: list[int]) -> tuple[float, float, float]:
@@ -76,7 +76,8 @@ def test_spools_merged_from_bytes_equal_one_spool(chunk: int) -> None:
     shares = [[generator.randrange(0, 10**9) for _ in range(size)] for size in (700, 0, 333)]
     merged = spool_of(shares[0], chunk)
     for share in shares[1:]:
-        merged.extend_bytes(spool_of(share, chunk).to_bytes())
+        other = spool_of(share, chunk)
+        merged.extend(other.to_bytes(), other.histogram)
     everything = [value for share in shares for value in share]
     assert merged.count == len(everything)
     assert merged.stats_ms() == expected_stats(everything)
@@ -87,3 +88,26 @@ def as_ints(data: bytes) -> list[int]:
     values = array("q")
     values.frombytes(data)
     return list(values)
+
+
+def test_buckets_follow_the_values_order_and_cover_int64() -> None:
+    generator = random.Random(3)
+    values = sorted(
+        {INT64_MIN, -1, 0, 1, 255, 256, 257, 511, 512, INT64_MAX}
+        | {2**bits + delta for bits in range(8, 63) for delta in (-1, 0, 1)}
+        | {generator.randrange(-(2**63), 2**63) for _ in range(10_000)}
+    )
+    buckets = [bucket_of(value) for value in values]
+    assert buckets == sorted(buckets)
+    assert buckets[0] == 0 and buckets[-1] == BUCKETS - 1
+    assert {bucket_of(value) for value in range(1, 256)} == set(range(1, 256))
+    # Above 255 a bucket is at most 1/128 of its values wide.
+    for bits in range(9, 64):
+        low = 2 ** (bits - 1)
+        assert bucket_of(low + low // 128 - 1) == bucket_of(low) != bucket_of(low + low // 128)
+
+
+def test_one_bucket_holding_every_sample() -> None:
+    values = [50_000] * 999 + [49_999, 50_001]
+    for chunk in (1 << 16, 10):
+        assert spool_of(values, chunk).stats_ms() == expected_stats(values)

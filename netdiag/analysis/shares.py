@@ -65,6 +65,7 @@ class ShareResult:
     creation_frames: bytes  # array("q"): the frame that began each stream
     totals: dict[str, int]
     ack_rtt: bytes  # samples.SampleSpool.to_bytes()
+    ack_rtt_histogram: tuple[int, ...]  # and its histogram
     error_streams: tuple[int | None, ...]  # per ICMP error, the stream found in this share
 
 
@@ -80,6 +81,7 @@ def follow_share(path: str, share: int, shares: int) -> ShareResult:
             creation_frames=tcp.creation_frames.tobytes(),
             totals=tcp.totals(),
             ack_rtt=tcp.ack_rtt.to_bytes(),
+            ack_rtt_histogram=tuple(tcp.ack_rtt.histogram),
             error_streams=tuple(error.stream for error in file_pass.icmp.errors()),
         )
 
@@ -100,11 +102,12 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
                 creation_frames=tcp.creation_frames.tobytes(),
                 totals=tcp.totals(),
                 ack_rtt=b"",
+                ack_rtt_histogram=(),
                 error_streams=(),
             )
         others = [future.result() for future in futures]
     for other in others:
-        tcp.ack_rtt.extend_bytes(other.ack_rtt)
+        tcp.ack_rtt.extend(other.ack_rtt, other.ack_rtt_histogram)
     minimum, median, maximum = tcp.ack_rtt.stats_ms()
     results = [own, *others]
     picks, numbers = file_order(results)

@@ -57,7 +57,7 @@ from netdiag.analysis.model import (
     TimelineEntry,
 )
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
-from netdiag.analysis.samples import SPOOL_CHUNK, SampleSpool, clamp_to_int64
+from netdiag.analysis.samples import SampleSpool, clamp_to_int64
 from netdiag.analysis.store import (
     Codec,
     RecordStore,
@@ -856,13 +856,7 @@ class TcpTracker:
 
         # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
         if acked_segment is not None and rtt_ns != 0:
-            samples = self.ack_rtt.values  # SampleSpool.add, its common case inline
-            try:
-                samples.append(rtt_ns)
-            except OverflowError:  # see clamp_to_int64; off the common path
-                samples.append(clamp_to_int64(rtt_ns))
-            if len(samples) >= SPOOL_CHUNK:
-                self.ack_rtt.spill()
+            self.ack_rtt.add(rtt_ns)
             if karn_ok:
                 conversation.karn.add(rtt_ns)
                 if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
