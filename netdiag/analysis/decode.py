@@ -36,7 +36,13 @@ from collections.abc import Callable
 from typing import Final
 
 from netdiag.analysis.model import DecodeCounts
-from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame, TcpFields
+from netdiag.analysis.packet import (
+    DecodedPacket,
+    FrameClass,
+    RawFrame,
+    TcpFields,
+    big_endian_u32,
+)
 from netdiag.analysis.reader import LINKTYPE_NONE
 
 # Precompiled header layouts (network byte order unless said otherwise).
@@ -60,7 +66,7 @@ _IPV6_CLASS: Final = FrameClass.IPV6
 _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
-_NOT_FAST: Final[TcpFields] = (0, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
+_NOT_FAST: Final[TcpFields] = (0, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -230,16 +236,6 @@ def _assemble(pieces: list[tuple[int, int, bytes]], total: int) -> bytes:
     return bytes(buffer[: min(total, captured_until)])
 
 
-def _u32(buffer: bytes, offset: int) -> int:
-    """The big-endian 32-bit number at ``offset`` (in range), without an int object."""
-    return (
-        buffer[offset] << 24
-        | buffer[offset + 1] << 16
-        | buffer[offset + 2] << 8
-        | buffer[offset + 3]
-    )
-
-
 def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
     """The DecodedPacket of a frame ``Decoder.fast_tcp_fields`` took."""
     version = fields[0]
@@ -247,17 +243,19 @@ def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
     packet.link_header_len = 14
     packet.ip_version = version
     packet.proto = PROTO_TCP
-    packet.src = fields[1]
-    packet.dst = fields[2]
-    packet.ttl = fields[3]
-    packet.sport = fields[4]
-    packet.dport = fields[5]
-    packet.seq = fields[6]
-    packet.ack = fields[7]
-    packet.tcp_flags = fields[8]
-    packet.window = fields[9]
-    packet.payload_len = fields[10]
-    packet.tcp_options = fields[11]
+    endpoints = fields[1]
+    address_length = (len(endpoints) - 4) >> 1
+    packet.src = endpoints[:address_length]
+    packet.dst = endpoints[address_length : 2 * address_length]
+    packet.ttl = fields[2]
+    packet.sport = fields[3]
+    packet.dport = fields[4]
+    packet.seq = fields[5]
+    packet.ack = fields[6]
+    packet.tcp_flags = fields[7]
+    packet.window = fields[8]
+    packet.payload_len = fields[9]
+    packet.tcp_options = fields[10]
     return packet
 
 
@@ -360,8 +358,7 @@ class Decoder:
             start + 34,
             min(start + 14 + total_length, end),
             total_length - 20,
-            buffer[start + 26 : start + 30],
-            buffer[start + 30 : start + 34],
+            buffer[start + 26 : start + 38],  # addresses and ports: packed_endpoints
             buffer[start + 22],
         )
 
@@ -383,8 +380,7 @@ class Decoder:
             start + 54,
             min(start + 54 + payload_length, end),
             payload_length,
-            buffer[start + 22 : start + 38],
-            buffer[start + 38 : start + 54],
+            buffer[start + 22 : start + 58],  # addresses and ports: packed_endpoints
             buffer[start + 21],
         )
 
@@ -396,8 +392,7 @@ class Decoder:
         tcp_start: int,
         ip_end: int,
         claimed: int,
-        source: bytes,
-        destination: bytes,
+        endpoints: bytes,
         ttl: int,
     ) -> TcpFields:
         """The TCP part of the hot path, as ``_tcp`` reads it: the segment at
@@ -419,13 +414,12 @@ class Decoder:
         payload = claimed - header_length
         return (
             version,
-            source,
-            destination,
+            endpoints,
             ttl,
             buffer[tcp_start] << 8 | buffer[tcp_start + 1],
             buffer[tcp_start + 2] << 8 | buffer[tcp_start + 3],
-            _u32(buffer, tcp_start + 4),
-            _u32(buffer, tcp_start + 8),
+            big_endian_u32(buffer, tcp_start + 4),
+            big_endian_u32(buffer, tcp_start + 8),
             buffer[tcp_start + 13],
             buffer[tcp_start + 14] << 8 | buffer[tcp_start + 15],
             payload if payload > 0 else 0,
