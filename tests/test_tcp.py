@@ -39,6 +39,7 @@ from netdiag.analysis.tcp import (
     ANALYSIS_FLAGS,
     ANALYSIS_KEYS,
     TcpTracker,
+    _holds_window_scale_bytes,
     _source_order,
     _swapped,
     flag_letters,
@@ -634,6 +635,19 @@ def test_conversation_key_helpers_agree_with_bytes() -> None:
             order = _source_order(endpoints)
             assert (order > 0, order < 0) == (source > destination, source < destination)
             assert _swapped(endpoints) == packed_endpoints(destination, dport, source, sport)
+
+
+def test_window_scale_search_agrees_with_find() -> None:
+    """Outside a SYN the tracker parses the options only when they hold bytes 03 03,
+    found in place (``_holds_window_scale_bytes`` over the frame's bytes, no slice):
+    it must answer as ``find`` on the slice does, whatever lies around it."""
+    generator = random.Random(7)
+    for _ in range(3000):
+        options = bytes(generator.choice((1, 3, 8)) for _ in range(generator.randrange(0, 14)))
+        # 03 bytes around the options: a pair across either edge must not count.
+        data = b"\x03" + options + b"\x03"
+        expected = options.find(b"\x03\x03") >= 0
+        assert _holds_window_scale_bytes(data, 1, 1 + len(options)) == expected, options.hex()
 
 
 def test_written_capture_round_trips_through_analyze_file(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ _IPV6_CLASS: Final = FrameClass.IPV6
 _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
-_NOT_FAST: Final[TcpFields] = (0, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
+_NOT_FAST: Final[TcpFields] = (0, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"", 0, 0)
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -255,7 +255,7 @@ def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
     packet.tcp_flags = fields[7]
     packet.window = fields[8]
     packet.payload_len = fields[9]
-    packet.tcp_options = fields[10]
+    packet.tcp_options = fields[10][fields[11] : fields[12]]
     return packet
 
 
@@ -403,8 +403,6 @@ class Decoder:
         header_length = (buffer[tcp_start + 12] >> 4) << 2
         if header_length < 20 or tcp_start + header_length > ip_end:
             return _NOT_FAST  # cut or bogus: the general path flags it
-        tcp_end = tcp_start + header_length
-        options = buffer[tcp_start + 20 : tcp_end] if header_length > 20 else b""
         if version == 4:
             self._fast_ipv4 += 1
         else:
@@ -423,7 +421,9 @@ class Decoder:
             buffer[tcp_start + 13],
             buffer[tcp_start + 14] << 8 | buffer[tcp_start + 15],
             payload if payload > 0 else 0,
-            options,
+            buffer,
+            tcp_start + 20,
+            tcp_start + header_length,
         )
 
     def decode_general(

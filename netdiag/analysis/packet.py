@@ -49,14 +49,18 @@ class RawFrame:
 # A TCP segment's fields as the decoder's hot path gives them to the TCP
 # tracker without building a DecodedPacket (``Decoder.fast_tcp_fields``,
 # ``TcpTracker.process_fields``): (ip_version, endpoints, ttl, sport, dport,
-# seq, ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's
-# values; ip_version 0 when the hot path did not take the frame. ``endpoints``
+# seq, ack, tcp_flags, window, payload_len, options_data, options_start,
+# options_end), DecodedPacket's values; ip_version 0 when the hot path did not
+# take the frame. The TCP options are ``options_data[options_start:options_end]``:
+# the hot path gives the frame's bytes and offsets, no slice (nearly every
+# segment carries timestamps, and the tracker reads the options of a SYN only,
+# or of a segment holding bytes 03 03). ``endpoints``
 # is ``packed_endpoints(src, sport, dst, dport)``: the 12 (IPv4) or 36 (IPv6)
 # bytes that source address, destination address and the two ports are in
 # the headers, one slice of the frame for the hot path, and the tracker's
 # conversation key as it is (issue 6). A tuple of fixed types: mypyc passes it
 # as a C struct, not an object.
-TcpFields = tuple[int, bytes, int, int, int, int, int, int, int, int, bytes]
+TcpFields = tuple[int, bytes, int, int, int, int, int, int, int, int, bytes, int, int]
 
 
 def packed_endpoints(source: bytes, sport: int, destination: bytes, dport: int) -> bytes:
@@ -185,4 +189,6 @@ class DecodedPacket:
             self.window,
             self.payload_len,
             self.tcp_options,
+            0,
+            len(self.tcp_options),
         )

@@ -578,6 +578,13 @@ def _source_order(endpoints: bytes) -> int:
     return 0
 
 
+def _holds_window_scale_bytes(data: bytes, start: int, end: int) -> bool:
+    """True when ``data[start:end]`` holds bytes 03 03 (a window-scale option's
+    kind and length) anywhere: ``find(b"\\x03\\x03") >= 0`` of the slice, without
+    the slice (compiled, a native loop over a dozen bytes)."""
+    return any(data[index] == 3 and data[index + 1] == 3 for index in range(start, end - 1))
+
+
 def _swapped(endpoints: bytes) -> bytes:
     """``endpoints`` (``packed_endpoints``) seen from the other direction."""
     address_length = (len(endpoints) - 4) >> 1
@@ -735,7 +742,9 @@ class TcpTracker:
             flags,
             window,
             seglen,  # never negative (the decoder's contract)
-            options,
+            options_data,
+            options_start,
+            options_end,
         ) = fields
         self._until_scan -= 1
         if self._until_scan <= 0:
@@ -798,8 +807,8 @@ class TcpTracker:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
             forward.is_first_ack = True
-            if options:
-                shift = window_scale(options)
+            if options_end > options_start:
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
             if forward.win_scale == -1:
@@ -812,10 +821,10 @@ class TcpTracker:
                 if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
                     conversation.first_rtt = ts - conversation.mru_syn_ts
                 forward.is_first_ack = False
-            # A window-scale option outside a SYN. find(), not "in": bytes.__contains__
-            # first tries its operand as an int, raising and clearing a TypeError.
-            if options and options.find(b"\x03\x03") >= 0:
-                shift = window_scale(options)
+            # A window-scale option outside a SYN (bytes 03 03, its kind and
+            # length, somewhere in the options; parsed only then).
+            if _holds_window_scale_bytes(options_data, options_start, options_end):
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
 
