@@ -901,7 +901,9 @@ class TcpTracker:
                 self.ack_rtt.add(rtt_ns)
             if karn_ok:
                 conversation.karn.add(rtt_ns)
-                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
+                # _points_left first: MAX_POINTS_PER_STREAM is not Final (tests
+                # patch it), so compiled, reading it is a dict lookup.
+                if self._points_left > 0 and len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
                     conversation.rtt_samples.append((frame, ts, 1 - forward_index, rtt_ns))
                     self._points_left -= 1
             else:
