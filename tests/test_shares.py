@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.packet import packed_endpoints
 from netdiag.analysis.shares import SHARE_MIN_BYTES, analyze_in_shares, shares_for
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import conversation_share
@@ -125,10 +126,12 @@ def test_many_conversations_and_quoting_errors_equal_one_pass(
     assert len(quoted) >= 5
     owners = Counter(
         conversation_share(
-            bytes(map(int, stream.client.split(":")[0].split("."))),
-            int(stream.client.split(":")[1]),
-            bytes(map(int, stream.server.split(":")[0].split("."))),
-            int(stream.server.split(":")[1]),
+            packed_endpoints(
+                bytes(map(int, stream.client.split(":")[0].split("."))),
+                int(stream.client.split(":")[1]),
+                bytes(map(int, stream.server.split(":")[0].split("."))),
+                int(stream.server.split(":")[1]),
+            ),
             shares,
         )
         for stream in single.tcp

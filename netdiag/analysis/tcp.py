@@ -56,7 +56,18 @@ from netdiag.analysis.model import (
     TcpStream,
     TimelineEntry,
 )
-from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
+from netdiag.analysis.packet import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    DecodedPacket,
+    TcpFields,
+    big_endian_u32,
+    packed_endpoints,
+)
 from netdiag.analysis.samples import SampleSpool, clamp_to_int64
 from netdiag.analysis.store import (
     Codec,
@@ -524,9 +535,39 @@ _FLOW_FIELDS: Final = _attribute_names(_Flow, _FLOW_SPECIAL)
 ConversationState = tuple[object, ...]
 
 
-def _packed_key(key: tuple[bytes, int, bytes, int]) -> bytes:
-    """A conversation key as one bytes object (both addresses have the same length)."""
-    return key[0] + key[2] + (key[1] << 16 | key[3]).to_bytes(4, "big")
+def _source_order(endpoints: bytes) -> int:
+    """How the source address of ``endpoints`` (``packed_endpoints``) sorts
+    against the destination: positive after, negative before, 0 equal.
+
+    As ``bytes`` order (big-endian), 32 bits at a time: compiled, native loads
+    and compares, no address ``bytes`` made (one step for IPv4, up to four for IPv6).
+    """
+    address_length = (len(endpoints) - 4) >> 1
+    for offset in range(0, address_length, 4):
+        source = big_endian_u32(endpoints, offset)
+        destination = big_endian_u32(endpoints, address_length + offset)
+        if source != destination:
+            return 1 if source > destination else -1
+    return 0
+
+
+def _holds_window_scale_bytes(data: bytes, start: int, end: int) -> bool:
+    """True when ``data[start:end]`` holds bytes 03 03 (a window-scale option's
+    kind and length) anywhere: ``find(b"\\x03\\x03") >= 0`` of the slice, without
+    the slice (compiled, a native loop over a dozen bytes)."""
+    return any(data[index] == 3 and data[index + 1] == 3 for index in range(start, end - 1))
+
+
+def _swapped(endpoints: bytes) -> bytes:
+    """``endpoints`` (``packed_endpoints``) seen from the other direction."""
+    address_length = (len(endpoints) - 4) >> 1
+    ports = 2 * address_length
+    return (
+        endpoints[address_length:ports]
+        + endpoints[:address_length]
+        + endpoints[ports + 2 :]
+        + endpoints[ports : ports + 2]
+    )
 
 
 def _flow_state(flow: _Flow) -> tuple[object, ...]:
@@ -607,17 +648,18 @@ def conversation_from_state(state: ConversationState) -> _Conversation:
     return conversation
 
 
-def conversation_share(
-    source: bytes, sport: int, destination: bytes, dport: int, shares: int
-) -> int:
-    """The share (0 to ``shares - 1``) a TCP conversation belongs to, the same both ways.
+def conversation_share(endpoints: bytes, shares: int) -> int:
+    """The share (0 to ``shares - 1``) of the conversation of ``packed_endpoints``,
+    the same both ways.
 
     The ports and the addresses' last bytes, combined symmetrically: ephemeral
     ports spread conversations evenly, and every frame of one conversation
     (and an ICMP error quoting it) lands in the same share.
     """
-    low_bytes = (source[-1] if source else 0) ^ (destination[-1] if destination else 0)
-    return (sport ^ dport ^ low_bytes) % shares
+    length = (len(endpoints) - 4) >> 1  # of one address
+    ports = big_endian_u32(endpoints, 2 * length)
+    low_bytes = endpoints[length - 1] ^ endpoints[2 * length - 1] if length else 0
+    return ((ports >> 16) ^ (ports & 0xFFFF) ^ low_bytes) % shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,7 +687,13 @@ class TcpTracker:
         # other frames ignored: one file analysed by several processes (shares.py).
         self._share = share
         self._shares = shares
-        self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
+        # Live conversations by key: ``packed_endpoints`` of the two endpoints in
+        # Wireshark's flow order (flow1 first), the bytes of a packet from flow1
+        # to flow2 as they are in its headers. ``_reverse_keys`` holds each
+        # one again under the other direction's bytes, so that a packet finds
+        # its conversation with the slice the decoder made, in either direction.
+        self._conversations: dict[bytes, _Conversation] = {}
+        self._reverse_keys: dict[bytes, _Conversation] = {}
         # Finished streams go to a store that moves them to a temporary file
         # past a threshold: memory follows the live conversations only.
         self._spill_after = spill_after_default() if spill_after is None else spill_after
@@ -661,7 +709,7 @@ class TcpTracker:
             StreamFindingsCodec(), self._spill_after
         )
         self.judgements: Sequence[StreamFindings | None] = ()
-        # Retired conversations: packed key -> record position << 32 | state
+        # Retired conversations: key -> record position << 32 | state
         # position (~120 bytes each, where a live conversation costs ~6 KB).
         # A threshold of 0 (the tests' setting) retires every conversation
         # before every packet, so that each packet goes through a revival.
@@ -695,8 +743,7 @@ class TcpTracker:
         ``TcpFields``: the analysis pass's hot path, no packet built."""
         (
             ip_version,
-            source,
-            destination,
+            endpoints,
             _ttl,
             sport,
             dport,
@@ -705,38 +752,37 @@ class TcpTracker:
             flags,
             window,
             seglen,  # never negative (the decoder's contract)
-            options,
+            options_data,
+            options_start,
+            options_end,
         ) = fields
-        if self._shares > 1 and (
-            conversation_share(source, sport, destination, dport, self._shares) != self._share
-        ):
+        if self._shares > 1 and conversation_share(endpoints, self._shares) != self._share:
             return
         self._until_scan -= 1
         if self._until_scan <= 0:
             self._retire_idle(ts)
-        # Wireshark orders the two flows by comparing addresses, then ports.
-        # At most two address comparisons (bytes order is total), not three.
-        if source > destination:
-            forward_index = 0
-            key = (source, sport, destination, dport)
-        elif source < destination:
-            forward_index = 1
-            key = (destination, dport, source, sport)
-        elif sport > dport:
-            forward_index = 0
-            key = (source, sport, destination, dport)
-        elif sport == dport:
-            forward_index = 1  # both directions land on flow2, as in Wireshark
-            key = (source, sport, destination, dport)
+        # Wireshark orders the two flows by comparing addresses, then ports;
+        # the key is the endpoints in that order (``_conversations``).
+        order = _source_order(endpoints)
+        if order == 0:
+            order = sport - dport
+            # Equal endpoints: both directions land on flow2, as in Wireshark.
+            forward_index = 0 if order > 0 else 1
+            in_order = order >= 0
         else:
-            forward_index = 1
-            key = (destination, dport, source, sport)
-        conversation = self._conversations.get(key)
-        if conversation is None and self._retired:
-            conversation = self._revive(key)
+            forward_index = 0 if order > 0 else 1
+            in_order = order > 0
+        if in_order:
+            conversation = self._conversations.get(endpoints)
+        else:
+            conversation = self._reverse_keys.get(endpoints)
         if conversation is None:
-            conversation = self._new_conversation(key, ip_version, frame, ts)
-            conversation.first_flow = forward_index
+            key = endpoints if in_order else _swapped(endpoints)
+            if self._retired:
+                conversation = self._revive(key)
+            if conversation is None:
+                conversation = self._new_conversation(key, ip_version, frame, ts)
+                conversation.first_flow = forward_index
         forward = conversation.flows[forward_index]
         reverse = conversation.flows[1 - forward_index]
         ta = 0
@@ -745,6 +791,7 @@ class TcpTracker:
             if seq != forward.base_seq:
                 # A new SYN on a known 4-tuple: the port numbers were reused.
                 self._finish(conversation)
+                key = endpoints if in_order else _swapped(endpoints)
                 conversation = self._new_conversation(key, ip_version, frame, ts)
                 conversation.first_flow = forward_index
                 forward = conversation.flows[forward_index]
@@ -772,8 +819,8 @@ class TcpTracker:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
             forward.is_first_ack = True
-            if options:
-                shift = window_scale(options)
+            if options_end > options_start:
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
             if forward.win_scale == -1:
@@ -786,10 +833,10 @@ class TcpTracker:
                 if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
                     conversation.first_rtt = ts - conversation.mru_syn_ts
                 forward.is_first_ack = False
-            # A window-scale option outside a SYN. find(), not "in": bytes.__contains__
-            # first tries its operand as an int, raising and clearing a TypeError.
-            if options and options.find(b"\x03\x03") >= 0:
-                shift = window_scale(options)
+            # A window-scale option outside a SYN (bytes 03 03, its kind and
+            # length, somewhere in the options; parsed only then).
+            if _holds_window_scale_bytes(options_data, options_start, options_end):
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
 
@@ -859,7 +906,9 @@ class TcpTracker:
             self.ack_rtt.add(rtt_ns)
             if karn_ok:
                 conversation.karn.add(rtt_ns)
-                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
+                # _points_left first: MAX_POINTS_PER_STREAM is not Final (tests
+                # patch it), so compiled, reading it is a dict lookup.
+                if self._points_left > 0 and len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
                     conversation.rtt_samples.append((frame, ts, 1 - forward_index, rtt_ns))
                     self._points_left -= 1
             else:
@@ -877,20 +926,21 @@ class TcpTracker:
         if self.on_frame is not None:
             self.on_frame(frame, conversation.stream, ta, rtt_ns if acked_segment else None)
 
-    def _new_conversation(
-        self, key: tuple[bytes, int, bytes, int], ip_version: int, frame: int, ts: int
-    ) -> _Conversation:
+    def _new_conversation(self, key: bytes, ip_version: int, frame: int, ts: int) -> _Conversation:
+        address_length = (len(key) - 4) >> 1
+        ports = 2 * address_length
         conversation = _Conversation(
             self._stream_count,
             ip_version,
-            _Flow(key[0], key[1]),
-            _Flow(key[2], key[3]),
+            _Flow(key[:address_length], key[ports] << 8 | key[ports + 1]),
+            _Flow(key[address_length:ports], key[ports + 2] << 8 | key[ports + 3]),
             frame,
             ts,
         )
         self._stream_count += 1
         self.creation_frames.append(frame)
         self._conversations[key] = conversation
+        self._reverse_keys[_swapped(key)] = conversation
         return conversation
 
     def _analyze(
@@ -1152,11 +1202,14 @@ class TcpTracker:
 
     def stream_of(self, source: bytes, sport: int, destination: bytes, dport: int) -> int | None:
         """The stream a (quoted) header belongs to right now, or None."""
-        for key in ((source, sport, destination, dport), (destination, dport, source, sport)):
+        for key in (
+            packed_endpoints(source, sport, destination, dport),
+            packed_endpoints(destination, dport, source, sport),
+        ):
             conversation = self._conversations.get(key)
             if conversation is not None:
                 return conversation.stream
-            retired = self._retired.get(_packed_key(key))
+            retired = self._retired.get(key)
             if retired is not None:
                 return self._finished_order[retired >> 32]
         return None
@@ -1170,19 +1223,21 @@ class TcpTracker:
             idle = [key for key, state in conversations.items() if state.last_ts < horizon]
             for key in idle:
                 conversation = conversations.pop(key)
+                del self._reverse_keys[_swapped(key)]
                 record = self._finish(conversation)
                 state = self._states.append(conversation_state(conversation))
-                self._retired[_packed_key(key)] = record << 32 | state
+                self._retired[key] = record << 32 | state
         self._until_scan = max(RETIRE_SCAN_PACKETS, len(conversations)) if self._spill_after else 1
 
-    def _revive(self, key: tuple[bytes, int, bytes, int]) -> _Conversation | None:
+    def _revive(self, key: bytes) -> _Conversation | None:
         """The retired conversation of ``key`` back in play (its record dropped), or None."""
-        retired = self._retired.pop(_packed_key(key), None)
+        retired = self._retired.pop(key, None)
         if retired is None:
             return None
         self._finished_order[retired >> 32] = -1
         conversation = conversation_from_state(self._states.get(retired & MASK32))
         self._conversations[key] = conversation
+        self._reverse_keys[_swapped(key)] = conversation
         self.revived += 1
         return conversation
 
@@ -1202,6 +1257,7 @@ class TcpTracker:
         A tuple for a small capture, else a ``SpilledRecords`` read from disk.
         """
         # Pop as we go, so each state is freed as soon as its record exists.
+        self._reverse_keys.clear()
         while self._conversations:
             _key, conversation = self._conversations.popitem()
             self._finish(conversation)
