@@ -21,7 +21,7 @@ import pytest
 
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.packet import packed_endpoints
-from netdiag.analysis.shares import SHARE_MIN_BYTES, analyze_in_shares, shares_for
+from netdiag.analysis.shares import MAX_SHARES, SHARE_MIN_BYTES, analyze_in_shares, shares_for
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import conversation_share
 from netdiag.errors import NetdiagError
@@ -160,9 +160,15 @@ def test_small_files_stay_in_one_process(tmp_path: Path) -> None:
     assert shares_for(small, 2) == 1
     big = tmp_path / "big.pcap"
     with open(big, "wb") as handle:
-        handle.truncate(SHARE_MIN_BYTES)
+        handle.truncate(SHARE_MIN_BYTES)  # sparse: no disk used
     assert shares_for(big, 2) == 2
+    assert shares_for(big, 64) == 2  # one share more per SHARE_MIN_BYTES
     assert shares_for(big, 1) == 1
+    huge = tmp_path / "huge.pcap"
+    with open(huge, "wb") as handle:
+        handle.truncate(100 * SHARE_MIN_BYTES)
+    assert shares_for(huge, 3) == 3
+    assert shares_for(huge, 64) == MAX_SHARES
     assert shares_for(tmp_path / "missing.pcap", 2) == 1
 
 

@@ -40,7 +40,11 @@ from netdiag.analysis.tcp import AckRttTotals
 
 # Below this a second process costs more than it saves (fork, a second read
 # of the file, sending the records back): one process analyses the file.
+# Above, one more share per SHARE_MIN_BYTES, up to MAX_SHARES: every share
+# reads and decodes the whole file (about a fifth of a share's time with two),
+# so each one more gains less, and costs the memory of one more process.
 SHARE_MIN_BYTES = 32 << 20
+MAX_SHARES = 4
 
 _renumbered_stream = field_replacer(TcpStream, "stream")
 _renumbered_error = field_replacer(IcmpError, "stream")
@@ -53,7 +57,7 @@ def shares_for(path: str | os.PathLike[str], jobs: int) -> int:
         size = os.stat(path).st_size
     except OSError:
         return 1  # the reader reports the problem, with its own words
-    return jobs if size >= SHARE_MIN_BYTES else 1
+    return max(1, min(jobs, MAX_SHARES, size // SHARE_MIN_BYTES + 1))
 
 
 @dataclass(frozen=True)
