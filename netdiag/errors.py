@@ -9,6 +9,7 @@ code (see ``shared/spec/contract.md``).
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitStatus(IntEnum):
@@ -34,6 +35,18 @@ class NetdiagError(Exception):
         super().__init__(message)
         self.message = message
         self.advice = advice
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross processes (analyze --jobs): keep the advice and any
+        # attribute a subclass adds, whatever its __init__ takes.
+        return (_restore_error, (type(self), self.message, dict(self.__dict__)))
+
+
+def _restore_error(cls: type[NetdiagError], message: str, state: dict[str, Any]) -> NetdiagError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class UsageError(NetdiagError):
@@ -83,3 +96,9 @@ class OutputError(NetdiagError):
     """An output folder or file cannot be written (permissions, disk full, exists)."""
 
     exit_status = ExitStatus.USAGE
+
+
+class AnalysisProcessError(NetdiagError):
+    """A process analysing part of a capture (analyze --jobs) ended without a result."""
+
+    exit_status = ExitStatus.ENVIRONMENT

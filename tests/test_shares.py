@@ -12,19 +12,31 @@ conversations of every share, reused ports and IPv6. Then through the CLI:
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import struct
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from netdiag.analysis import shares as shares_module
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.packet import packed_endpoints
-from netdiag.analysis.shares import MAX_SHARES, SHARE_MIN_BYTES, analyze_in_shares, shares_for
+from netdiag.analysis.shares import (
+    MAX_SHARES,
+    SHARE_MIN_BYTES,
+    ShareResult,
+    analyze_in_shares,
+    shares_for,
+)
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import conversation_share
-from netdiag.errors import NetdiagError
+from netdiag.errors import AnalysisProcessError, NetdiagError, OutputError
 from tests.conftest import corpus_files
 from tests.helpers import load_bench_generator, netdiag
 from tests.test_tcp import T0_NS, ipv4_tcp, write_pcap
@@ -190,3 +202,101 @@ def test_cli_jobs_on_one_big_file_writes_the_same_json(tmp_path: Path) -> None:
     assert one.returncode == two.returncode == 0, two.stderr
     assert two.stdout == one.stdout
     assert '"icmp_errors": [' in one.stdout and '"stream": 1' in one.stdout
+
+
+@pytest.fixture(scope="module")
+def big_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("interrupts") / "big.pcap"
+    load_bench_generator("bench_gen_for_interrupts").generate(path, 150_000, seed=9)
+    assert shares_for(path, 2) == 2
+    return path
+
+
+def reading(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has read into ``path`` yet (its descriptors come and
+    go while it imports: one closed under our feet is simply not the capture)."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") != str(path):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{descriptor}").read_text(encoding="ascii")
+        except OSError:
+            continue
+        return int(info.split("pos:")[1].split()[0]) > 0
+    return False
+
+
+def test_ctrl_c_during_the_analysis_ends_every_process_with_130(big_capture: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) at moments
+    through the pass, the merge and the JSON: exit 130 with netdiag's one line, never
+    an abort (mypyc once turned a KeyboardInterrupt inside CPython's multiplication
+    into "fatal: out of memory"), and no process of the group left behind."""
+    interrupted = 0
+    for delay in (0.0, 0.05, 0.1, 0.2, 0.3, 0.45):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "netdiag", "analyze", str(big_capture), "--json", "--jobs", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's job
+        )
+        try:
+            while process.poll() is None and not reading(process.pid, big_capture):
+                time.sleep(0.002)  # until the pass has begun
+            time.sleep(delay)
+            os.killpg(process.pid, signal.SIGINT)
+            _stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode in (0, 130), (delay, process.returncode, stderr)
+        assert "fatal" not in stderr and "Traceback" not in stderr, (delay, stderr)
+        if process.returncode == 130:
+            interrupted += 1
+            assert stderr.strip().splitlines()[-1] == "netdiag: interrupted", stderr
+        for _attempt in range(200):  # children reaped: the group is empty
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"a process of the group survived (delay {delay})")
+    assert interrupted >= 3
+
+
+def test_an_error_in_a_share_is_raised_by_the_first_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "conversations.pcap"
+    write_pcap(path, many_conversations(1))
+
+    def fails(path: str, share: int, shares: int) -> ShareResult:
+        raise OutputError(f"share {share} of {shares} cannot spill", "free some space")
+
+    monkeypatch.setattr(shares_module, "follow_share", fails)  # the forked child's too
+    with pytest.raises(OutputError) as raised:
+        analyze_in_shares(path, 2)
+    assert (raised.value.message, raised.value.advice) == (
+        "share 1 of 2 cannot spill",
+        "free some space",
+    )
+
+
+def test_a_share_process_that_dies_is_an_environment_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "conversations.pcap"
+    write_pcap(path, many_conversations(1))
+
+    def dies(path: str, share: int, shares: int) -> ShareResult:
+        os._exit(9)  # as if the kernel's OOM killer had taken it
+
+    monkeypatch.setattr(shares_module, "follow_share", dies)
+    with pytest.raises(AnalysisProcessError, match="exit code 9"):
+        analyze_in_shares(path, 2)

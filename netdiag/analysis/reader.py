@@ -679,6 +679,20 @@ PcapRecord = tuple[int, int, int, int, bytes, int]
 _PCAP_END: Final[PcapRecord] = (0, 0, 0, 0, b"", 0)
 
 
+def u32_times(value: int, factor: int) -> int:
+    """``value * factor`` for ``0 <= value < 2**32`` and ``0 <= factor < 2**30``.
+
+    Compiled, ``seconds * NS_PER_S`` left mypyc's native arithmetic for
+    every frame (it multiplies natively only operands below 2**30, and a
+    timestamp's seconds are above): CPython's multiplication then allocated a
+    number, and, since it checks for signals, a Ctrl-C arriving in it raised
+    where mypyc assumes nothing can, which aborted the process ("fatal: out of
+    memory"). In 16-bit halves every step is native: the result is below
+    2**62 for any such value and factor.
+    """
+    return ((value >> 16) * factor << 16) + (value & 0xFFFF) * factor
+
+
 class PcapCursor:
     """The records of a pcap file, one ``next_record`` call each.
 
@@ -767,7 +781,7 @@ class PcapCursor:
             reader._invalid_ts += 1
             if reader._invalid_ts == 1:
                 reader._first_invalid_ts = number
-        ts_ns = seconds * NS_PER_S + fraction * self._fraction_scale
+        ts_ns = u32_times(seconds, NS_PER_S) + u32_times(fraction, self._fraction_scale)
         if number == 1:
             reader._first_ts_ns = ts_ns
         reader._last_ts_ns = ts_ns

@@ -20,8 +20,9 @@ its share, as its record is finished (in parallel, and without reading the
 record back); grouping them (port scans, sweeps) and ordering every finding
 is done on the merged, renumbered lists, as in one pass.
 
-The other shares run in forked child processes (``ProcessPoolExecutor``);
-their finished records come back as the temporary files' bytes (store.py).
+The other shares run in forked child processes (``_ShareProcess``); their
+finished records come back through a pipe, spilled ones as the temporary
+files' bytes (store.py).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import multiprocessing
 import os
 from array import array
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from netdiag.analysis.analyze import FilePass, collection_paused
 from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
 from netdiag.analysis.store import Interleaved, field_replacer
 from netdiag.analysis.tcp import AckRttTotals
+from netdiag.children import ignore_interrupts, interrupts_held
+from netdiag.errors import AnalysisProcessError
 
 # Below this a second process costs more than it saves (fork, a second read
 # of the file, sending the records back): one process analyses the file.
@@ -93,10 +96,12 @@ def follow_share(path: str, share: int, shares: int) -> ShareResult:
 def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
     """``analyze_file(path, plot_data=False)``, the conversations split ``shares`` ways."""
     name = os.fspath(path)
-    # fork: the children start with every module this process has loaded.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=shares - 1, mp_context=context) as pool:
-        futures = [pool.submit(follow_share, name, share, shares) for share in range(1, shares)]
+    children: list[_ShareProcess] = []
+    try:
+        for share in range(1, shares):
+            # Known before it starts: a Ctrl-C delivered as it starts still ends it.
+            children.append(_ShareProcess(name, share, shares))
+            children[-1].start()
         with collection_paused():
             first = FilePass(name, plot_data=False, share=0, shares=shares)
             tcp = first.tcp
@@ -109,7 +114,10 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
                 ack_rtt_histogram=(),
                 error_streams=(),
             )
-        others = [future.result() for future in futures]
+        others = [child.result() for child in children]
+    finally:
+        for child in children:
+            child.end()
     for other in others:
         tcp.ack_rtt.extend(other.ack_rtt, other.ack_rtt_histogram)
     minimum, median, maximum = tcp.ack_rtt.stats_ms()
@@ -125,6 +133,77 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
         AckRttTotals(tcp.ack_rtt.count, minimum, median, maximum),
         renumber_errors(errors, [None, *[other.error_streams for other in others]], numbers),
     )
+
+
+class _ShareProcess:
+    """A forked child following one share; ``result`` waits for what it sends back.
+
+    Not a ``ProcessPoolExecutor``: the child must ignore SIGINT (netdiag/children.py:
+    this process answers Ctrl-C and ends the child), and nothing may run beside
+    the pass in this process (a pool runs a management thread here; with it, a
+    Ctrl-C made the compiled pass abort, "fatal: out of memory", in tests).
+    """
+
+    def __init__(self, path: str, share: int, shares: int) -> None:
+        # fork: the child starts with every module this process has loaded.
+        context = multiprocessing.get_context("fork")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._sender = sender
+        self._process = context.Process(
+            target=_share_main, args=(sender, self._receiver, path, share, shares), daemon=True
+        )
+
+    def start(self) -> None:
+        with interrupts_held():
+            self._process.start()
+        self._sender.close()
+
+    def result(self) -> ShareResult:
+        try:
+            outcome, value = self._receiver.recv()
+        except EOFError:
+            self._process.join()
+            raise AnalysisProcessError(
+                f"a process analysing a share of the conversations ended "
+                f"(exit code {self._process.exitcode}) without a result",
+                "run again with --jobs 1 (one process); if it ends too, the "
+                "machine may be out of memory",
+            ) from None
+        if outcome == "error":
+            raise value
+        assert isinstance(value, ShareResult)
+        return value
+
+    def end(self) -> None:
+        """Wait for the child, or end it (SIGTERM, by its pid) if it is still working."""
+        self._receiver.close()
+        self._sender.close()
+        if self._process.pid is None:
+            return  # never started
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+
+
+def _share_main(
+    sender: Connection, receiver: Connection, path: str, share: int, shares: int
+) -> None:
+    """The child: its share's pass, its result (or error) sent to the parent."""
+    ignore_interrupts()  # the parent answers Ctrl-C
+    # The parent's end, inherited: closed, so that sending fails (instead of
+    # waiting forever) should the parent be gone.
+    receiver.close()
+    outcome: tuple[str, object]
+    try:
+        outcome = ("result", follow_share(path, share, shares))
+    except Exception as error:  # sent to the parent, raised there at the edge
+        outcome = ("error", error)
+    try:
+        sender.send(outcome)
+    except OSError:
+        pass  # the parent stopped listening (interrupted): no one to tell
+    finally:
+        sender.close()
 
 
 def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[int]]]:

@@ -29,16 +29,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from json.encoder import encode_basestring
 from math import isfinite
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 import orjson
 
 from netdiag.analysis.model import Analysis
+from netdiag.children import ignore_interrupts, interrupts_held
 
 INDENT = "  "  # json_text's indent=2
 
@@ -356,22 +358,14 @@ def _texts_from_child(pipe: BinaryIO) -> Iterator[str]:
 def _write_records_in_two(out: TextIO, records: Sequence[Any], level: int) -> None:
     """``_write_list`` of the records' ``to_json``, odd blocks encoded by a child."""
     read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            os.close(read_end)
-            with open(write_end, "wb") as sink:
-                _encode_blocks_in_child(records, level, sink)
-            status = 0
-        except BaseException:
-            # Not lost: the parent encodes every record the child did not
-            # send, so the same error is raised there, at the edge, once.
-            pass
-        finally:
-            os._exit(status)  # no atexit, no flushing of the parent's buffers
-    os.close(write_end)
+    child = 0
+    written = False
     try:
+        with interrupts_held():  # a Ctrl-C now reaches this process after the fork
+            child = os.fork()
+            if child == 0:
+                _child_main(records, level, read_end, write_end)
+        os.close(write_end)
         with open(read_end, "rb") as source:
             from_child = _texts_from_child(source)
 
@@ -383,8 +377,29 @@ def _write_records_in_two(out: TextIO, records: Sequence[Any], level: int) -> No
                     yield text if text is not None else _record_text(records, index, level)
 
             _write_texts(out, texts(), level)
+        written = True
     finally:
-        os.waitpid(child, 0)
+        if child:
+            if not written:  # interrupted, or out failed: the child's work is moot
+                os.kill(child, signal.SIGTERM)
+            os.waitpid(child, 0)
+
+
+def _child_main(records: Sequence[Any], level: int, read_end: int, write_end: int) -> NoReturn:
+    """The forked child of ``_write_records_in_two``: its blocks into the pipe, then exit."""
+    status = 1
+    try:
+        ignore_interrupts()  # the parent answers Ctrl-C, and ends this child
+        os.close(read_end)
+        with open(write_end, "wb") as sink:
+            _encode_blocks_in_child(records, level, sink)
+        status = 0
+    except BaseException:
+        # Not lost: the parent encodes every record the child did not send,
+        # so the same error is raised there, at the edge, once.
+        pass
+    finally:
+        os._exit(status)  # no atexit, no flushing of the parent's buffers
 
 
 def _write_texts(out: TextIO, texts: Iterable[str], level: int) -> None:
