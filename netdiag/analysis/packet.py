@@ -81,7 +81,7 @@ def big_endian_u32(data: bytes, offset: int) -> int:
 # native loads and ints; interpreted, they cost more than the ``struct`` and
 # ``bytes`` builtins they replace, so the hottest spots keep those for the
 # interpreter. Same results either way (tests/test_fast_path.py).
-COMPILED: Final = not __file__.endswith(".py")
+COMPILED: Final = not __file__.endswith((".py", ".pyc"))  # else the extension's path
 
 # TCP flag bits, as in the TCP header's flags byte.
 FIN: Final = 0x01
