@@ -76,6 +76,13 @@ def big_endian_u32(data: bytes, offset: int) -> int:
     return data[offset] << 24 | data[offset + 1] << 16 | data[offset + 2] << 8 | data[offset + 3]
 
 
+# True when this module runs compiled by mypyc (``_compiled.py``: the hot
+# modules all are, or none). The byte-by-byte reads of the hot path are then
+# native loads and ints; interpreted, they cost more than the ``struct`` and
+# ``bytes`` builtins they replace, so the hottest spots keep those for the
+# interpreter. Same results either way (tests/test_fast_path.py).
+COMPILED: Final = not __file__.endswith((".py", ".pyc"))  # else the extension's path
+
 # TCP flag bits, as in the TCP header's flags byte.
 FIN: Final = 0x01
 SYN: Final = 0x02
