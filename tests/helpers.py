@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load_bench_script(file_name: str) -> ModuleType:
+    """A script of bench/ (not a package) imported as the module ``bench_<stem>``."""
+    name = f"bench_{Path(file_name).stem}"
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / file_name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def netdiag(*arguments: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

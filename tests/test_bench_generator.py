@@ -9,32 +9,23 @@ and sees as many TCP conversations as the generator's sidecar says. No timing he
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import dpkt
 import pytest
 
-GENERATOR = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
+from tests.helpers import BENCH_DIR, load_bench_script
+
+GENERATOR = BENCH_DIR / "gen.py"
 PACKETS = 2000
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gen", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = load_bench_script("gen.py")
 
 
 def _sha256(path: Path) -> str:
