@@ -53,10 +53,10 @@ def flood_capture(path: Path, requests: int, seed: int, late_after_s: float = 3.
 
 
 def tracker_results(
-    path: Path, spill_after: int, max_pending: int = IN_MEMORY
+    path: Path, retire_after: int, max_pending: int = IN_MEMORY
 ) -> tuple[list[object], object, int]:
     """The echoes, unmatched replies and revivals of one pass with these thresholds."""
-    icmp = IcmpTracker(spill_after=spill_after, max_pending=max_pending)
+    icmp = IcmpTracker(retire_after, retire_after, max_pending)
     with CaptureReader(path) as reader:
         origin_ns = scan_frames(reader, Decoder(), TcpTracker(False), icmp, ArpTracker())
     echoes = icmp.echoes(origin_ns or 0)
@@ -78,14 +78,14 @@ def test_flood_pairs_the_same_whatever_the_thresholds(tmp_path: Path, seed: int)
     # 0: every waiting request retired before every echo, so every reply goes
     # through the index; 3 and 40: those idle at a scan (every 4,096 echoes);
     # max_pending: the oldest too, idle or not.
-    for spill_after, max_pending in ((0, IN_MEMORY), (3, IN_MEMORY), (40, IN_MEMORY), (40, 100)):
-        echoes, unmatched, revived = tracker_results(path, spill_after, max_pending)
-        assert echoes == expected, (spill_after, max_pending)
-        assert unmatched == expected_unmatched, (spill_after, max_pending)
-        if spill_after == 0:
+    for retire_after, max_pending in ((0, IN_MEMORY), (3, IN_MEMORY), (40, IN_MEMORY), (40, 100)):
+        echoes, unmatched, revived = tracker_results(path, retire_after, max_pending)
+        assert echoes == expected, (retire_after, max_pending)
+        assert unmatched == expected_unmatched, (retire_after, max_pending)
+        if retire_after == 0:
             assert revived == len(answered)
         else:
-            assert 0 < revived < len(answered), (spill_after, max_pending)
+            assert 0 < revived < len(answered), (retire_after, max_pending)
 
 
 def test_retired_requests_pair_as_waiting_ones_do() -> None:
@@ -146,14 +146,15 @@ def test_a_second_reply_does_not_reach_an_older_retired_request() -> None:
         echo(4101, 3003.0, B, A, 0, seq=1),  # answers nothing: tshark finds 4099, answered
     ]
     results = []
-    for spill_after in (IN_MEMORY, 1):
-        tracker = IcmpTracker(spill_after=spill_after)
+    for retire_after in (IN_MEMORY, 1):
+        tracker = IcmpTracker(retire_after=retire_after)
         for packet in packets:
             tracker.process(packet)
         echoes = [(e.frame_req, e.frame_rep) for e in tracker.echoes(T0_NS)]
-        assert echoes == [(1, None), (2, None), (4099, 4100)], spill_after
+        assert echoes == [(1, None), (2, None), (4099, 4100)], retire_after
         unmatched = {(r.replier, r.requester): r for r in tracker.unmatched_replies()}
-        assert unmatched[("10.0.2.1", "10.0.1.1")].frames == (4101,), spill_after
+        assert unmatched[("10.0.2.1", "10.0.1.1")].frames == (4101,), retire_after
+        assert tracker.revived == 0
         results.append((echoes, tracker.unmatched_replies()))
     assert results[0] == results[1]
 

@@ -25,20 +25,20 @@ State is per pending request / per ARP pair; the records returned are the
 analysis output itself (one per echo), nothing else is kept per packet.
 
 Memory follows the requests still waiting for a reply, not the file (issue 6):
-a request idle for ``RETIRE_IDLE_NS`` of capture time (or the oldest, past
-``MAX_PENDING`` waiting) is retired, as ``TcpTracker`` retires idle
-conversations: its row goes to the store as unanswered, and its key to a
-``DiskIndex`` on disk, with the row's position. tshark has no time limit, so
-a reply found there later revives it: the unanswered row is dropped and the
-answered one stored in its place (the final order is by request frame, so
-nothing moves). A newer request of that key replaces the retired one, as it
-would a waiting one: the index forgets the key when the newer one is answered
-or points at it once it is retired in turn. An in-memory filter (two bits a
-key, fixed size) spares the disk the look-ups of replies whose key was never
-retired; requests never look. Any threshold gives
-the same pairs; ``NETDIAG_SPILL_AFTER=0`` retires every waiting request
-before every echo (tests/test_icmp_flood.py, test_store.py and
-test_fast_path.py compare that path with the in-memory one).
+while more than ``RETIRE_AFTER`` wait, a request idle for ``RETIRE_IDLE_NS``
+of capture time (and the oldest, past ``MAX_PENDING`` waiting) is retired, as
+``TcpTracker`` retires idle conversations: its row goes to the store as
+unanswered, and its key to a ``DiskIndex`` on disk, with the row's position.
+tshark has no time limit, so a reply found there later revives it: the
+unanswered row is dropped and the answered one stored in its place (the
+final order is by request frame, so nothing moves). A newer request of that
+key replaces the retired one, as it would a waiting one: the index forgets
+the key when the newer one is answered, or points at it once it is retired
+in turn. An in-memory filter (two bits a key, fixed size) spares the disk the
+look-ups of replies whose key was never retired; requests never look. Any
+threshold gives the same pairs; ``NETDIAG_SPILL_AFTER=0`` retires every
+waiting request before every echo (tests/test_icmp_flood.py, test_store.py
+and test_fast_path.py compare that path with the in-memory one).
 """
 
 from __future__ import annotations
@@ -90,17 +90,23 @@ MAX_UNMATCHED_FRAMES = 20  # reply frames kept per pair; the count covers them a
 
 StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
 
+# Requests are retired only while more than RETIRE_AFTER wait (~0.5 KB each,
+# ~2 MB then): below that, the disk index's own cost (SQLite's library and
+# cache, the filter: ~3.5 MB) would exceed what it saves. 0 when the store's
+# threshold is 0 (the tests' setting), else TcpTracker's 256 would be tiny here.
+RETIRE_AFTER: Final = 4096
 # A request waiting this long (capture time) leaves memory for the disk; ping
 # replies come within a second or so, and a later one costs only a look-up.
 RETIRE_IDLE_NS: Final = 2_000_000_000
 # Waiting requests are checked every RETIRE_SCAN_PACKETS echo packets (or once
-# per waiting request, whichever is more) while more wait than the threshold.
+# per waiting request, whichever is more).
 RETIRE_SCAN_PACKETS: Final = 4096
 # A flood faster than that: past MAX_PENDING waiting, the oldest half goes too.
 MAX_PENDING: Final = 16384
-# The filter of retired keys: FILTER_BITS bits (2 MiB), two per key, so that
-# its false positives (then a look-up on disk) stay under 5 % at 2M keys.
-FILTER_BITS: Final = 1 << 24
+# The filter of retired keys: FILTER_BITS bits (1 MiB), two per key. Only
+# replies consult it, and a false positive costs one look-up on disk (~2 µs):
+# 5 % of them at 1M retired requests, 15 % at 2M.
+FILTER_BITS: Final = 1 << 23
 FILTER_MASK: Final = FILTER_BITS - 1
 # Echo rows past this count are ordered by numpy (8 bytes a row), not sorted().
 LARGE_ORDER_COUNT: Final = 50_000
@@ -155,7 +161,12 @@ class UnmatchedReplies:
 class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
-    def __init__(self, spill_after: int | None = None, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        spill_after: int | None = None,
+        retire_after: int | None = None,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self._pending: dict[EchoKey, _Request] = {}
         # A request is final once answered or replaced; its row then goes to a
         # store that moves rows to a temporary file past a threshold, so a ping
@@ -172,9 +183,12 @@ class IcmpTracker:
         self._unmatched_counts: dict[tuple[bytes, bytes], int] = {}
         # Retiring waiting requests (module docstring). A threshold of 0 (the
         # tests' setting) retires every waiting request before every echo.
-        self._spill_after = spill_after_default() if spill_after is None else spill_after
-        self._retire_idle_ns = RETIRE_IDLE_NS if self._spill_after else -1
-        self._until_scan = RETIRE_SCAN_PACKETS if self._spill_after else 1
+        if retire_after is None:
+            spills = spill_after_default() if spill_after is None else spill_after
+            retire_after = RETIRE_AFTER if spills else 0
+        self._retire_after = retire_after
+        self._retire_idle_ns = RETIRE_IDLE_NS if retire_after else -1
+        self._until_scan = RETIRE_SCAN_PACKETS if retire_after else 1
         self._max_pending = max_pending
         self._retired = DiskIndex()
         self._retired_filter = bytearray()  # FILTER_BITS bits from the first retirement
@@ -296,14 +310,14 @@ class IcmpTracker:
 
     def _retire_idle(self, now_ns: int) -> None:
         pending = self._pending
-        if len(pending) > self._spill_after:
+        if len(pending) > self._retire_after:
             horizon = now_ns - self._retire_idle_ns
             self._retire([key for key, request in pending.items() if request.ts < horizon])
         if len(pending) > self._max_pending:
             # Insertion order is request order (a replaced key keeps its
             # place: close enough for choosing whom to retire).
             self._retire(list(itertools.islice(pending, len(pending) - self._max_pending // 2)))
-        self._until_scan = max(RETIRE_SCAN_PACKETS, len(pending)) if self._spill_after else 1
+        self._until_scan = max(RETIRE_SCAN_PACKETS, len(pending)) if self._retire_after else 1
 
     def _retire(self, keys: list[EchoKey]) -> None:
         """Store the requests of ``keys`` as unanswered; index where their rows are."""
@@ -318,7 +332,7 @@ class IcmpTracker:
             entries.append((_packed_key(key), self._final(pending.pop(key))))
             hashed = hash(key)
             first = hashed & FILTER_MASK
-            second = (hashed >> 24) & FILTER_MASK
+            second = (hashed >> 32) & FILTER_MASK  # other bits of the 64-bit hash
             bits[first >> 3] |= 1 << (first & 7)
             bits[second >> 3] |= 1 << (second & 7)
         self._retired.insert_many(entries)
@@ -328,7 +342,7 @@ class IcmpTracker:
         bits = self._retired_filter
         hashed = hash(key)
         first = hashed & FILTER_MASK
-        second = (hashed >> 24) & FILTER_MASK
+        second = (hashed >> 32) & FILTER_MASK  # other bits of the 64-bit hash
         return bool(bits[first >> 3] >> (first & 7) & bits[second >> 3] >> (second & 7) & 1)
 
     def _revive(self, key: EchoKey, reply_frame: int, reply_ts: int) -> bool:
@@ -376,8 +390,10 @@ class IcmpTracker:
             self._pending.clear()
             self._retired.close()
             self._retired_filter = bytearray()
-            order = _frame_order(self._done_frames)
+            # The frames go with the call: freed as soon as they are sorted.
+            frames = [self._done_frames]
             self._done_frames = array("q")
+            order = _frame_order(frames)
             self._rows = self._done.seal(order)
         codec = EchoRowCodec(origin_ns)
         if isinstance(self._rows, SpilledRecords):
@@ -398,13 +414,18 @@ def _packed_key(key: EchoKey) -> bytes:
     return bytes((protocol, len(low))) + low + high + numbers.to_bytes(6, "big")
 
 
-def _frame_order(frames: array[int]) -> Sequence[int]:
+def _frame_order(frames_holder: list[array[int]]) -> Sequence[int]:
     """Positions of the rows by request frame, leaving out the dropped ones (-1).
 
+    ``frames_holder`` holds the only reference to the frames, which it loses.
     Request frames are unique. ``sorted()`` of a flood's million positions
     would build two million int objects (~70 MB); numpy (matplotlib's
-    dependency) sorts the 8-byte array itself instead. Same order either way.
+    dependency) sorts the 8-byte array itself instead, and the frames are
+    freed once sorted: with the store's offsets, three 8-byte arrays at most
+    at once (24 bytes a row, where the frames kept too made it 32). Same
+    order either way.
     """
+    frames = frames_holder.pop()
     dropped = frames.count(-1)
     if len(frames) >= LARGE_ORDER_COUNT:
         # Before numpy's first import only: its OpenBLAS would start a spinning
@@ -416,9 +437,9 @@ def _frame_order(frames: array[int]) -> Sequence[int]:
             pass
         else:
             # Frames are unique (the dropped rows' -1 aside, left out), so any
-            # sort gives this order; quicksort needs no buffer. 24 bytes a row
-            # at the peak: the frames, numpy's positions, their copy returned.
+            # sort gives this order; quicksort needs no buffer.
             order = numpy.argsort(numpy.frombuffer(frames, dtype=numpy.int64), kind="quicksort")
+            frames = array("q")  # numpy's view died with the call: the frames go now
             kept = array("q")
             kept.frombytes(order[dropped:].astype(numpy.int64, copy=False).data.cast("B"))
             return kept
