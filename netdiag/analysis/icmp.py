@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import struct
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -407,11 +408,21 @@ class IcmpTracker:
         return self._sealed_errors
 
 
+# Protocol, address length, the two addresses, identifier, sequence, checksum.
+_KEY_IPV4 = struct.Struct("!BB4s4sHHH")
+_KEY_IPV6 = struct.Struct("!BB16s16sHHH")
+
+
 def _packed_key(key: EchoKey) -> bytes:
     """An echo key as the bytes the retired index keeps (both addresses have one length)."""
     protocol, low, high, identifier, sequence, checksum = key
+    size = len(low)
+    if size == 4 and len(high) == 4:
+        return _KEY_IPV4.pack(protocol, 4, low, high, identifier, sequence, checksum)
+    if size == 16 and len(high) == 16:
+        return _KEY_IPV6.pack(protocol, 16, low, high, identifier, sequence, checksum)
     numbers = identifier << 32 | sequence << 16 | checksum
-    return bytes((protocol, len(low))) + low + high + numbers.to_bytes(6, "big")
+    return bytes((protocol, size)) + low + high + numbers.to_bytes(6, "big")
 
 
 def _frame_order(frames_holder: list[array[int]]) -> Sequence[int]:
