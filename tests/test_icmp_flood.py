@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
+from array import array
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,13 @@ import pytest
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.decode import Decoder
 from netdiag.analysis.diskindex import DiskIndex
-from netdiag.analysis.icmp import RETIRE_IDLE_NS, ArpTracker, IcmpTracker
+from netdiag.analysis.icmp import (
+    LARGE_ORDER_COUNT,
+    RETIRE_IDLE_NS,
+    ArpTracker,
+    IcmpTracker,
+    _frame_order,
+)
 from netdiag.analysis.model import Analysis
 from netdiag.analysis.reader import CaptureReader
 from netdiag.analysis.scan import scan_frames
@@ -279,3 +287,14 @@ def test_disk_index_file_has_no_name_and_goes_with_it() -> None:
     assert index.pop(key(77_777)) is None
     index.close()
     assert _descriptor_targets() - before == set()
+
+
+@pytest.mark.parametrize("count", [1000, LARGE_ORDER_COUNT + 1000])
+def test_rows_are_ordered_by_request_frame_without_the_dropped_ones(count: int) -> None:
+    """The order sorted() gives, through numpy past LARGE_ORDER_COUNT rows."""
+    generator = random.Random(count)
+    frames = array("q", generator.sample(range(1, 10 * count), count))
+    for position in generator.sample(range(count), count // 10):
+        frames[position] = -1  # rows dropped when their request was revived
+    expected = sorted((p for p in range(count) if frames[p] >= 0), key=frames.__getitem__)
+    assert list(_frame_order([frames])) == expected

@@ -93,8 +93,9 @@ StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
 
 # Requests are retired only while more than RETIRE_AFTER wait (~0.5 KB each,
 # ~2 MB then): below that, the disk index's own cost (SQLite's library and
-# cache, the filter: ~3.5 MB) would exceed what it saves. 0 when the store's
-# threshold is 0 (the tests' setting), else TcpTracker's 256 would be tiny here.
+# page cache, the filter: up to ~5 MB) would exceed what it saves. 0 when the
+# store's threshold is 0 (the tests' setting); TcpTracker's 256 is for ~6 KB
+# conversations.
 RETIRE_AFTER: Final = 4096
 # A request waiting this long (capture time) leaves memory for the disk; ping
 # replies come within a second or so, and a later one costs only a look-up.
