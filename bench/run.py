@@ -417,7 +417,17 @@ def run_contenders(
 ) -> list[Contender]:
     python = python_for_netdiag()
     contenders = [
-        Contender("netdiag analyze --json", [*netdiag_command(), "analyze", "{}", "--json"])
+        Contender(
+            "netdiag analyze --json",
+            [*netdiag_command(), "analyze", "{}", "--json"],
+            "default --jobs: one process per CPU, a big file split by conversation;"
+            " peak RSS is the largest process's",
+        ),
+        Contender(
+            "netdiag analyze --json --jobs 1",
+            [*netdiag_command(), "analyze", "{}", "--json", "--jobs", "1"],
+            "one process",
+        ),
     ]
     tshark = shutil.which("tshark")
     tcptrace = shutil.which("tcptrace")
@@ -721,17 +731,32 @@ def render_targets(report: dict[str, object]) -> str:
     def met(condition: bool) -> str:
         return "yes" if condition else "no"
 
+    def cpu(row: dict[str, object], size: str) -> float | None:
+        result = row.get(size)
+        if not isinstance(result, dict) or result["error"] or not result.get("cpu_seconds"):
+            return None
+        return float(result["cpu_seconds"])
+
     n_time = seconds(ours, "N")
+    n_cpu = cpu(ours, "N")
+    single = rows.get("netdiag analyze --json --jobs 1")
+    single_time = seconds(single, "N") if single else None
     for name, label, factor in (
         ("tshark -q -z conv,tcp", "≥ 4× faster than tshark", 4.0),
         ("tcptrace -n -l", "ahead of tcptrace", 1.0),
     ):
         peer = rows.get(name)
         peer_time = seconds(peer, "N") if peer else None
+        peer_cpu = cpu(peer, "N") if peer else None
         if n_time and peer_time:
+            also = []
+            if single_time:
+                also.append(f"one process {peer_time / single_time:.2f}×")
+            if n_cpu and peer_cpu:
+                also.append(f"in CPU time {peer_cpu / n_cpu:.2f}×")
             lines.append(
-                f"| {label} | {peer_time / n_time:.2f}× ({n_time:.2f} s vs {peer_time:.2f} s) "
-                f"| {met(peer_time / n_time >= factor)} |"
+                f"| {label} | {peer_time / n_time:.2f}× ({n_time:.2f} s vs {peer_time:.2f} s"
+                f"{'; ' if also else ''}{'; '.join(also)}) | {met(peer_time / n_time >= factor)} |"
             )
     small_peak, large_peak = peak(ours, "N"), peak(ours, "2N")
     if small_peak is not None:

@@ -143,7 +143,17 @@ def analyze(
         bool,
         typer.Option("--hexdump-link", help="Hex dumps include the link layer, like tcpdump -XX."),
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Processes.")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes: files side by side, or one big file split by conversation"
+            " (default: one per CPU).",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a report folder.")] = False,
 ) -> None:
     """Analyze captures: ICMP echo RTTs, TCP handshakes and health, findings."""

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+BENCH_GENERATOR = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
 
 
-def load_bench_script(file_name: str) -> ModuleType:
-    """A script of bench/ (not a package) imported as the module ``bench_<stem>``."""
-    name = f"bench_{Path(file_name).stem}"
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / file_name)
+def load_bench_generator(name: str = "bench_gen", path: Path = BENCH_GENERATOR) -> ModuleType:
+    """bench/gen.py, or another script of bench/ (not package modules), as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -19,13 +19,11 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests.helpers import BENCH_DIR, load_bench_script
+from tests.helpers import BENCH_GENERATOR, load_bench_generator
 
-GENERATOR = BENCH_DIR / "gen.py"
 PACKETS = 2000
 
-
-gen = load_bench_script("gen.py")
+gen = load_bench_generator()
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +50,16 @@ def test_same_seed_gives_same_bytes(tmp_path: Path) -> None:
 def test_command_line_writes_file_and_sidecar(tmp_path: Path) -> None:
     out = tmp_path / "cli.pcap"
     subprocess.run(
-        [sys.executable, str(GENERATOR), "--packets", "500", "--out", str(out), "--seed", "3"],
+        [
+            sys.executable,
+            str(BENCH_GENERATOR),
+            "--packets",
+            "500",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+        ],
         check=True,
         capture_output=True,
     )

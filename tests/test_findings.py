@@ -13,7 +13,10 @@ from netdiag.analysis.findings import _ScanGroup, build_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import FileInfo, Finding
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
+from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import TcpTracker
+from netdiag.errors import NetdiagError
+from tests.conftest import corpus_files
 from tests.test_icmp import A, B, arp, echo, icmp_error
 from tests.test_tcp import C_ISN, CLIENT, HANDSHAKE, S_ISN, SERVER, T0_NS, tcp_packet, track
 
@@ -323,3 +326,38 @@ def test_past_the_group_limit_new_pairs_stay_per_stream(monkeypatch: pytest.Monk
     findings = build_findings(FILE, [*first, *tracker.finish()], (), (), ())
     assert len(findings) == 1 + len(ports)
     assert "7 connection attempts to 10.0.1.1 on 7 ports (20-26)" in findings[0].message
+
+
+TRACKER_ONLY = {"arp.unanswered", "icmp.reply-unmatched"}
+
+
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+def test_findings_made_as_streams_finish_equal_those_from_the_records(
+    corpus_dir: Path, spill_after: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass judges each stream as its record is finished (retired ones too, whose
+    judgement is dropped with the record when they come back); building the findings
+    from the finished records themselves gives the same list, on every corpus file."""
+    if spill_after is not None:
+        monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    with_stream_findings = 0
+    for capture in corpus_files():
+        try:
+            analysis = analyze_file(capture, plot_data=False)
+        except NetdiagError:
+            continue
+        from_records = build_findings(
+            analysis.file,
+            analysis.tcp,
+            analysis.icmp_echo,
+            analysis.icmp_echo_summary,
+            analysis.icmp_errors,
+            (),
+        )
+        # ARP questions and unmatched replies come from the trackers, not the
+        # records: compare the rest.
+        expected = [finding for finding in from_records if finding.code not in TRACKER_ONLY]
+        actual = [finding for finding in analysis.findings if finding.code not in TRACKER_ONLY]
+        assert actual == expected, capture.name
+        with_stream_findings += any(finding.stream is not None for finding in actual)
+    assert with_stream_findings >= 5

@@ -38,7 +38,7 @@ from netdiag.analysis.store import SPILL_AFTER_VARIABLE, SpilledRecords
 from netdiag.analysis.tcp import TcpTracker
 from netdiag.report import json_text, report_document
 from netdiag.report.jsonstream import write_analyses_json
-from tests.helpers import load_bench_script
+from tests.helpers import BENCH_GENERATOR, load_bench_generator
 from tests.test_fast_path import _corpus_results
 from tests.test_icmp import A, B, C, echo
 from tests.test_tcp import T0_NS
@@ -48,7 +48,7 @@ HORIZON_MS = RETIRE_IDLE_NS / 1e6
 IN_MEMORY = 10**9
 
 
-echo_flood = load_bench_script("echo_flood.py")
+echo_flood = load_bench_generator("bench_echo_flood", BENCH_GENERATOR.parent / "echo_flood.py")
 
 
 def flood_capture(path: Path, requests: int, seed: int, late_after_s: float = 3.0) -> Path:

@@ -417,15 +417,9 @@ def test_plots_for_every_corpus_file_without_warnings(capture: Path, tmp_path: P
 
 def test_big_capture_is_capped(tmp_path: Path) -> None:
     """Thousands of streams: a few plots, capped tables, everything in report.json."""
-    import importlib.util
-    import sys
+    from tests.helpers import load_bench_generator
 
-    generator = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
-    spec = importlib.util.spec_from_file_location("bench_gen_for_report", generator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench_generator("bench_gen_for_report")
     capture = tmp_path / "big.pcap"
     module.generate(capture, 10000, seed=3, conversations=2000)
     analysis = analyze_file(capture)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from netdiag.analysis import store as store_module
 from netdiag.analysis import tcp as tcp_module
 from netdiag.analysis.analyze import analyze_file, analyze_files
 from netdiag.analysis.findings import MAX_FINDING_FRAMES, build_findings
@@ -321,3 +322,31 @@ def test_reports_of_spilled_analyses_are_the_same(
         expected = outputs(memory, tmp_path / f"m{index}")
         assert len(expected) == 3 and path.name in expected[0]
         assert outputs(spilled, tmp_path / f"s{index}") == expected
+
+
+@pytest.mark.parametrize("shuffle", ["sorted", "nearly", "scattered", "reversed"])
+def test_records_read_in_an_order_come_in_that_order(
+    shuffle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered reads take a window's span at once when its rows lie close together,
+    and row by row otherwise: the same records in the same order either way."""
+    monkeypatch.setattr(store_module, "ORDERED_WINDOW", 7)
+    monkeypatch.setattr(store_module, "ORDERED_SPAN_BYTES", 64)
+    store: RecordStore[tuple[int, str]] = RecordStore(Codec(), 0)
+    for number in range(500):
+        store.append((number, "x" * (number % 13)))
+    order = list(range(500))
+    generator = random.Random(shuffle)
+    if shuffle == "nearly":
+        for index in range(0, 499, 3):
+            order[index], order[index + 1] = order[index + 1], order[index]
+    elif shuffle == "scattered":
+        generator.shuffle(order)
+    elif shuffle == "reversed":
+        order.reverse()
+    kept = order[: len(order) - 17]  # an order may leave records out
+    records = store.seal(kept)
+    assert list(records) == [(number, "x" * (number % 13)) for number in kept]
+    assert [records[index] for index in (0, 5, len(kept) - 1)] == [
+        (kept[index], "x" * (kept[index] % 13)) for index in (0, 5, len(kept) - 1)
+    ]

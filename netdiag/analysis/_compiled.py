@@ -26,7 +26,7 @@ from pathlib import Path
 # tests no longer read). RawFrame stays a frozen dataclass, built through its
 # interpreted __init__, so the analysis pass builds none (reader.Record).
 # scan.py is the per-packet loop, so that every call it makes is native.
-COMPILED_MODULES = ("packet", "tcpopts", "reader", "decode", "icmp", "tcp", "scan")
+COMPILED_MODULES = ("packet", "tcpopts", "reader", "decode", "icmp", "samples", "tcp", "scan")
 GROUP_NAME = "netdiag_fast"  # mypyc's shared library: netdiag_fast__mypyc
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = PACKAGE_DIR.parent.parent / "build" / "mypyc"

@@ -23,83 +23,132 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 from netdiag.analysis.decode import Decoder
-from netdiag.analysis.findings import build_findings
+from netdiag.analysis.findings import build_findings, stream_findings
 from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
-from netdiag.analysis.model import Analysis
+from netdiag.analysis.model import Analysis, IcmpError, StreamFindings, TcpStream
 from netdiag.analysis.reader import CaptureReader
 from netdiag.analysis.scan import scan_frames
-from netdiag.analysis.tcp import TcpTracker
+from netdiag.analysis.tcp import AckRttTotals, TcpTracker
 
 
-def analyze_file(path: str | os.PathLike[str], plot_data: bool = True) -> Analysis:
+def analyze_file(path: str | os.PathLike[str], plot_data: bool = True, shares: int = 1) -> Analysis:
     """Analyze one pcap/pcapng file in a single streaming pass.
 
     ``plot_data=False`` leaves the streams' ``seq_points`` and ``rtt_samples``
     empty (only the HTML plots read them; the JSON document does not).
+    ``shares > 1`` splits the conversations over that many processes
+    (analysis/shares.py); the result is the same. Plot points are capped over
+    the whole file, which no share can see, so ``plot_data`` keeps one process.
     """
-    decoder = Decoder()
-    tcp = TcpTracker(plot_data)
-    icmp = IcmpTracker()
-    arp = ArpTracker()
-    # The pass makes millions of short-lived, acyclic objects; the cyclic GC
-    # would walk every live conversation's state again and again for nothing
-    # (6-10 % of the time at 1M packets, more as conversations pile up).
-    # Reference counting still frees everything; collection resumes after.
+    if shares > 1 and not plot_data:
+        from netdiag.analysis.shares import analyze_in_shares
+
+        return analyze_in_shares(path, shares)
+    with collection_paused():
+        file_pass = FilePass(path, plot_data)
+        streams = file_pass.tcp.finish()
+        tcp = file_pass.tcp
+        return file_pass.analysis(
+            streams, tcp.judgements, tcp.totals(), tcp.ack_rtt_totals(), file_pass.icmp.errors()
+        )
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a pass, back as it was after.
+
+    The pass makes millions of short-lived, acyclic objects; the cyclic GC
+    would walk every live conversation's state again and again for nothing
+    (6-10 % of the time at 1M packets, more as conversations pile up).
+    Reference counting still frees everything.
+    """
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyze_pass(path, decoder, tcp, icmp, arp)
+        yield
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _analyze_pass(
-    path: str | os.PathLike[str],
-    decoder: Decoder,
-    tcp: TcpTracker,
-    icmp: IcmpTracker,
-    arp: ArpTracker,
-) -> Analysis:
-    """The pass itself: every frame to its tracker, then the records and findings."""
-    with CaptureReader(path) as reader:
-        origin_ns = scan_frames(reader, decoder, tcp, icmp, arp)
-        info = reader.info()
-    streams = tcp.finish()
-    echoes = icmp.echoes(origin_ns or 0)
-    summaries = summarize(echoes)
-    errors = icmp.errors()
-    unmatched = icmp.unmatched_replies()
-    findings = build_findings(
-        info, streams, echoes, summaries, errors, arp.questions(), unmatched_replies=unmatched
-    )
-    totals = tcp.totals()
-    ack_rtt = tcp.ack_rtt_totals()
-    return Analysis(
-        file=info,
-        decode=decoder.counts(),
-        icmp_echo=echoes,
-        icmp_echo_summary=summaries,
-        icmp_errors=errors,
-        icmp_unmatched_replies=sum(replies.count for replies in unmatched),
-        tcp=streams,
-        findings=findings,
-        tcp_analysis_totals=totals,
-        ack_rtt_count=ack_rtt.count,
-        ack_rtt_min_ms=ack_rtt.min_ms,
-        ack_rtt_median_ms=ack_rtt.median_ms,
-        ack_rtt_max_ms=ack_rtt.max_ms,
-    )
+class FilePass:
+    """The trackers after one pass over a file (of one share of its conversations).
+
+    ``analysis`` assembles the ``Analysis`` from them and the TCP results,
+    which the caller gives: those of this pass's tracker, or the shares'
+    merged (shares.py).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], plot_data: bool, share: int = 0, shares: int = 1
+    ) -> None:
+        self.decoder = Decoder()
+        # Each stream's findings are made as its record is finished.
+        self.tcp = TcpTracker(plot_data, share=share, shares=shares, judge=stream_findings)
+        self.icmp = IcmpTracker()
+        self.arp = ArpTracker()
+        with CaptureReader(path) as reader:
+            self.origin_ns = scan_frames(reader, self.decoder, self.tcp, self.icmp, self.arp)
+            self.info = reader.info()
+
+    def analysis(
+        self,
+        streams: Sequence[TcpStream],
+        judged_streams: Sequence[StreamFindings | None],
+        totals: dict[str, int],
+        ack_rtt: AckRttTotals,
+        errors: Sequence[IcmpError],
+    ) -> Analysis:
+        """The records and findings of the file, ``streams`` and the rest as given
+        (``judged_streams``: each stream's ``stream_findings``, in stream order)."""
+        icmp = self.icmp
+        echoes = icmp.echoes(self.origin_ns or 0)
+        summaries = summarize(echoes)
+        unmatched = icmp.unmatched_replies()
+        findings = build_findings(
+            self.info,
+            streams,
+            echoes,
+            summaries,
+            errors,
+            self.arp.questions(),
+            unmatched_replies=unmatched,
+            judged_streams=judged_streams,
+        )
+        return Analysis(
+            file=self.info,
+            decode=self.decoder.counts(),
+            icmp_echo=echoes,
+            icmp_echo_summary=summaries,
+            icmp_errors=errors,
+            icmp_unmatched_replies=sum(replies.count for replies in unmatched),
+            tcp=streams,
+            findings=findings,
+            tcp_analysis_totals=totals,
+            ack_rtt_count=ack_rtt.count,
+            ack_rtt_min_ms=ack_rtt.min_ms,
+            ack_rtt_median_ms=ack_rtt.median_ms,
+            ack_rtt_max_ms=ack_rtt.max_ms,
+        )
 
 
 def analyze_files(
     paths: Sequence[str | os.PathLike[str]], jobs: int = 1, plot_data: bool = True
 ) -> list[Analysis]:
-    """Analyze several files, in order; ``jobs > 1`` spreads them over processes."""
+    """Analyze several files, in order; ``jobs > 1`` spreads them over processes.
+
+    One file is split by conversation over ``jobs`` processes when it is big
+    enough for that to pay (shares.py); several files go one per process.
+    """
+    if len(paths) == 1 and jobs > 1:
+        from netdiag.analysis.shares import shares_for
+
+        return [analyze_file(paths[0], plot_data, shares_for(paths[0], jobs))]
     if jobs <= 1 or len(paths) <= 1:
         return [analyze_file(path, plot_data) for path in paths]
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:

@@ -36,7 +36,13 @@ from collections.abc import Callable
 from typing import Final
 
 from netdiag.analysis.model import DecodeCounts
-from netdiag.analysis.packet import DecodedPacket, FrameClass, RawFrame, TcpFields
+from netdiag.analysis.packet import (
+    DecodedPacket,
+    FrameClass,
+    RawFrame,
+    TcpFields,
+    big_endian_u32,
+)
 from netdiag.analysis.reader import LINKTYPE_NONE
 
 # Precompiled header layouts (network byte order unless said otherwise).
@@ -50,17 +56,6 @@ _IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
 _IPV6: Final = struct.Struct("!IHBB16s16s")
 # ports, seq, ack, data offset, flags, window
 _TCP: Final = struct.Struct("!HHIIBBH")
-# The hot path's view of Ethernet + option-less IPv4 + TCP from the ethertype
-# on: ethertype, version/IHL, TOS, total length and id as one 64-bit number,
-# flags/fragment offset, TTL, protocol, (checksum), src, dst, then TCP with
-# both ports as one 32-bit number. Each number above 256 that unpack makes is
-# an object allocated and freed per packet; fields read together cost one
-# (the 64-bit one stays below 2**62, so mypyc's arithmetic on it is native).
-_FAST_ETHERNET_IPV4_TCP: Final = struct.Struct("!QHBB2x4s4sIIIBBH")
-# The same for IPv6 without extension headers, from the IPv6 header on:
-# version/class/flow, payload length, next header, hop limit, src, dst, then
-# TCP, the ports again as one number.
-_FAST_IPV6_TCP: Final = struct.Struct("!IHBB16s16sIIIBBH")
 _PORTS: Final = struct.Struct("!HH")
 # type, code, checksum, identifier, sequence (echo) / unused+MTU (errors)
 _ICMP: Final = struct.Struct("!BBHHH")
@@ -71,7 +66,7 @@ _IPV6_CLASS: Final = FrameClass.IPV6
 _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
-_NOT_FAST: Final[TcpFields] = (0, b"", b"", 0, 0, 0, 0, 0, 0, 0, 0, b"")
+_NOT_FAST: Final[TcpFields] = (0, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"", 0, 0)
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -248,17 +243,19 @@ def _fast_packet(number: int, ts_ns: int, fields: TcpFields) -> DecodedPacket:
     packet.link_header_len = 14
     packet.ip_version = version
     packet.proto = PROTO_TCP
-    packet.src = fields[1]
-    packet.dst = fields[2]
-    packet.ttl = fields[3]
-    packet.sport = fields[4]
-    packet.dport = fields[5]
-    packet.seq = fields[6]
-    packet.ack = fields[7]
-    packet.tcp_flags = fields[8]
-    packet.window = fields[9]
-    packet.payload_len = fields[10]
-    packet.tcp_options = fields[11]
+    endpoints = fields[1]
+    address_length = (len(endpoints) - 4) >> 1
+    packet.src = endpoints[:address_length]
+    packet.dst = endpoints[address_length : 2 * address_length]
+    packet.ttl = fields[2]
+    packet.sport = fields[3]
+    packet.dport = fields[4]
+    packet.seq = fields[5]
+    packet.ack = fields[6]
+    packet.tcp_flags = fields[7]
+    packet.window = fields[8]
+    packet.payload_len = fields[9]
+    packet.tcp_options = fields[10][fields[11] : fields[12]]
     return packet
 
 
@@ -326,7 +323,7 @@ class Decoder:
     ) -> TcpFields:
         """The hot path: an Ethernet frame (``buffer[start:end]``) carrying IPv4 without
         options or IPv6 without extension headers, and an unfragmented TCP segment
-        whose header was captured, read with one unpack; or ``_NOT_FAST`` (IP
+        whose header was captured, read byte by byte; or ``_NOT_FAST`` (IP
         version 0) for anything else or any doubt.
 
         When the IP version is not 0, the frame is decoded and counted (its class
@@ -337,35 +334,20 @@ class Decoder:
         """
         if end - start < 54:
             return _NOT_FAST
-        if buffer[start + 12] == 0x86 and buffer[start + 13] == 0xDD:
+        # The header is read byte by byte: compiled, each index is a native
+        # load and each field a native int, where struct.unpack_from made a
+        # tuple and an int object for every field above 256 (issue 6).
+        ethertype_high = buffer[start + 12]
+        if ethertype_high == 0x86 and buffer[start + 13] == 0xDD:
             return self._fast_ipv6_tcp_fields(caplen, wirelen, buffer, start, end)
-        # The annotations make mypyc keep the fields it tests as native ints
-        # (unpack_from returns Any); _fast_tcp's typed parameters do the same
-        # for the rest.
-        head: int
-        flags_fragment: int
-        protocol: int
-        ports: int
-        (
-            head,
-            flags_fragment,
-            ttl,
-            protocol,
-            source,
-            destination,
-            ports,
-            seq,
-            ack,
-            data_offset,
-            flags,
-            window,
-        ) = _FAST_ETHERNET_IPV4_TCP.unpack_from(buffer, start + 12)
-        ethertype_version = head >> 32
-        total_length = (head >> 16) & 0xFFFF
+        total_length = buffer[start + 16] << 8 | buffer[start + 17]
         if not (
-            ethertype_version >> 8 == 0x080045  # IPv4, header without options
-            and protocol == PROTO_TCP
-            and not flags_fragment & 0x3FFF
+            ethertype_high == 0x08
+            and buffer[start + 13] == 0x00
+            and buffer[start + 14] == 0x45  # IPv4, header without options
+            and buffer[start + 23] == PROTO_TCP
+            and not buffer[start + 20] & 0x3F  # fragment offset and MF: 0
+            and not buffer[start + 21]
             and total_length >= 40
         ):
             return _NOT_FAST
@@ -376,10 +358,8 @@ class Decoder:
             start + 34,
             min(start + 14 + total_length, end),
             total_length - 20,
-            (source, destination, ttl, ports >> 16, ports & 0xFFFF, seq, ack),
-            data_offset,
-            flags,
-            window,
+            buffer[start + 26 : start + 38],  # addresses and ports: packed_endpoints
+            buffer[start + 22],
         )
 
     def _fast_ipv6_tcp_fields(
@@ -389,26 +369,9 @@ class Decoder:
         ``_tcp`` decode it when the TCP header follows the IPv6 header directly)."""
         if end - start < 74:
             return _NOT_FAST
-        version_flow: int
-        payload_length: int
-        next_header: int
-        ports: int
-        (
-            version_flow,
-            payload_length,
-            next_header,
-            hop_limit,
-            source,
-            destination,
-            ports,
-            seq,
-            ack,
-            data_offset,
-            flags,
-            window,
-        ) = _FAST_IPV6_TCP.unpack_from(buffer, start + 14)
+        payload_length = buffer[start + 18] << 8 | buffer[start + 19]
         # A payload length of 0 (jumbogram, offload) is left to the general path.
-        if version_flow >> 28 != 6 or next_header != PROTO_TCP or payload_length < 20:
+        if buffer[start + 14] >> 4 != 6 or buffer[start + 20] != PROTO_TCP or payload_length < 20:
             return _NOT_FAST
         return self._fast_tcp(
             6,
@@ -417,10 +380,8 @@ class Decoder:
             start + 54,
             min(start + 54 + payload_length, end),
             payload_length,
-            (source, destination, hop_limit, ports >> 16, ports & 0xFFFF, seq, ack),
-            data_offset,
-            flags,
-            window,
+            buffer[start + 22 : start + 58],  # addresses and ports: packed_endpoints
+            buffer[start + 21],
         )
 
     def _fast_tcp(
@@ -431,21 +392,17 @@ class Decoder:
         tcp_start: int,
         ip_end: int,
         claimed: int,
-        header: tuple[bytes, bytes, int, int, int, int, int],
-        data_offset: int,
-        flags: int,
-        window: int,
+        endpoints: bytes,
+        ttl: int,
     ) -> TcpFields:
         """The TCP part of the hot path, as ``_tcp`` reads it: the segment at
         ``tcp_start`` in an IP packet whose captured bytes end at ``ip_end`` and
-        whose header claims ``claimed`` bytes of payload; ``header`` is (src, dst,
-        ttl, sport, dport, seq, ack). Counts the frame when it takes it."""
-        header_length = (data_offset >> 4) << 2
+        whose header claims ``claimed`` bytes of payload. The caller made sure
+        that the fixed 20-byte header is in ``buffer``. Counts the frame when it
+        takes it."""
+        header_length = (buffer[tcp_start + 12] >> 4) << 2
         if header_length < 20 or tcp_start + header_length > ip_end:
             return _NOT_FAST  # cut or bogus: the general path flags it
-        source, destination, ttl, sport, dport, seq, ack = header
-        tcp_end = tcp_start + header_length
-        options = buffer[tcp_start + 20 : tcp_end] if header_length > 20 else b""
         if version == 4:
             self._fast_ipv4 += 1
         else:
@@ -455,17 +412,18 @@ class Decoder:
         payload = claimed - header_length
         return (
             version,
-            source,
-            destination,
+            endpoints,
             ttl,
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window,
+            buffer[tcp_start] << 8 | buffer[tcp_start + 1],
+            buffer[tcp_start + 2] << 8 | buffer[tcp_start + 3],
+            big_endian_u32(buffer, tcp_start + 4),
+            big_endian_u32(buffer, tcp_start + 8),
+            buffer[tcp_start + 13],
+            buffer[tcp_start + 14] << 8 | buffer[tcp_start + 15],
             payload if payload > 0 else 0,
-            options,
+            buffer,
+            tcp_start + 20,
+            tcp_start + header_length,
         )
 
     def decode_general(

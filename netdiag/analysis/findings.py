@@ -31,6 +31,7 @@ from netdiag.analysis.model import (
     IcmpEcho,
     IcmpError,
     Severity,
+    StreamFindings,
     TcpStream,
 )
 from netdiag.analysis.store import FindingCodec, RecordStore
@@ -86,6 +87,16 @@ def _handshake_halves(stream: TcpStream) -> str:
         f" (handshake: {_ms(stream.syn_to_synack_ms)} capture point to server and back, "
         f"{_ms(stream.synack_to_ack_ms)} capture point to client and back)"
     )
+
+
+def stream_findings(stream: TcpStream) -> StreamFindings | None:
+    """The findings of one stream alone (None when it has none, as most streams).
+
+    The TCP tracker calls it as each record is finished (analysis/analyze.py),
+    so that ``build_findings`` never reads spilled streams back.
+    """
+    found = _stream_findings(stream)
+    return StreamFindings(stream.client, stream.server, tuple(found)) if found else None
 
 
 def _stream_findings(stream: TcpStream) -> list[Finding]:
@@ -689,6 +700,7 @@ def build_findings(
     arp_questions: Sequence[ArpQuestion] = (),
     spill_after: int | None = None,
     unmatched_replies: Sequence[UnmatchedReplies] = (),
+    judged_streams: Iterable[StreamFindings | None] | None = None,
 ) -> Sequence[Finding]:
     """Every finding of one file, worst first (then by first frame).
 
@@ -699,6 +711,8 @@ def build_findings(
     SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``), and so do
     those from one client to one port on more than SCAN_MIN_HOSTS - 1 hosts:
     the per-stream ones stay in the store but are left out of the order.
+    ``judged_streams``, when given, are the streams' ``stream_findings`` in
+    stream order, made beforehand: ``streams`` is then not read.
     """
     store: RecordStore[Finding] = RecordStore(FindingCodec(), spill_after)
     keys: list[tuple[int, int, str, int]] = []
@@ -711,12 +725,16 @@ def build_findings(
 
     scans: dict[tuple[str, str, str], _ScanGroup] = {}
     sweeps: dict[tuple[str, int, str], _ScanGroup] = {}
-    for stream in streams:
-        found = _stream_findings(stream)
+    if judged_streams is None:
+        judged_streams = map(stream_findings, streams)
+    for judged in judged_streams:
+        if judged is None:
+            continue
+        found = judged.findings
         for position, finding in enumerate(found):
             if finding.code in SCAN_CODES:
-                client_address = _split_endpoint(stream.client)[0]
-                server_address, port_text = _split_endpoint(stream.server)
+                client_address = _split_endpoint(judged.client)[0]
+                server_address, port_text = _split_endpoint(judged.server)
                 server_port = int(port_text)
                 index = len(keys) + position
                 # Past MAX_SCAN_GROUPS pairs (a flood from spoofed sources has

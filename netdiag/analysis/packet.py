@@ -48,11 +48,33 @@ class RawFrame:
 
 # A TCP segment's fields as the decoder's hot path gives them to the TCP
 # tracker without building a DecodedPacket (``Decoder.fast_tcp_fields``,
-# ``TcpTracker.process_fields``): (ip_version, src, dst, ttl, sport, dport, seq,
-# ack, tcp_flags, window, payload_len, tcp_options), DecodedPacket's values;
-# ip_version 0 when the hot path did not take the frame. A tuple of fixed
-# types: mypyc passes it as a C struct, not an object.
-TcpFields = tuple[int, bytes, bytes, int, int, int, int, int, int, int, int, bytes]
+# ``TcpTracker.process_fields``): (ip_version, endpoints, ttl, sport, dport,
+# seq, ack, tcp_flags, window, payload_len, options_data, options_start,
+# options_end), DecodedPacket's values; ip_version 0 when the hot path did not
+# take the frame. The TCP options are ``options_data[options_start:options_end]``:
+# the hot path gives the frame's bytes and offsets, no slice (nearly every
+# segment carries timestamps, and the tracker reads the options of a SYN only,
+# or of a segment holding bytes 03 03). ``endpoints``
+# is ``packed_endpoints(src, sport, dst, dport)``: the 12 (IPv4) or 36 (IPv6)
+# bytes that source address, destination address and the two ports are in
+# the headers, one slice of the frame for the hot path, and the tracker's
+# conversation key as it is (issue 6). A tuple of fixed types: mypyc passes it
+# as a C struct, not an object.
+TcpFields = tuple[int, bytes, int, int, int, int, int, int, int, int, bytes, int, int]
+
+
+def packed_endpoints(source: bytes, sport: int, destination: bytes, dport: int) -> bytes:
+    """Both addresses (of one length), then both ports (16 bits each, big-endian)."""
+    return source + destination + (sport << 16 | dport).to_bytes(4, "big")
+
+
+def big_endian_u32(data: bytes, offset: int) -> int:
+    """The big-endian 32-bit number at ``offset`` (in range).
+
+    Compiled, four native byte loads and shifts: no ``bytes`` slice, no int object.
+    """
+    return data[offset] << 24 | data[offset + 1] << 16 | data[offset + 2] << 8 | data[offset + 3]
+
 
 # TCP flag bits, as in the TCP header's flags byte.
 FIN: Final = 0x01
@@ -157,8 +179,7 @@ class DecodedPacket:
         """This packet's ``TcpFields`` (``TcpTracker.process`` hands them on)."""
         return (
             self.ip_version,
-            self.src,
-            self.dst,
+            packed_endpoints(self.src, self.sport, self.dst, self.dport),
             self.ttl,
             self.sport,
             self.dport,
@@ -168,4 +189,6 @@ class DecodedPacket:
             self.window,
             self.payload_len,
             self.tcp_options,
+            0,
+            len(self.tcp_options),
         )

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import BinaryIO, Final, Literal
 
 from netdiag.analysis.model import FileInfo
-from netdiag.analysis.packet import RawFrame
+from netdiag.analysis.packet import RawFrame, big_endian_u32
 from netdiag.errors import CaptureFormatError, InputError
 
 # Link type given to pcapng frames that are not packets (custom blocks): the
@@ -80,9 +80,6 @@ _PCAP_MAGICS: dict[bytes, tuple[Literal["little", "big"], bool, int]] = {
     b"\xa1\xb2\xcd\x34": ("big", False, 24),
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-
-# pcap record header: seconds, fraction (us or ns), captured length, original length
-_PCAP_RECORD = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
 
 
 # One record as the reader produces it: number, ts_ns, linktype, caplen,
@@ -695,7 +692,7 @@ class PcapCursor:
     def __init__(self, reader: CaptureReader) -> None:
         self.reader = reader
         self.linktype = reader._pcap_linktype
-        self._unpack_record = _PCAP_RECORD[reader._byte_order].unpack_from
+        self._little_endian = reader._byte_order == "little"
         self._record_size = reader._pcap_record_size
         self._fraction_limit = NS_PER_S if reader._pcap_nanoseconds else 1_000_000
         self._fraction_scale = 1 if reader._pcap_nanoseconds else 1000
@@ -722,12 +719,20 @@ class PcapCursor:
                 return _PCAP_END
             buffer = self._buffer = reader._buffer
             position = reader._position
-        # Native ints under mypyc (unpack_from returns Any).
-        seconds: int
-        fraction: int
-        caplen: int
-        wirelen: int
-        seconds, fraction, caplen, wirelen = self._unpack_record(buffer, position)
+        # The record header: seconds, fraction (us or ns), captured length,
+        # original length (then 8 more bytes in the 24-byte variants). Read
+        # byte by byte: native loads and ints under mypyc, where
+        # unpack_from made a tuple and up to four int objects per record.
+        if self._little_endian:
+            seconds = _little_endian_u32(buffer, position)
+            fraction = _little_endian_u32(buffer, position + 4)
+            caplen = _little_endian_u32(buffer, position + 8)
+            wirelen = _little_endian_u32(buffer, position + 12)
+        else:
+            seconds = big_endian_u32(buffer, position)
+            fraction = big_endian_u32(buffer, position + 4)
+            caplen = big_endian_u32(buffer, position + 8)
+            wirelen = big_endian_u32(buffer, position + 12)
         if caplen > MAX_CAPLEN:
             reader._position = position
             reader._stop(
@@ -768,6 +773,11 @@ class PcapCursor:
         reader._last_ts_ns = ts_ns
         reader._count_frame(number, caplen, wirelen)
         return (number, ts_ns, caplen, wirelen, buffer, start)
+
+
+def _little_endian_u32(data: bytes, offset: int) -> int:
+    """The little-endian 32-bit number at ``offset`` (in range); see ``big_endian_u32``."""
+    return data[offset + 3] << 24 | data[offset + 2] << 16 | data[offset + 1] << 8 | data[offset]
 
 
 def _parse_options(buffer: bytes, start: int, end: int, prefix: str) -> list[tuple[int, bytes]]:

@@ -44,6 +44,7 @@ from netdiag.analysis.model import (
     RttSample,
     RttSampleStats,
     SeqPoint,
+    StreamFindings,
     TcpStream,
     TimelineEntry,
 )
@@ -54,6 +55,8 @@ T = TypeVar("T")
 SPILL_AFTER_VARIABLE = "NETDIAG_SPILL_AFTER"
 DEFAULT_SPILL_AFTER = 256  # records held as objects before the store goes to disk
 WRITE_BUFFER_BYTES = 1 << 18  # encoded rows gathered before one write
+ORDERED_WINDOW = 1024  # rows read together when records are read in an order
+ORDERED_SPAN_BYTES = 1 << 20  # a window's span read at once up to this, or 4x its rows
 
 
 def spill_after_default() -> int:
@@ -78,14 +81,14 @@ class Codec(Generic[T]):
         return row  # type: ignore[no-any-return]
 
 
-def _spill_error(error: OSError) -> OutputError:
+def spill_error(error: OSError) -> OutputError:
     return OutputError(
         f"cannot keep finished analysis records in a temporary file: {error}",
         f"free space in {tempfile.gettempdir()} or point $TMPDIR at a larger file system",
     )
 
 
-def _temporary_file(data: bytes) -> IO[bytes]:
+def temporary_file(data: bytes) -> IO[bytes]:
     """A nameless file holding ``data``; it goes away with its last descriptor."""
     try:
         # Not a context manager: the file lives as long as the records it holds.
@@ -93,7 +96,19 @@ def _temporary_file(data: bytes) -> IO[bytes]:
         file.write(data)
         file.flush()
     except OSError as error:
-        raise _spill_error(error) from error
+        raise spill_error(error) from error
+    return file
+
+
+def append_to_temporary(file: IO[bytes] | None, data: bytes) -> IO[bytes]:
+    """``data`` written at the end of ``file``, or of a new nameless file when None."""
+    if file is None:
+        return temporary_file(data)
+    try:
+        file.write(data)
+        file.flush()
+    except OSError as error:
+        raise spill_error(error) from error
     return file
 
 
@@ -133,7 +148,7 @@ class RecordStore(Generic[T]):
         try:
             data = os.pread(self._file.fileno(), length, start)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
         return self._codec.decode(marshal.loads(data))
 
     def _spill(self) -> None:
@@ -153,15 +168,7 @@ class RecordStore(Generic[T]):
             self._flush()
 
     def _flush(self) -> None:
-        data = b"".join(self._buffer)
-        if self._file is None:
-            self._file = _temporary_file(data)
-        else:
-            try:
-                self._file.write(data)
-                self._file.flush()
-            except OSError as error:
-                raise _spill_error(error) from error
+        self._file = append_to_temporary(self._file, b"".join(self._buffer))
         self._buffer.clear()
         self._buffered = 0
 
@@ -189,6 +196,17 @@ class RecordStore(Generic[T]):
 
 class _ReadOnlyRecords(Sequence[T]):
     """Indexing shared by the lazy sequences: ``_item`` reads one record by index."""
+
+    def __eq__(self, other: object) -> bool:
+        # An Analysis compares its fields: a spilled list equals the tuple
+        # the in-memory path gives for the same capture.
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            mine == theirs for mine, theirs in zip(self, other, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def _item(self, index: int) -> T:
         raise NotImplementedError
@@ -237,7 +255,7 @@ class SpilledRecords(_ReadOnlyRecords[T]):
         try:
             data = os.pread(self._descriptor, length, start)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
         return self._codec.decode(marshal.loads(data))
 
     def _item(self, index: int) -> T:
@@ -246,7 +264,36 @@ class SpilledRecords(_ReadOnlyRecords[T]):
     def __iter__(self) -> Iterator[T]:
         if self._order is None:
             return self._iter_file_order()
-        return (self._read(position) for position in self._order)
+        return self._iter_ordered(self._order)
+
+    def _iter_ordered(self, order: array[int]) -> Iterator[T]:
+        """The rows in ``order``, read ORDERED_WINDOW at a time.
+
+        The orders asked for (streams by number, echoes by request frame) are
+        nearly the file order: the rows of a window usually lie close
+        together, and one read of the span holding them all replaces a read
+        per row (most of the cost of reading small rows back). A span much
+        larger than its rows (a scattered window) is read row by row.
+        """
+        offsets = self._offsets
+        decode = self._codec.decode
+        for first in range(0, len(order), ORDERED_WINDOW):
+            window = order[first : first + ORDERED_WINDOW]
+            low, high = min(window), max(window)
+            start = offsets[low]
+            span = offsets[high + 1] - start
+            rows = sum(offsets[position + 1] - offsets[position] for position in window)
+            if span > max(ORDERED_SPAN_BYTES, 4 * rows):
+                for position in window:
+                    yield self._read(position)
+                continue
+            try:
+                view = memoryview(os.pread(self._descriptor, span, start))
+            except OSError as error:
+                raise spill_error(error) from error
+            for position in window:
+                row = view[offsets[position] - start : offsets[position + 1] - start]
+                yield decode(marshal.loads(row))
 
     def _iter_file_order(self) -> Iterator[T]:
         """Sequential reads of about a megabyte, cut into rows."""
@@ -262,23 +309,12 @@ class SpilledRecords(_ReadOnlyRecords[T]):
             try:
                 block = os.pread(self._descriptor, offsets[last] - start, start)
             except OSError as error:
-                raise _spill_error(error) from error
+                raise spill_error(error) from error
             view = memoryview(block)
             for index in range(position, last):
                 row = view[offsets[index] - start : offsets[index + 1] - start]
                 yield decode(marshal.loads(row))
             position = last
-
-    def __eq__(self, other: object) -> bool:
-        # An Analysis compares its fields: a spilled list equals the tuple
-        # the in-memory path gives for the same capture.
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(
-            mine == theirs for mine, theirs in zip(self, other, strict=True)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"SpilledRecords({len(self)} records)"
@@ -291,7 +327,7 @@ class SpilledRecords(_ReadOnlyRecords[T]):
         try:
             return os.pread(self._descriptor, self._offsets[-1], 0)
         except OSError as error:
-            raise _spill_error(error) from error
+            raise spill_error(error) from error
 
     def __reduce__(self) -> tuple[Callable[..., SpilledRecords[T]], tuple[Any, ...]]:
         order = None if self._order is None else self._order.tobytes()
@@ -305,7 +341,7 @@ def _restore_spilled(
     data: bytes, offsets: bytes, order: bytes | None, codec: Codec[T]
 ) -> SpilledRecords[T]:
     """The other end of ``SpilledRecords.__reduce__``: the rows in a new temporary file."""
-    file = _temporary_file(data)
+    file = temporary_file(data)
     offset_array = array("q")
     offset_array.frombytes(offsets)
     order_array = None
@@ -333,6 +369,46 @@ class Reordered(_ReadOnlyRecords[T]):
         return self._records[self._positions[index]]
 
 
+class Interleaved(_ReadOnlyRecords[T]):
+    """The records of several sequences in one order, each passed through ``adjust``.
+
+    ``picks[i]`` names the source of the i-th record; each source is read in
+    its own order (its records appear in the result in the order they have
+    in it). ``adjust(i, record)`` gives what the result holds at ``i``. The
+    shares of one file analysed in several processes (shares.py) become one
+    list of streams this way, renumbered; 9 bytes a record are held, never
+    the records, and iterating reads each source once, in order.
+    """
+
+    def __init__(
+        self, sources: Sequence[Sequence[T]], picks: array[int], adjust: Callable[[int, T], T]
+    ) -> None:
+        self._sources = sources
+        self._picks = picks
+        self._adjust = adjust
+        self._positions = array("q", bytes(8 * len(picks)))
+        taken = [0] * len(sources)
+        for index, source in enumerate(picks):
+            self._positions[index] = taken[source]
+            taken[source] += 1
+        sizes = [len(source) for source in sources]
+        if taken != sizes:
+            raise ValueError(f"picks take {taken} records of sources holding {sizes}")
+
+    def __len__(self) -> int:
+        return len(self._picks)
+
+    def _item(self, index: int) -> T:
+        record = self._sources[self._picks[index]][self._positions[index]]
+        return self._adjust(index, record)
+
+    def __iter__(self) -> Iterator[T]:
+        readers = [iter(source) for source in self._sources]
+        adjust = self._adjust
+        for index, source in enumerate(self._picks):
+            yield adjust(index, next(readers[source]))
+
+
 # -- codecs of the analysis records ------------------------------------------
 
 
@@ -358,6 +434,22 @@ def _record_builder(cls: type[T]) -> Callable[[Sequence[Any]], T]:
     exec("\n".join(lines), namespace)
     builder: Callable[[Sequence[Any]], T] = namespace["build"]
     return builder
+
+
+def field_replacer(cls: type[T], name: str) -> Callable[[T, Any], T]:
+    """``dataclasses.replace(record, **{name: value})`` for a model record, built
+    as ``_record_builder`` builds (renumbering every stream of a big file)."""
+    names: tuple[str, ...] = vars(cls)["__slots__"]
+    build = _record_builder(cls)
+    values_of = operator.attrgetter(*names)
+    index = names.index(name)
+
+    def replace(record: T, value: Any) -> T:
+        values = list(values_of(record))
+        values[index] = value
+        return build(values)
+
+    return replace
 
 
 _build_stream = _record_builder(TcpStream)
@@ -417,6 +509,26 @@ class FindingCodec(Codec[Finding]):
 
     def decode(self, row: Any) -> Finding:
         return Finding(*row)
+
+
+class StreamFindingsCodec(Codec["StreamFindings | None"]):
+    """A stream's findings (or None, for most streams: none) as nested tuples."""
+
+    def __init__(self) -> None:
+        self._findings = FindingCodec()
+
+    def encode(self, record: StreamFindings | None) -> Any:
+        if record is None:
+            return None
+        encode = self._findings.encode
+        return (record.client, record.server, tuple([encode(found) for found in record.findings]))
+
+    def decode(self, row: Any) -> StreamFindings | None:
+        if row is None:
+            return None
+        client, server, findings = row
+        decode = self._findings.decode
+        return StreamFindings(client, server, tuple([decode(found) for found in findings]))
 
 
 # An ICMP echo request as the tracker leaves it: family, request frame, reply

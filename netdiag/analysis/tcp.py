@@ -40,7 +40,6 @@ number as one attempt.
 from __future__ import annotations
 
 import operator
-import os
 import random
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -53,11 +52,30 @@ from netdiag.analysis.model import (
     RttSample,
     RttSampleStats,
     SeqPoint,
+    StreamFindings,
     TcpStream,
     TimelineEntry,
 )
-from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN, URG, DecodedPacket, TcpFields
-from netdiag.analysis.store import Codec, RecordStore, TcpStreamCodec, spill_after_default
+from netdiag.analysis.packet import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    DecodedPacket,
+    TcpFields,
+    big_endian_u32,
+    packed_endpoints,
+)
+from netdiag.analysis.samples import SampleSpool, clamp_to_int64
+from netdiag.analysis.store import (
+    Codec,
+    RecordStore,
+    StreamFindingsCodec,
+    TcpStreamCodec,
+    spill_after_default,
+)
 from netdiag.analysis.tcpopts import window_scale
 
 MASK32: Final = 0xFFFFFFFF
@@ -115,7 +133,6 @@ MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
 MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
-MAX_EXACT_SAMPLES: Final = 1_000_000  # beyond this, medians come from a reservoir
 # Retiring idle conversations (see conversation_state): a conversation whose
 # last packet is this much older than the current one is retired, checked
 # every RETIRE_SCAN_PACKETS packets (or once per live conversation, whichever
@@ -186,48 +203,15 @@ def flag_letters(flags: int) -> str:
     return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
 
 
-def _clamp_to_int64(value_ns: int) -> int:
-    """A sample as array("q") can hold it (±292 years of ns).
-
-    A corrupt timestamp (a pcapng EPB of 2**62 µs, found by fuzzing, issue 7) gives an
-    RTT beyond that; it is kept, clamped, instead of raising OverflowError.
-    """
-    return max(-(2**63), min(value_ns, 2**63 - 1))
-
-
-LARGE_SAMPLE_COUNT: Final = 50_000
-
-
 def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
-    """The values at ``ranks`` (0-based) of ``values`` in sorted order.
-
-    ``sorted()`` of the file's million ack_rtt samples builds a list of a
-    million int objects (~36 MB, the analysis's memory peak at 1M packets);
-    numpy (matplotlib's dependency, imported only here) partitions the array
-    itself instead, in place (a copy was up to 8 MB more at the peak, issue 6):
-    the samples' order carries no meaning once they are all in, and the
-    statistics are taken when the file is done. Same values either way.
-    """
-    if len(values) >= LARGE_SAMPLE_COUNT:
-        # numpy's OpenBLAS starts a thread per core at import, which then spins
-        # for a while (~1.5 % of a 1M-packet run's CPU time); a partition uses
-        # none of them. Only when the user has not chosen, and only before numpy
-        # is first imported (otherwise this changes nothing).
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        try:
-            import numpy
-        except ImportError:  # pragma: no cover - numpy comes with matplotlib
-            pass
-        else:
-            partitioned = numpy.frombuffer(values, dtype=numpy.int64)
-            partitioned.partition(ranks)
-            return [int(partitioned[rank]) for rank in ranks]
+    """The values at ``ranks`` (0-based) of ``values`` in sorted order (a stream's
+    Karn samples: at most MAX_POINTS_PER_STREAM of them)."""
     ordered = sorted(values)
     return [ordered[rank] for rank in ranks]
 
 
 class BoundedSamples:
-    """Samples (integer ns) for min/median/max with memory bounded by ``limit``.
+    """A stream's Karn samples (integer ns) for min/median/max, at most ``limit`` kept.
 
     Exact up to ``limit`` values; past that the median comes from a uniform
     reservoir of ``limit`` values (min, max and count stay exact). The
@@ -237,7 +221,7 @@ class BoundedSamples:
 
     __slots__ = ("_extra", "_maximum", "_minimum", "_random", "limit", "values")
 
-    def __init__(self, limit: int = MAX_EXACT_SAMPLES) -> None:
+    def __init__(self, limit: int) -> None:
         self.values = array("q")
         self.limit = limit
         self._extra = 0  # samples beyond the limit
@@ -250,10 +234,10 @@ class BoundedSamples:
         if len(values) < self.limit:
             try:
                 values.append(value_ns)
-            except OverflowError:  # see _clamp_to_int64; off the common path
-                values.append(_clamp_to_int64(value_ns))
+            except OverflowError:  # see clamp_to_int64; off the common path
+                values.append(clamp_to_int64(value_ns))
         else:
-            self._add_beyond_limit(_clamp_to_int64(value_ns))
+            self._add_beyond_limit(clamp_to_int64(value_ns))
 
     def _add_beyond_limit(self, value_ns: int) -> None:
         if self._random is None:
@@ -551,9 +535,39 @@ _FLOW_FIELDS: Final = _attribute_names(_Flow, _FLOW_SPECIAL)
 ConversationState = tuple[object, ...]
 
 
-def _packed_key(key: tuple[bytes, int, bytes, int]) -> bytes:
-    """A conversation key as one bytes object (both addresses have the same length)."""
-    return key[0] + key[2] + (key[1] << 16 | key[3]).to_bytes(4, "big")
+def _source_order(endpoints: bytes) -> int:
+    """How the source address of ``endpoints`` (``packed_endpoints``) sorts
+    against the destination: positive after, negative before, 0 equal.
+
+    As ``bytes`` order (big-endian), 32 bits at a time: compiled, native loads
+    and compares, no address ``bytes`` made (one step for IPv4, up to four for IPv6).
+    """
+    address_length = (len(endpoints) - 4) >> 1
+    for offset in range(0, address_length, 4):
+        source = big_endian_u32(endpoints, offset)
+        destination = big_endian_u32(endpoints, address_length + offset)
+        if source != destination:
+            return 1 if source > destination else -1
+    return 0
+
+
+def _holds_window_scale_bytes(data: bytes, start: int, end: int) -> bool:
+    """True when ``data[start:end]`` holds bytes 03 03 (a window-scale option's
+    kind and length) anywhere: ``find(b"\\x03\\x03") >= 0`` of the slice, without
+    the slice (compiled, a native loop over a dozen bytes)."""
+    return any(data[index] == 3 and data[index + 1] == 3 for index in range(start, end - 1))
+
+
+def _swapped(endpoints: bytes) -> bytes:
+    """``endpoints`` (``packed_endpoints``) seen from the other direction."""
+    address_length = (len(endpoints) - 4) >> 1
+    ports = 2 * address_length
+    return (
+        endpoints[address_length:ports]
+        + endpoints[:address_length]
+        + endpoints[ports + 2 :]
+        + endpoints[ports : ports + 2]
+    )
 
 
 def _flow_state(flow: _Flow) -> tuple[object, ...]:
@@ -634,6 +648,20 @@ def conversation_from_state(state: ConversationState) -> _Conversation:
     return conversation
 
 
+def conversation_share(endpoints: bytes, shares: int) -> int:
+    """The share (0 to ``shares - 1``) of the conversation of ``packed_endpoints``,
+    the same both ways.
+
+    The ports and the addresses' last bytes, combined symmetrically: ephemeral
+    ports spread conversations evenly, and every frame of one conversation
+    (and an ICMP error quoting it) lands in the same share.
+    """
+    length = (len(endpoints) - 4) >> 1  # of one address
+    ports = big_endian_u32(endpoints, 2 * length)
+    low_bytes = endpoints[length - 1] ^ endpoints[2 * length - 1] if length else 0
+    return ((ports >> 16) ^ (ports & 0xFFFF) ^ low_bytes) % shares
+
+
 @dataclass(frozen=True, slots=True)
 class AckRttTotals:
     """Wireshark's tcp.analysis.ack_rtt over the whole file, in ms."""
@@ -642,21 +670,46 @@ class AckRttTotals:
     min_ms: float | None
     median_ms: float | None
     max_ms: float | None
-    exact: bool = True
 
 
 class TcpTracker:
     """Follows every TCP conversation of one file, in frame order."""
 
-    def __init__(self, plot_data: bool = True, spill_after: int | None = None) -> None:
-        self._conversations: dict[tuple[bytes, int, bytes, int], _Conversation] = {}
+    def __init__(
+        self,
+        plot_data: bool = True,
+        spill_after: int | None = None,
+        share: int = 0,
+        shares: int = 1,
+        judge: Callable[[TcpStream], StreamFindings | None] | None = None,
+    ) -> None:
+        # Only the conversations of ``share`` of ``shares`` are followed, the
+        # other frames ignored: one file analysed by several processes (shares.py).
+        self._share = share
+        self._shares = shares
+        # Live conversations by key: ``packed_endpoints`` of the two endpoints in
+        # Wireshark's flow order (flow1 first), the bytes of a packet from flow1
+        # to flow2 as they are in its headers. ``_reverse_keys`` holds each
+        # one again under the other direction's bytes, so that a packet finds
+        # its conversation with the slice the decoder made, in either direction.
+        self._conversations: dict[bytes, _Conversation] = {}
+        self._reverse_keys: dict[bytes, _Conversation] = {}
         # Finished streams go to a store that moves them to a temporary file
         # past a threshold: memory follows the live conversations only.
         self._spill_after = spill_after_default() if spill_after is None else spill_after
         self._finished: RecordStore[TcpStream] = RecordStore(TcpStreamCodec(), self._spill_after)
         # Stream index of each finished record, -1 once dropped (a revived one).
         self._finished_order = array("q")
-        # Retired conversations: packed key -> record position << 32 | state
+        # judge(record) of each finished record (the stream's findings: the
+        # caller gives findings.stream_findings), kept beside it in the same
+        # positions: made while the record is in memory, read at the end as
+        # ``judgements`` without reading the records back.
+        self._judge = judge
+        self._judged: RecordStore[StreamFindings | None] = RecordStore(
+            StreamFindingsCodec(), self._spill_after
+        )
+        self.judgements: Sequence[StreamFindings | None] = ()
+        # Retired conversations: key -> record position << 32 | state
         # position (~120 bytes each, where a live conversation costs ~6 KB).
         # A threshold of 0 (the tests' setting) retires every conversation
         # before every packet, so that each packet goes through a revival.
@@ -666,10 +719,14 @@ class TcpTracker:
         self._until_scan = RETIRE_SCAN_PACKETS if self._spill_after else 1
         self.revived = 0  # how many retired conversations saw another packet
         self._stream_count = 0
+        # The frame that began each stream, by stream number: what the shares
+        # of one file analysed in several processes are ordered by (shares.py).
+        self.creation_frames = array("q")
         # seq_points / rtt_samples feed the HTML plots only; without them
         # (``netdiag analyze --json``) no point is kept at all.
         self._points_left = MAX_POINTS_TOTAL if plot_data else 0
-        self.ack_rtt = BoundedSamples()
+        # Wireshark's ack_rtt of every frame: exact statistics, memory bounded.
+        self.ack_rtt = SampleSpool()
         self._totals: dict[int, int] = {}
         # Optional observer of every frame: (frame, stream, analysis bits,
         # ack_rtt in ns or None). Tests use it to compare with tshark per frame.
@@ -686,8 +743,7 @@ class TcpTracker:
         ``TcpFields``: the analysis pass's hot path, no packet built."""
         (
             ip_version,
-            source,
-            destination,
+            endpoints,
             _ttl,
             sport,
             dport,
@@ -696,34 +752,37 @@ class TcpTracker:
             flags,
             window,
             seglen,  # never negative (the decoder's contract)
-            options,
+            options_data,
+            options_start,
+            options_end,
         ) = fields
+        if self._shares > 1 and conversation_share(endpoints, self._shares) != self._share:
+            return
         self._until_scan -= 1
         if self._until_scan <= 0:
             self._retire_idle(ts)
-        # Wireshark orders the two flows by comparing addresses, then ports.
-        # At most two address comparisons (bytes order is total), not three.
-        if source > destination:
-            forward_index = 0
-            key = (source, sport, destination, dport)
-        elif source < destination:
-            forward_index = 1
-            key = (destination, dport, source, sport)
-        elif sport > dport:
-            forward_index = 0
-            key = (source, sport, destination, dport)
-        elif sport == dport:
-            forward_index = 1  # both directions land on flow2, as in Wireshark
-            key = (source, sport, destination, dport)
+        # Wireshark orders the two flows by comparing addresses, then ports;
+        # the key is the endpoints in that order (``_conversations``).
+        order = _source_order(endpoints)
+        if order == 0:
+            order = sport - dport
+            # Equal endpoints: both directions land on flow2, as in Wireshark.
+            forward_index = 0 if order > 0 else 1
+            in_order = order >= 0
         else:
-            forward_index = 1
-            key = (destination, dport, source, sport)
-        conversation = self._conversations.get(key)
-        if conversation is None and self._retired:
-            conversation = self._revive(key)
+            forward_index = 0 if order > 0 else 1
+            in_order = order > 0
+        if in_order:
+            conversation = self._conversations.get(endpoints)
+        else:
+            conversation = self._reverse_keys.get(endpoints)
         if conversation is None:
-            conversation = self._new_conversation(key, ip_version, frame, ts)
-            conversation.first_flow = forward_index
+            key = endpoints if in_order else _swapped(endpoints)
+            if self._retired:
+                conversation = self._revive(key)
+            if conversation is None:
+                conversation = self._new_conversation(key, ip_version, frame, ts)
+                conversation.first_flow = forward_index
         forward = conversation.flows[forward_index]
         reverse = conversation.flows[1 - forward_index]
         ta = 0
@@ -732,6 +791,7 @@ class TcpTracker:
             if seq != forward.base_seq:
                 # A new SYN on a known 4-tuple: the port numbers were reused.
                 self._finish(conversation)
+                key = endpoints if in_order else _swapped(endpoints)
                 conversation = self._new_conversation(key, ip_version, frame, ts)
                 conversation.first_flow = forward_index
                 forward = conversation.flows[forward_index]
@@ -759,8 +819,8 @@ class TcpTracker:
             if not flags & ACK:
                 conversation.mru_syn_ts = ts
             forward.is_first_ack = True
-            if options:
-                shift = window_scale(options)
+            if options_end > options_start:
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
             if forward.win_scale == -1:
@@ -773,10 +833,10 @@ class TcpTracker:
                 if conversation.mru_syn_ts is not None and conversation.first_rtt == 0:
                     conversation.first_rtt = ts - conversation.mru_syn_ts
                 forward.is_first_ack = False
-            # A window-scale option outside a SYN. find(), not "in": bytes.__contains__
-            # first tries its operand as an int, raising and clearing a TypeError.
-            if options and options.find(b"\x03\x03") >= 0:
-                shift = window_scale(options)
+            # A window-scale option outside a SYN (bytes 03 03, its kind and
+            # length, somewhere in the options; parsed only then).
+            if _holds_window_scale_bytes(options_data, options_start, options_end):
+                shift = window_scale(options_data[options_start:options_end])
                 if shift is not None:
                     forward.win_scale = shift
 
@@ -843,17 +903,12 @@ class TcpTracker:
 
         # RTT samples: Wireshark's ack_rtt for the totals, Karn's rule per stream.
         if acked_segment is not None and rtt_ns != 0:
-            samples = self.ack_rtt.values  # BoundedSamples.add, its common case inline
-            if len(samples) < MAX_EXACT_SAMPLES:
-                try:
-                    samples.append(rtt_ns)
-                except OverflowError:  # see _clamp_to_int64; off the common path
-                    samples.append(_clamp_to_int64(rtt_ns))
-            else:
-                self.ack_rtt.add(rtt_ns)
+            self.ack_rtt.add(rtt_ns)
             if karn_ok:
                 conversation.karn.add(rtt_ns)
-                if len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM and self._points_left > 0:
+                # _points_left first: MAX_POINTS_PER_STREAM is not Final (tests
+                # patch it), so compiled, reading it is a dict lookup.
+                if self._points_left > 0 and len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
                     conversation.rtt_samples.append((frame, ts, 1 - forward_index, rtt_ns))
                     self._points_left -= 1
             else:
@@ -871,19 +926,21 @@ class TcpTracker:
         if self.on_frame is not None:
             self.on_frame(frame, conversation.stream, ta, rtt_ns if acked_segment else None)
 
-    def _new_conversation(
-        self, key: tuple[bytes, int, bytes, int], ip_version: int, frame: int, ts: int
-    ) -> _Conversation:
+    def _new_conversation(self, key: bytes, ip_version: int, frame: int, ts: int) -> _Conversation:
+        address_length = (len(key) - 4) >> 1
+        ports = 2 * address_length
         conversation = _Conversation(
             self._stream_count,
             ip_version,
-            _Flow(key[0], key[1]),
-            _Flow(key[2], key[3]),
+            _Flow(key[:address_length], key[ports] << 8 | key[ports + 1]),
+            _Flow(key[address_length:ports], key[ports + 2] << 8 | key[ports + 3]),
             frame,
             ts,
         )
         self._stream_count += 1
+        self.creation_frames.append(frame)
         self._conversations[key] = conversation
+        self._reverse_keys[_swapped(key)] = conversation
         return conversation
 
     def _analyze(
@@ -1145,11 +1202,14 @@ class TcpTracker:
 
     def stream_of(self, source: bytes, sport: int, destination: bytes, dport: int) -> int | None:
         """The stream a (quoted) header belongs to right now, or None."""
-        for key in ((source, sport, destination, dport), (destination, dport, source, sport)):
+        for key in (
+            packed_endpoints(source, sport, destination, dport),
+            packed_endpoints(destination, dport, source, sport),
+        ):
             conversation = self._conversations.get(key)
             if conversation is not None:
                 return conversation.stream
-            retired = self._retired.get(_packed_key(key))
+            retired = self._retired.get(key)
             if retired is not None:
                 return self._finished_order[retired >> 32]
         return None
@@ -1163,19 +1223,21 @@ class TcpTracker:
             idle = [key for key, state in conversations.items() if state.last_ts < horizon]
             for key in idle:
                 conversation = conversations.pop(key)
+                del self._reverse_keys[_swapped(key)]
                 record = self._finish(conversation)
                 state = self._states.append(conversation_state(conversation))
-                self._retired[_packed_key(key)] = record << 32 | state
+                self._retired[key] = record << 32 | state
         self._until_scan = max(RETIRE_SCAN_PACKETS, len(conversations)) if self._spill_after else 1
 
-    def _revive(self, key: tuple[bytes, int, bytes, int]) -> _Conversation | None:
+    def _revive(self, key: bytes) -> _Conversation | None:
         """The retired conversation of ``key`` back in play (its record dropped), or None."""
-        retired = self._retired.pop(_packed_key(key), None)
+        retired = self._retired.pop(key, None)
         if retired is None:
             return None
         self._finished_order[retired >> 32] = -1
         conversation = conversation_from_state(self._states.get(retired & MASK32))
         self._conversations[key] = conversation
+        self._reverse_keys[_swapped(key)] = conversation
         self.revived += 1
         return conversation
 
@@ -1184,7 +1246,10 @@ class TcpTracker:
     def _finish(self, conversation: _Conversation) -> int:
         """Build the record of ``conversation``; its position in the store is returned."""
         self._finished_order.append(conversation.stream)
-        return self._finished.append(_build_stream(conversation))
+        record = _build_stream(conversation)
+        if self._judge is not None:
+            self._judged.append(self._judge(record))
+        return self._finished.append(record)
 
     def finish(self) -> Sequence[TcpStream]:
         """Every stream, in tcp.stream order. The tracker is spent afterwards.
@@ -1192,6 +1257,7 @@ class TcpTracker:
         A tuple for a small capture, else a ``SpilledRecords`` read from disk.
         """
         # Pop as we go, so each state is freed as soon as its record exists.
+        self._reverse_keys.clear()
         while self._conversations:
             _key, conversation = self._conversations.popitem()
             self._finish(conversation)
@@ -1201,6 +1267,8 @@ class TcpTracker:
         self._finished_order = array("q")
         self._retired.clear()
         self._states = RecordStore(Codec(), 0)  # the retired states' file goes now
+        if self._judge is not None:
+            self.judgements = self._judged.seal(kept)
         return self._finished.seal(kept)
 
     def totals(self) -> dict[str, int]:
@@ -1209,7 +1277,7 @@ class TcpTracker:
 
     def ack_rtt_totals(self) -> AckRttTotals:
         minimum, median, maximum = self.ack_rtt.stats_ms()
-        return AckRttTotals(self.ack_rtt.count, minimum, median, maximum, self.ack_rtt.exact)
+        return AckRttTotals(self.ack_rtt.count, minimum, median, maximum)
 
 
 def _count_flags(items: Iterable[tuple[int, int]]) -> dict[str, int]:

@@ -5,7 +5,9 @@ contract's analysis document instead (one object for one file, a list for
 several); ``--out DIR`` writes one report folder per file, named after the
 file's stem (``DIR/<stem>/``), with the forms chosen by ``--format``;
 ``--hexdump-link`` dumps the ``--hexdump-frames`` as ``tcpdump -XX`` does
-(link layer included) instead of ``-X``.
+(link layer included) instead of ``-X``. ``--jobs`` (default: one per CPU
+this process may use) analyses files side by side, or splits one big file
+by conversation (analysis/shares.py); the output is the same either way.
 Findings never change the exit code: 0 when every file was analyzed; an
 unreadable file is an ``InputError`` (exit 2) raised by the analysis.
 """
@@ -13,6 +15,7 @@ unreadable file is an ``InputError`` (exit 2) raised by the analysis.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +42,7 @@ def execute(
     formats: str | None,
     out: Path | None,
     hexdump_frames: list[int],
-    jobs: int,
+    jobs: int | None,
     force: bool,
     hexdump_link: bool = False,
 ) -> int:
@@ -63,6 +66,8 @@ def execute(
             )
     # Plot points only serve the report folder; --json and the summary do not read them.
     plot_data = out is not None
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0))  # the CPUs this process may run on
     analyses = analyze_files([str(file) for file in files], jobs=jobs, plot_data=plot_data)
     written: list[Path] = []
     if out is not None:
@@ -83,7 +88,7 @@ def execute(
         # record kept in memory again and again while the JSON is written).
         gc.freeze()
         # Written record by record: same bytes as json_text(report_document(...)).
-        write_analyses_json(analyses, sys.stdout)
+        write_analyses_json(analyses, sys.stdout, jobs)
     elif out is None:
         from netdiag.report.terminal import print_summaries
 

@@ -1,0 +1,193 @@
+"""One capture analysed by several processes, each following a share of its conversations.
+
+The per-packet pass is CPU-bound Python, and a big capture is one file: to
+use more than one core on it, the conversations are split as a flow-hash
+load balancer splits them between Zeek's cluster workers. Every process reads
+and decodes the whole file (about a third of the pass's cost) but gives the
+TCP tracker only the conversations whose direction-symmetric hash falls in
+its share (``tcp.conversation_share``); ICMP, ARP, the decode counts and
+the file's description are the same in every share, and the first share's
+(this process's) are kept.
+
+Wireshark's TCP analysis never looks across conversations, so each share's
+streams are exactly the single pass's, numbered within the share. The merge
+renumbers them as one pass would (``tcp.stream`` counts conversations in the
+order of the frames that began them), sums the flag totals, and joins the
+ack_rtt samples (exact statistics whatever the split: samples.py). An ICMP
+error quoting a TCP header takes its stream from the share that follows that
+conversation (the others find none). Each stream's own findings are made in
+its share, as its record is finished (in parallel, and without reading the
+record back); grouping them (port scans, sweeps) and ordering every finding
+is done on the merged, renumbered lists, as in one pass.
+
+The other shares run in forked child processes (``ProcessPoolExecutor``);
+their finished records come back as the temporary files' bytes (store.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from array import array
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from netdiag.analysis.analyze import FilePass, collection_paused
+from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
+from netdiag.analysis.store import Interleaved, field_replacer
+from netdiag.analysis.tcp import AckRttTotals
+
+# Below this a second process costs more than it saves (fork, a second read
+# of the file, sending the records back): one process analyses the file.
+# Above, one more share per SHARE_MIN_BYTES, up to MAX_SHARES: every share
+# reads and decodes the whole file (about a fifth of a share's time with two),
+# so each one more gains less, and costs the memory of one more process.
+SHARE_MIN_BYTES = 32 << 20
+MAX_SHARES = 4
+
+_renumbered_stream = field_replacer(TcpStream, "stream")
+_renumbered_error = field_replacer(IcmpError, "stream")
+_renumbered_finding = field_replacer(Finding, "stream")
+
+
+def shares_for(path: str | os.PathLike[str], jobs: int) -> int:
+    """How many shares to split ``path`` into, given ``jobs`` processes."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return 1  # the reader reports the problem, with its own words
+    return max(1, min(jobs, MAX_SHARES, size // SHARE_MIN_BYTES + 1))
+
+
+@dataclass(frozen=True)
+class ShareResult:
+    """What a child's share of the conversations gives back."""
+
+    streams: Sequence[TcpStream]  # in the share's own numbering, 0, 1, 2, ...
+    judged: Sequence[StreamFindings | None]  # each stream's findings, in the same order
+    creation_frames: bytes  # array("q"): the frame that began each stream
+    totals: dict[str, int]
+    ack_rtt: bytes  # samples.SampleSpool.to_bytes()
+    ack_rtt_histogram: tuple[int, ...]  # and its histogram
+    error_streams: tuple[int | None, ...]  # per ICMP error, the stream found in this share
+
+
+def follow_share(path: str, share: int, shares: int) -> ShareResult:
+    """The pass over ``path`` for conversations of ``share`` (in a child process)."""
+    with collection_paused():
+        file_pass = FilePass(path, plot_data=False, share=share, shares=shares)
+        tcp = file_pass.tcp
+        streams = tcp.finish()
+        return ShareResult(
+            streams=streams,
+            judged=tcp.judgements,
+            creation_frames=tcp.creation_frames.tobytes(),
+            totals=tcp.totals(),
+            ack_rtt=tcp.ack_rtt.to_bytes(),
+            ack_rtt_histogram=tuple(tcp.ack_rtt.histogram),
+            error_streams=tuple(error.stream for error in file_pass.icmp.errors()),
+        )
+
+
+def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
+    """``analyze_file(path, plot_data=False)``, the conversations split ``shares`` ways."""
+    name = os.fspath(path)
+    # fork: the children start with every module this process has loaded.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=shares - 1, mp_context=context) as pool:
+        futures = [pool.submit(follow_share, name, share, shares) for share in range(1, shares)]
+        with collection_paused():
+            first = FilePass(name, plot_data=False, share=0, shares=shares)
+            tcp = first.tcp
+            own = ShareResult(
+                streams=tcp.finish(),
+                judged=tcp.judgements,
+                creation_frames=tcp.creation_frames.tobytes(),
+                totals=tcp.totals(),
+                ack_rtt=b"",
+                ack_rtt_histogram=(),
+                error_streams=(),
+            )
+        others = [future.result() for future in futures]
+    for other in others:
+        tcp.ack_rtt.extend(other.ack_rtt, other.ack_rtt_histogram)
+    minimum, median, maximum = tcp.ack_rtt.stats_ms()
+    results = [own, *others]
+    picks, numbers = file_order(results)
+    streams = Interleaved([result.streams for result in results], picks, _stream_numbered)
+    judged = Interleaved([result.judged for result in results], picks, _findings_numbered)
+    errors = first.icmp.errors()
+    return first.analysis(
+        streams,
+        judged,
+        sum_totals([share.totals for share in [own, *others]]),
+        AckRttTotals(tcp.ack_rtt.count, minimum, median, maximum),
+        renumber_errors(errors, [None, *[other.error_streams for other in others]], numbers),
+    )
+
+
+def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[int]]]:
+    """The shares' streams in one pass's order: the share of each, and each share's
+    numbers (the share's own stream number -> the file's)."""
+    began: list[tuple[int, int]] = []  # (first frame, share), sorted: the file's order
+    for share, result in enumerate(results):
+        frames = array("q")
+        frames.frombytes(result.creation_frames)
+        began.extend((frame, share) for frame in frames)
+    began.sort()
+    picks = array("b", [share for _frame, share in began])
+    numbers = [array("q") for _result in results]
+    for number, share in enumerate(picks):
+        numbers[share].append(number)
+    return picks, numbers
+
+
+def _stream_numbered(number: int, stream: TcpStream) -> TcpStream:
+    return _renumbered_stream(stream, number)
+
+
+def _findings_numbered(number: int, judged: StreamFindings | None) -> StreamFindings | None:
+    """A stream's findings, the stream they name numbered as in the file."""
+    if judged is None:
+        return None
+    findings = tuple(
+        finding if finding.stream is None else _renumbered_finding(finding, number)
+        for finding in judged.findings
+    )
+    return StreamFindings(judged.client, judged.server, findings)
+
+
+def renumber_errors(
+    errors: Sequence[IcmpError],
+    shares_streams: Sequence[tuple[int | None, ...] | None],
+    numbers: Sequence[array[int]],
+) -> Sequence[IcmpError]:
+    """``errors`` (the first share's) with each quoted stream in the file's numbering.
+
+    ``shares_streams[k]`` lists, per error, the stream share ``k`` found
+    (``None`` for the first share: ``errors`` carry its own). One share at most
+    follows a conversation, so at most one finds a stream.
+    """
+    if not errors:
+        return errors
+
+    def adjust(index: int, error: IcmpError) -> IcmpError:
+        if error.stream is not None:
+            return _renumbered_error(error, numbers[0][error.stream])
+        for share, found in enumerate(shares_streams):
+            stream = None if found is None else found[index]
+            if stream is not None:
+                return _renumbered_error(error, numbers[share][stream])
+        return error
+
+    return Interleaved([errors], array("b", bytes(len(errors))), adjust)
+
+
+def sum_totals(totals: Sequence[dict[str, int]]) -> dict[str, int]:
+    """Flag counts added over the shares (every share lists every flag, in one order)."""
+    summed = dict(totals[0])
+    for other in totals[1:]:
+        for name, count in other.items():
+            summed[name] = summed.get(name, 0) + count
+    return summed

@@ -1,0 +1,192 @@
+"""One file split by conversation over processes (analysis/shares.py): the one pass's result.
+
+``analyze_in_shares`` is compared with ``analyze_file(plot_data=False)``, the
+whole ``Analysis`` (every record, the findings, the totals, the ack_rtt
+statistics): on every corpus capture, with records in memory and with every
+record spilled and every conversation retired at each packet; on the bench
+generator's capture (thousands of conversations, retransmissions, SACK, zero
+windows, echo sessions); and on a capture made here with ICMP errors quoting
+conversations of every share, reused ports and IPv6. Then through the CLI:
+``--jobs 2`` on a file above the threshold writes the same JSON as ``--jobs 1``.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from netdiag.analysis.analyze import analyze_file
+from netdiag.analysis.packet import packed_endpoints
+from netdiag.analysis.shares import MAX_SHARES, SHARE_MIN_BYTES, analyze_in_shares, shares_for
+from netdiag.analysis.store import SPILL_AFTER_VARIABLE
+from netdiag.analysis.tcp import conversation_share
+from netdiag.errors import NetdiagError
+from tests.conftest import corpus_files
+from tests.helpers import load_bench_generator, netdiag
+from tests.test_tcp import T0_NS, ipv4_tcp, write_pcap
+
+CORPUS = corpus_files()
+ACK, PSH, SYN, FIN = 0x10, 0x08, 0x02, 0x01
+HOSTS = [bytes([10, 0, 1, n]) for n in range(1, 7)]
+ROUTER = bytes([10, 0, 9, 1])
+
+
+def assert_same_as_one_pass(path: Path, shares: int) -> None:
+    single = analyze_file(path, plot_data=False)
+    split = analyze_in_shares(path, shares)
+    assert split.tcp == single.tcp
+    assert split.icmp_errors == single.icmp_errors
+    assert split.findings == single.findings
+    assert split == single
+    assert split.to_json() == single.to_json()
+
+
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+@pytest.mark.parametrize("capture", CORPUS, ids=[path.name for path in CORPUS])
+def test_corpus_captures_split_in_shares_equal_one_pass(
+    capture: Path, spill_after: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if spill_after is not None:
+        monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    try:
+        analyze_file(capture, plot_data=False)
+    except NetdiagError:
+        pytest.skip("not a capture the reader opens")
+    assert_same_as_one_pass(capture, 2)
+
+
+def icmp_unreachable(source: bytes, destination: bytes, quoted: bytes) -> bytes:
+    """An ICMP port/host unreachable from ``source`` quoting a packet's first 28 bytes."""
+    message = struct.pack("!BBHI", 3, 1, 0, 0) + quoted[:28]
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 7, 0, 64, 1, 0, source, destination
+    )
+    return header + message
+
+
+def many_conversations(seed: int) -> list[tuple[int, bytes]]:
+    """Interleaved conversations between a few hosts, some of them quoted by ICMP errors."""
+    pick = random.Random(seed)
+    frames: list[tuple[int, bytes]] = []
+    for index in range(120):
+        client, server = pick.sample(HOSTS, 2)
+        # Few client ports: some 4-tuples come back with a new SYN (reused ports).
+        endpoint_c = (client, pick.choice([40000, 40001, 40002, 50000 + index]))
+        endpoint_s = (server, pick.choice([443, 7096]))
+        now = T0_NS + pick.randrange(0, 5_000_000_000)
+        isn_c, isn_s = pick.randrange(2**32), pick.randrange(2**32)
+        syn = ipv4_tcp(endpoint_c, endpoint_s, SYN, isn_c, 0, 64240, b"")
+        frames.append((now, syn))
+        if pick.random() < 0.15:
+            frames.append((now + 1000, icmp_unreachable(ROUTER, client, syn)))
+            continue
+        frames.append(
+            (
+                now + 100_000,
+                ipv4_tcp(endpoint_s, endpoint_c, SYN | ACK, isn_s, isn_c + 1, 65160, b""),
+            )
+        )
+        seq, ack = isn_c + 1, isn_s + 1
+        frames.append((now + 200_000, ipv4_tcp(endpoint_c, endpoint_s, ACK, seq, ack, 502, b"")))
+        for round_ in range(pick.randrange(0, 6)):
+            now += pick.choice([300_000, 1_000_000, 40_000_000])
+            payload = bytes(pick.randrange(1, 200))
+            segment = ipv4_tcp(endpoint_c, endpoint_s, PSH | ACK, seq, ack, 502, payload)
+            frames.append((now, segment))
+            if pick.random() < 0.1:
+                frames.append((now + 50, segment))  # a retransmission
+            if pick.random() < 0.1:
+                frames.append((now + 70, icmp_unreachable(ROUTER, client, segment)))
+            seq += len(payload)
+            frames.append((now + 90_000, ipv4_tcp(endpoint_s, endpoint_c, ACK, ack, seq, 509, b"")))
+            if round_ == 2 and pick.random() < 0.3:
+                break
+        else:
+            now += 1_000_000
+            frames.append((now, ipv4_tcp(endpoint_c, endpoint_s, FIN | ACK, seq, ack, 502, b"")))
+    frames.sort(key=lambda frame: frame[0])
+    return frames
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_many_conversations_and_quoting_errors_equal_one_pass(
+    tmp_path: Path, seed: int, shares: int
+) -> None:
+    path = tmp_path / f"conversations-{seed}.pcap"
+    write_pcap(path, many_conversations(seed))
+    single = analyze_file(path, plot_data=False)
+    # What the comparison rests on: errors quoting conversations of every share,
+    # and streams in every share.
+    quoted = [error.stream for error in single.icmp_errors if error.stream is not None]
+    assert len(quoted) >= 5
+    owners = Counter(
+        conversation_share(
+            packed_endpoints(
+                bytes(map(int, stream.client.split(":")[0].split("."))),
+                int(stream.client.split(":")[1]),
+                bytes(map(int, stream.server.split(":")[0].split("."))),
+                int(stream.server.split(":")[1]),
+            ),
+            shares,
+        )
+        for stream in single.tcp
+    )
+    assert len(owners) == shares and min(owners.values()) >= 5
+    assert_same_as_one_pass(path, shares)
+
+
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+def test_bench_capture_split_in_shares_equals_one_pass(
+    tmp_path: Path, spill_after: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if spill_after is not None:
+        monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    path = tmp_path / "bench.pcap"
+    load_bench_generator("bench_gen_for_shares").generate(path, 30_000, seed=5)
+    single = analyze_file(path, plot_data=False)
+    assert len(single.tcp) > 200 and single.ack_rtt_count > 1000
+    assert sum(single.tcp_analysis_totals.values()) > 0
+    assert_same_as_one_pass(path, 2)
+
+
+def test_small_files_stay_in_one_process(tmp_path: Path) -> None:
+    small = tmp_path / "small.pcap"
+    write_pcap(small, many_conversations(0))
+    assert shares_for(small, 2) == 1
+    big = tmp_path / "big.pcap"
+    with open(big, "wb") as handle:
+        handle.truncate(SHARE_MIN_BYTES)  # sparse: no disk used
+    assert shares_for(big, 2) == 2
+    assert shares_for(big, 64) == 2  # one share more per SHARE_MIN_BYTES
+    assert shares_for(big, 1) == 1
+    huge = tmp_path / "huge.pcap"
+    with open(huge, "wb") as handle:
+        handle.truncate(100 * SHARE_MIN_BYTES)
+    assert shares_for(huge, 3) == 3
+    assert shares_for(huge, 64) == MAX_SHARES
+    assert shares_for(tmp_path / "missing.pcap", 2) == 1
+
+
+def test_cli_jobs_on_one_big_file_writes_the_same_json(tmp_path: Path) -> None:
+    path = tmp_path / "big.pcap"
+    frames = many_conversations(7)
+    # Repeated with later timestamps until past the threshold: the same
+    # endpoints come back, so streams are revived and ports reused.
+    span = frames[-1][0] - frames[0][0] + 1_000_000_000
+    size = sum(16 + 14 + len(packet) for _ts, packet in frames)
+    copies = SHARE_MIN_BYTES // size + 1
+    write_pcap(
+        path,
+        [(ts + copy * span, packet) for copy in range(copies) for ts, packet in frames],
+    )
+    assert shares_for(path, 2) == 2
+    one = netdiag("analyze", str(path), "--json", "--jobs", "1")
+    two = netdiag("analyze", str(path), "--json", "--jobs", "2")
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout
+    assert '"icmp_errors": [' in one.stdout and '"stream": 1' in one.stdout
