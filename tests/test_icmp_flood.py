@@ -40,7 +40,7 @@ from netdiag.report import json_text, report_document
 from netdiag.report.jsonstream import write_analyses_json
 from tests.helpers import BENCH_GENERATOR, load_bench_generator
 from tests.test_fast_path import _corpus_results
-from tests.test_icmp import A, B, C, echo
+from tests.test_icmp import A, B, C, echo, icmp_error
 from tests.test_tcp import T0_NS
 
 TSHARK = shutil.which("tshark")
@@ -289,12 +289,44 @@ def test_disk_index_file_has_no_name_and_goes_with_it() -> None:
     assert _descriptor_targets() - before == set()
 
 
-@pytest.mark.parametrize("count", [1000, LARGE_ORDER_COUNT + 1000])
-def test_rows_are_ordered_by_request_frame_without_the_dropped_ones(count: int) -> None:
-    """The order sorted() gives, through numpy past LARGE_ORDER_COUNT rows."""
+@pytest.mark.parametrize(
+    ("count", "spread"),
+    [
+        (1000, 3),  # sorted()
+        (LARGE_ORDER_COUNT + 1000, 1.02),  # one array of slots, as in a flood
+        (LARGE_ORDER_COUNT + 1000, 10),  # five windows of slots
+        (LARGE_ORDER_COUNT + 1000, 40),  # too sparse: sorted()
+    ],
+)
+def test_rows_are_ordered_by_request_frame_without_the_dropped_ones(
+    count: int, spread: float
+) -> None:
+    """The order sorted() gives, whatever the way taken."""
     generator = random.Random(count)
-    frames = array("q", generator.sample(range(1, 10 * count), count))
+    frames = array("q", generator.sample(range(1, round(spread * count)), count))
     for position in generator.sample(range(count), count // 10):
         frames[position] = -1  # rows dropped when their request was revived
     expected = sorted((p for p in range(count) if frames[p] >= 0), key=frames.__getitem__)
-    assert list(_frame_order([frames])) == expected
+    assert list(_frame_order([array("q", frames)])) == expected
+
+
+def test_a_tracker_left_without_echoes_keeps_the_errors() -> None:
+    """What a share other than the first runs (shares.py): the same errors, no echoes."""
+    packets = [
+        echo(1, 0.0, A, B, 8),
+        icmp_error(2, 3, 1, (A, B, 17, 5000, 53)),
+        echo(3, 1.0, B, A, 0),
+        echo(4, 2.0, C, A, 0),
+        icmp_error(5, 11, 0, (A, C, 6, 40000, 80)),
+    ]
+    results = []
+    for track_echoes in (True, False):
+        tracker = IcmpTracker(track_echoes=track_echoes)
+        for packet in packets:
+            tracker.process(packet)
+        results.append((tracker.echoes(T0_NS), tracker.unmatched_replies(), tracker.errors()))
+    (echoes, unmatched, errors), (no_echoes, no_unmatched, same_errors) = results
+    assert [(e.frame_req, e.frame_rep) for e in echoes] == [(1, 3)] and len(unmatched) == 1
+    assert tuple(no_echoes) == () and no_unmatched == ()
+    assert [error.frame for error in errors] == [2, 5]
+    assert same_errors == errors

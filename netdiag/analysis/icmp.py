@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -110,8 +109,10 @@ MAX_PENDING: Final = 16384
 # 5 % of them at 1M retired requests, 15 % at 2M.
 FILTER_BITS: Final = 1 << 23
 FILTER_MASK: Final = FILTER_BITS - 1
-# Echo rows past this count are ordered by numpy (8 bytes a row), not sorted().
+# Echo rows past this count are ordered in arrays of slots, not by sorted();
+# frames sparser than MAX_ORDER_PASSES windows of twice the rows go to sorted().
 LARGE_ORDER_COUNT: Final = 50_000
+MAX_ORDER_PASSES: Final = 8
 
 EchoKey = tuple[int, bytes, bytes, int, int, int]
 
@@ -168,7 +169,11 @@ class IcmpTracker:
         spill_after: int | None = None,
         retire_after: int | None = None,
         max_pending: int = MAX_PENDING,
+        track_echoes: bool = True,
     ) -> None:
+        # False: echoes are left alone (a share of a file other than the first
+        # wants only the errors' streams; the first share's echoes are kept).
+        self._track_echoes = track_echoes
         self._pending: dict[EchoKey, _Request] = {}
         # A request is final once answered or replaced; its row then goes to a
         # store that moves rows to a temporary file past a threshold, so a ping
@@ -205,6 +210,8 @@ class IcmpTracker:
         source = packet.src
         destination = packet.dst
         if icmp_type == ECHO_REQUEST.get(protocol) or icmp_type == ECHO_REPLY.get(protocol):
+            if not self._track_echoes:
+                return
             low, high = (source, destination) if source <= destination else (destination, source)
             is_request = icmp_type == ECHO_REQUEST[protocol]
             checksum = packet.icmp_checksum
@@ -431,32 +438,53 @@ def _frame_order(frames_holder: list[array[int]]) -> Sequence[int]:
 
     ``frames_holder`` holds the only reference to the frames, which it loses.
     Request frames are unique. ``sorted()`` of a flood's million positions
-    would build two million int objects (~70 MB); numpy (matplotlib's
-    dependency) sorts the 8-byte array itself instead, and the frames are
-    freed once sorted: with the store's offsets, three 8-byte arrays at most
-    at once (24 bytes a row, where the frames kept too made it 32). Same
-    order either way.
+    would build two million int objects (~70 MB); past ``LARGE_ORDER_COUNT``
+    rows each frame is put in its slot of an array as long as the span of
+    frames (at most twice the rows; in a flood about the rows), read back in
+    order into the frames array itself: 8 bytes a row plus the slots at the
+    peak. Sparser frames take one pass per window of slots, up to
+    ``MAX_ORDER_PASSES``; sparser still, ``sorted()``. No numpy (its import
+    alone costs ~10 MB and 0.08 s). Same order every way.
     """
     frames = frames_holder.pop()
-    dropped = frames.count(-1)
-    if len(frames) >= LARGE_ORDER_COUNT:
-        # Before numpy's first import only: its OpenBLAS would start a spinning
-        # thread per core, which a sort does not use (see tcp._order_statistics).
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        try:
-            import numpy
-        except ImportError:  # pragma: no cover - numpy comes with matplotlib
-            pass
-        else:
-            # Frames are unique (the dropped rows' -1 aside, left out), so any
-            # sort gives this order; quicksort needs no buffer.
-            order = numpy.argsort(numpy.frombuffer(frames, dtype=numpy.int64), kind="quicksort")
-            frames = array("q")  # numpy's view died with the call: the frames go now
-            kept = array("q")
-            kept.frombytes(order[dropped:].astype(numpy.int64, copy=False).data.cast("B"))
-            return kept
-    positions = sorted(range(len(frames)), key=frames.__getitem__)
-    return positions[dropped:]  # the dropped rows' -1 sorts first
+    count = len(frames)
+    low = high = -1
+    if count >= LARGE_ORDER_COUNT:
+        for frame in frames:
+            if frame >= 0:
+                if low < 0 or frame < low:
+                    low = frame
+                high = max(high, frame)
+    window = 2 * count
+    if low < 0 or (high - low) // window >= MAX_ORDER_PASSES:
+        positions = sorted(range(count), key=frames.__getitem__)
+        return positions[frames.count(-1) :]  # the dropped rows' -1 sorts first
+    if high - low < window:
+        slots = array("q", [-1]) * (high - low + 1)
+        for position in range(count):
+            frame = frames[position]
+            if frame >= 0:
+                slots[frame - low] = position
+        kept = 0
+        for position in slots:
+            if position >= 0:
+                frames[kept] = position
+                kept += 1
+        del frames[kept:]
+        return frames
+    ordered = array("q")
+    slots = array("q", [-1]) * window
+    for start in range(low, high + 1, window):
+        for position in range(count):
+            offset = frames[position] - start
+            if 0 <= offset < window:
+                slots[offset] = position
+        for index in range(window):
+            position = slots[index]
+            if position >= 0:
+                ordered.append(position)
+                slots[index] = -1
+    return ordered
 
 
 class _PairTotals:
