@@ -11,9 +11,9 @@ from types import ModuleType
 BENCH_GENERATOR = Path(__file__).resolve().parent.parent / "bench" / "gen.py"
 
 
-def load_bench_generator(name: str = "bench_gen") -> ModuleType:
-    """bench/gen.py (not a package module) loaded as a module named ``name``."""
-    spec = importlib.util.spec_from_file_location(name, BENCH_GENERATOR)
+def load_bench_generator(name: str = "bench_gen", path: Path = BENCH_GENERATOR) -> ModuleType:
+    """bench/gen.py, or another script of bench/ (not package modules), as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -90,7 +90,8 @@ class FilePass:
         self.decoder = Decoder()
         # Each stream's findings are made as its record is finished.
         self.tcp = TcpTracker(plot_data, share=share, shares=shares, judge=stream_findings)
-        self.icmp = IcmpTracker()
+        # Only the first share's echoes are kept (shares.py): the others skip them.
+        self.icmp = IcmpTracker(track_echoes=share == 0)
         self.arp = ArpTracker()
         with CaptureReader(path) as reader:
             self.origin_ns = scan_frames(reader, self.decoder, self.tcp, self.icmp, self.arp)

@@ -23,17 +23,36 @@ ever got a reply from the target: ``arp.unanswered`` findings come from it.
 
 State is per pending request / per ARP pair; the records returned are the
 analysis output itself (one per echo), nothing else is kept per packet.
+
+Memory follows the requests still waiting for a reply, not the file (issue 6):
+while more than ``RETIRE_AFTER`` wait, a request idle for ``RETIRE_IDLE_NS``
+of capture time (and the oldest, past ``MAX_PENDING`` waiting) is retired, as
+``TcpTracker`` retires idle conversations: its row goes to the store as
+unanswered, and its key to a ``DiskIndex`` on disk, with the row's position.
+tshark has no time limit, so a reply found there later revives it: the
+unanswered row is dropped and the answered one stored in its place (the
+final order is by request frame, so nothing moves). A newer request of that
+key replaces the retired one, as it would a waiting one: the index forgets
+the key when the newer one is answered, or points at it once it is retired
+in turn. An in-memory filter (two bits a key, fixed size) spares the disk the
+look-ups of replies whose key was never retired; requests never look. Any
+threshold gives the same pairs; ``NETDIAG_SPILL_AFTER=0`` retires every
+waiting request before every echo (tests/test_icmp_flood.py, test_store.py
+and test_fast_path.py compare that path with the in-memory one).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import struct
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from netdiag.analysis.addr import format_addr
+from netdiag.analysis.diskindex import DiskIndex
 from netdiag.analysis.model import EchoSummary, IcmpEcho, IcmpError, RttStats
 from netdiag.analysis.packet import DecodedPacket
 from netdiag.analysis.store import (
@@ -43,6 +62,7 @@ from netdiag.analysis.store import (
     IcmpErrorCodec,
     RecordStore,
     SpilledRecords,
+    spill_after_default,
 )
 
 ECHO_REQUEST = {1: 8, 58: 128}
@@ -69,6 +89,32 @@ FRAG_NEEDED_CODE = 4
 MAX_UNMATCHED_FRAMES = 20  # reply frames kept per pair; the count covers them all
 
 StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
+
+# Requests are retired only while more than RETIRE_AFTER wait (~0.5 KB each,
+# ~2 MB then): below that, the disk index's own cost (SQLite's library and
+# page cache, the filter: up to ~5 MB) would exceed what it saves. 0 when the
+# store's threshold is 0 (the tests' setting); TcpTracker's 256 is for ~6 KB
+# conversations.
+RETIRE_AFTER: Final = 4096
+# A request waiting this long (capture time) leaves memory for the disk; ping
+# replies come within a second or so, and a later one costs only a look-up.
+RETIRE_IDLE_NS: Final = 2_000_000_000
+# Waiting requests are checked every RETIRE_SCAN_PACKETS echo packets (or once
+# per waiting request, whichever is more).
+RETIRE_SCAN_PACKETS: Final = 4096
+# A flood faster than that: past MAX_PENDING waiting, the oldest half goes too.
+MAX_PENDING: Final = 16384
+# The filter of retired keys: FILTER_BITS bits (1 MiB), two per key. Only
+# replies consult it, and a false positive costs one look-up on disk (~2 µs):
+# 5 % of them at 1M retired requests, 15 % at 2M.
+FILTER_BITS: Final = 1 << 23
+FILTER_MASK: Final = FILTER_BITS - 1
+# Echo rows past this count are ordered in arrays of slots, not by sorted();
+# frames sparser than MAX_ORDER_PASSES windows of twice the rows go to sorted().
+LARGE_ORDER_COUNT: Final = 50_000
+MAX_ORDER_PASSES: Final = 8
+
+EchoKey = tuple[int, bytes, bytes, int, int, int]
 
 
 class _Request:
@@ -118,8 +164,17 @@ class UnmatchedReplies:
 class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
-    def __init__(self, spill_after: int | None = None) -> None:
-        self._pending: dict[tuple[int, bytes, bytes, int, int, int], _Request] = {}
+    def __init__(
+        self,
+        spill_after: int | None = None,
+        retire_after: int | None = None,
+        max_pending: int = MAX_PENDING,
+        track_echoes: bool = True,
+    ) -> None:
+        # False: echoes are left alone (a share of a file other than the first
+        # wants only the errors' streams; the first share's echoes are kept).
+        self._track_echoes = track_echoes
+        self._pending: dict[EchoKey, _Request] = {}
         # A request is final once answered or replaced; its row then goes to a
         # store that moves rows to a temporary file past a threshold, so a ping
         # flood does not keep one object per request in memory.
@@ -133,6 +188,18 @@ class IcmpTracker:
         # requester) pair, so a one-way capture of a flood stays small.
         self._unmatched: dict[tuple[bytes, bytes], list[int]] = {}
         self._unmatched_counts: dict[tuple[bytes, bytes], int] = {}
+        # Retiring waiting requests (module docstring). A threshold of 0 (the
+        # tests' setting) retires every waiting request before every echo.
+        if retire_after is None:
+            spills = spill_after_default() if spill_after is None else spill_after
+            retire_after = RETIRE_AFTER if spills else 0
+        self._retire_after = retire_after
+        self._retire_idle_ns = RETIRE_IDLE_NS if retire_after else -1
+        self._until_scan = RETIRE_SCAN_PACKETS if retire_after else 1
+        self._max_pending = max_pending
+        self._retired = DiskIndex()
+        self._retired_filter = bytearray()  # FILTER_BITS bits from the first retirement
+        self.revived = 0  # retired requests a reply reached later
 
     def process(self, packet: DecodedPacket, stream_of: StreamLookup | None = None) -> None:
         """Account one decoded ICMP (proto 1) or ICMPv6 (proto 58) packet."""
@@ -143,6 +210,8 @@ class IcmpTracker:
         source = packet.src
         destination = packet.dst
         if icmp_type == ECHO_REQUEST.get(protocol) or icmp_type == ECHO_REPLY.get(protocol):
+            if not self._track_echoes:
+                return
             low, high = (source, destination) if source <= destination else (destination, source)
             is_request = icmp_type == ECHO_REQUEST[protocol]
             checksum = packet.icmp_checksum
@@ -156,6 +225,9 @@ class IcmpTracker:
                 # tshark pairs them). Compare them as one value.
                 checksum = 0
             key = (protocol, low, high, packet.icmp_id, packet.icmp_seq, checksum)
+            self._until_scan -= 1
+            if self._until_scan <= 0:
+                self._retire_idle(packet.ts_ns)
             if is_request:
                 request = _Request(
                     "icmp" if protocol == 1 else "icmpv6",
@@ -169,6 +241,10 @@ class IcmpTracker:
                 replaced = self._pending.get(key)
                 if replaced is not None:
                     self._final(replaced)  # stays unanswered: no reply can reach it now
+                # A retired request of this key is replaced too: a reply finds
+                # this one first, and the retired one is forgotten when this
+                # one is answered (below) or retired in turn (the index's entry
+                # then points here). Nothing to do per request.
                 self._pending[key] = request
             else:
                 waiting = self._pending.pop(key, None)
@@ -176,7 +252,16 @@ class IcmpTracker:
                     waiting.reply_frame = packet.frame
                     waiting.reply_ts = packet.ts_ns
                     self._final(waiting)
-                else:
+                    if self._retired_filter and self._maybe_retired(key):
+                        # An older request of this key may be retired: it must
+                        # not take a second reply (tshark finds the newest,
+                        # answered, and leaves that reply unmatched).
+                        self._retired.discard(_packed_key(key))
+                elif not (
+                    self._retired_filter
+                    and self._maybe_retired(key)
+                    and self._revive(key, packet.frame, packet.ts_ns)
+                ):
                     self._unmatched_reply(source, destination, packet.frame)
             return
         kind = ERROR_KINDS.get((protocol, icmp_type))
@@ -230,9 +315,65 @@ class IcmpTracker:
             for (source, destination), frames in self._unmatched.items()
         )
 
-    def _final(self, request: _Request) -> None:
-        self._done_frames.append(request.frame)
+    # -- retiring waiting requests (memory follows the waiting ones) ---------
+
+    def _retire_idle(self, now_ns: int) -> None:
+        pending = self._pending
+        if len(pending) > self._retire_after:
+            horizon = now_ns - self._retire_idle_ns
+            self._retire([key for key, request in pending.items() if request.ts < horizon])
+        if len(pending) > self._max_pending:
+            # Insertion order is request order (a replaced key keeps its
+            # place: close enough for choosing whom to retire).
+            self._retire(list(itertools.islice(pending, len(pending) - self._max_pending // 2)))
+        self._until_scan = max(RETIRE_SCAN_PACKETS, len(pending)) if self._retire_after else 1
+
+    def _retire(self, keys: list[EchoKey]) -> None:
+        """Store the requests of ``keys`` as unanswered; index where their rows are."""
+        if not keys:
+            return
+        if not self._retired_filter:
+            self._retired_filter = bytearray(FILTER_BITS >> 3)
+        bits = self._retired_filter
+        pending = self._pending
+        entries = []
+        for key in keys:
+            entries.append((_packed_key(key), self._final(pending.pop(key))))
+            hashed = hash(key)
+            first = hashed & FILTER_MASK
+            second = (hashed >> 32) & FILTER_MASK  # other bits of the 64-bit hash
+            bits[first >> 3] |= 1 << (first & 7)
+            bits[second >> 3] |= 1 << (second & 7)
+        self._retired.insert_many(entries)
+
+    def _maybe_retired(self, key: EchoKey) -> bool:
+        """False when ``key`` was surely never retired (the filter has no false negatives)."""
+        bits = self._retired_filter
+        hashed = hash(key)
+        first = hashed & FILTER_MASK
+        second = (hashed >> 32) & FILTER_MASK  # other bits of the 64-bit hash
+        return bool(bits[first >> 3] >> (first & 7) & bits[second >> 3] >> (second & 7) & 1)
+
+    def _revive(self, key: EchoKey, reply_frame: int, reply_ts: int) -> bool:
+        """Answer the retired request of ``key``, if there is one: its row is stored again."""
+        position = self._retired.pop(_packed_key(key))
+        if position is None:
+            return False
+        self._done_frames[position] = -1  # the unanswered row is left out of the output
+        family, frame, _none, source, destination, identifier, sequence, ts, _zero = self._done.get(
+            position
+        )
+        self._done_frames.append(frame)
         self._done.append(
+            (family, frame, reply_frame, source, destination, identifier, sequence, ts, reply_ts)
+        )
+        self.revived += 1
+        return True
+
+    def _final(self, request: _Request) -> int:
+        """Store the row of a request that is done; its position in the store is returned."""
+        self._done_frames.append(request.frame)
+        return self._done.append(
             (
                 request.family,
                 request.frame,
@@ -256,9 +397,12 @@ class IcmpTracker:
             for request in self._pending.values():
                 self._final(request)
             self._pending.clear()
-            frames = self._done_frames
-            order = sorted(range(len(frames)), key=frames.__getitem__)
+            self._retired.close()
+            self._retired_filter = bytearray()
+            # The frames go with the call: freed as soon as they are sorted.
+            frames = [self._done_frames]
             self._done_frames = array("q")
+            order = _frame_order(frames)
             self._rows = self._done.seal(order)
         codec = EchoRowCodec(origin_ns)
         if isinstance(self._rows, SpilledRecords):
@@ -270,6 +414,77 @@ class IcmpTracker:
         if self._sealed_errors is None:
             self._sealed_errors = self._errors.seal()
         return self._sealed_errors
+
+
+# Protocol, address length, the two addresses, identifier, sequence, checksum.
+_KEY_IPV4 = struct.Struct("!BB4s4sHHH")
+_KEY_IPV6 = struct.Struct("!BB16s16sHHH")
+
+
+def _packed_key(key: EchoKey) -> bytes:
+    """An echo key as the bytes the retired index keeps (both addresses have one length)."""
+    protocol, low, high, identifier, sequence, checksum = key
+    size = len(low)
+    if size == 4 and len(high) == 4:
+        return _KEY_IPV4.pack(protocol, 4, low, high, identifier, sequence, checksum)
+    if size == 16 and len(high) == 16:
+        return _KEY_IPV6.pack(protocol, 16, low, high, identifier, sequence, checksum)
+    numbers = identifier << 32 | sequence << 16 | checksum
+    return bytes((protocol, size)) + low + high + numbers.to_bytes(6, "big")
+
+
+def _frame_order(frames_holder: list[array[int]]) -> Sequence[int]:
+    """Positions of the rows by request frame, leaving out the dropped ones (-1).
+
+    ``frames_holder`` holds the only reference to the frames, which it loses.
+    Request frames are unique. ``sorted()`` of a flood's million positions
+    would build two million int objects (~70 MB); past ``LARGE_ORDER_COUNT``
+    rows each frame is put in its slot of an array as long as the span of
+    frames (at most twice the rows; in a flood about the rows), read back in
+    order into the frames array itself: 8 bytes a row plus the slots at the
+    peak. Sparser frames take one pass per window of slots, up to
+    ``MAX_ORDER_PASSES``; sparser still, ``sorted()``. No numpy (its import
+    alone costs ~10 MB and 0.08 s). Same order every way.
+    """
+    frames = frames_holder.pop()
+    count = len(frames)
+    low = high = -1
+    if count >= LARGE_ORDER_COUNT:
+        for frame in frames:
+            if frame >= 0:
+                if low < 0 or frame < low:
+                    low = frame
+                high = max(high, frame)
+    window = 2 * count
+    if low < 0 or (high - low) // window >= MAX_ORDER_PASSES:
+        positions = sorted(range(count), key=frames.__getitem__)
+        return positions[frames.count(-1) :]  # the dropped rows' -1 sorts first
+    if high - low < window:
+        slots = array("q", [-1]) * (high - low + 1)
+        for position in range(count):
+            frame = frames[position]
+            if frame >= 0:
+                slots[frame - low] = position
+        kept = 0
+        for position in slots:
+            if position >= 0:
+                frames[kept] = position
+                kept += 1
+        del frames[kept:]
+        return frames
+    ordered = array("q")
+    slots = array("q", [-1]) * window
+    for start in range(low, high + 1, window):
+        for position in range(count):
+            offset = frames[position] - start
+            if 0 <= offset < window:
+                slots[offset] = position
+        for index in range(window):
+            position = slots[index]
+            if position >= 0:
+                ordered.append(position)
+                slots[index] = -1
+    return ordered
 
 
 class _PairTotals:
