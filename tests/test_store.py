@@ -350,3 +350,17 @@ def test_records_read_in_an_order_come_in_that_order(
     assert [records[index] for index in (0, 5, len(kept) - 1)] == [
         (kept[index], "x" * (kept[index] % 13)) for index in (0, 5, len(kept) - 1)
     ]
+
+
+def test_spilled_records_pickled_by_reference_carry_no_rows() -> None:
+    """What a share's process sends its parent (analysis/shares.py): the file's
+    descriptor and the offsets, opened again through /proc, never the rows."""
+    store: RecordStore[tuple[str, int]] = RecordStore(Codec(), 0)
+    for number in range(5000):
+        store.append(("x" * 50, number))
+    records = store.seal()
+    assert len(pickle.dumps(records)) > 250_000  # the rows themselves
+    with store_module.spilled_by_reference():
+        data = pickle.dumps(records)
+    assert len(data) < 60_000  # 8 bytes of offset a record
+    assert list(pickle.loads(data)) == list(records)

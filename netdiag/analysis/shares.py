@@ -21,8 +21,10 @@ record back); grouping them (port scans, sweeps) and ordering every finding
 is done on the merged, renumbered lists, as in one pass.
 
 The other shares run in forked child processes (``_ShareProcess``); their
-finished records come back through a pipe, spilled ones as the temporary
-files' bytes (store.py).
+finished records come back through a pipe, spilled ones as references to
+the child's anonymous files, which this process opens through ``/proc``
+before the child exits (store.py, ``spilled_by_reference``): nothing of
+them is copied or held in memory on the way.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from multiprocessing.connection import Connection
 
 from netdiag.analysis.analyze import FilePass, collection_paused
 from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
-from netdiag.analysis.store import Interleaved, field_replacer
+from netdiag.analysis.store import Interleaved, field_replacer, spilled_by_reference
 from netdiag.analysis.tcp import AckRttTotals
 from netdiag.children import ignore_interrupts, interrupts_held
 from netdiag.errors import AnalysisProcessError
@@ -147,7 +149,8 @@ class _ShareProcess:
     def __init__(self, path: str, share: int, shares: int) -> None:
         # fork: the child starts with every module this process has loaded.
         context = multiprocessing.get_context("fork")
-        self._receiver, sender = context.Pipe(duplex=False)
+        # Duplex: the child waits for the parent's word before it exits (below).
+        self._receiver, sender = context.Pipe(duplex=True)
         self._sender = sender
         self._process = context.Process(
             target=_share_main, args=(sender, self._receiver, path, share, shares), daemon=True
@@ -172,6 +175,9 @@ class _ShareProcess:
         if outcome == "error":
             raise value
         assert isinstance(value, ShareResult)
+        # The child's spilled records came as references to its files (store.py,
+        # spilled_by_reference), opened here as they were unpickled: now it may go.
+        self._receiver.send("done")
         return value
 
     def end(self) -> None:
@@ -199,8 +205,10 @@ def _share_main(
     except Exception as error:  # sent to the parent, raised there at the edge
         outcome = ("error", error)
     try:
-        sender.send(outcome)
-    except OSError:
+        with spilled_by_reference():
+            sender.send(outcome)
+        sender.recv()  # until the parent has opened the files (or is gone: EOFError)
+    except (OSError, EOFError):
         pass  # the parent stopped listening (interrupted): no one to tell
     finally:
         sender.close()

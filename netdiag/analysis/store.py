@@ -34,6 +34,8 @@ import os
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import IO, Any, Generic, TypeVar, overload
 
 from netdiag.analysis.addr import format_addr
@@ -331,17 +333,61 @@ class SpilledRecords(_ReadOnlyRecords[T]):
 
     def __reduce__(self) -> tuple[Callable[..., SpilledRecords[T]], tuple[Any, ...]]:
         order = None if self._order is None else self._order.tobytes()
+        if _BY_REFERENCE.get():
+            return (
+                _open_reference,
+                (os.getpid(), self._descriptor, self._offsets.tobytes(), order, self._codec),
+            )
         return (
             _restore_spilled,
             (self.file_bytes(), self._offsets.tobytes(), order, self._codec),
         )
 
 
+# Within ``spilled_by_reference``, a SpilledRecords pickles as this process's
+# pid and the file's descriptor instead of the file's bytes.
+_BY_REFERENCE: ContextVar[bool] = ContextVar("spilled_by_reference", default=False)
+
+
+@contextmanager
+def spilled_by_reference() -> Iterator[None]:
+    """Spilled records pickled as references to this process's anonymous files.
+
+    For a child sending its records to the parent that forked it (one file
+    analysed in several processes, analysis/shares.py): the parent opens each
+    file through ``/proc/<pid>/fd/<n>`` (the same inode, which stays while
+    either holds it) while the child waits; nothing is copied or held in
+    memory on the way, where the file's bytes grew with the capture.
+    """
+    token = _BY_REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _BY_REFERENCE.reset(token)
+
+
+def _open_reference(
+    pid: int, descriptor: int, offsets: bytes, order: bytes | None, codec: Codec[T]
+) -> SpilledRecords[T]:
+    """The other end of a by-reference pickle: the sender's file, opened here."""
+    try:
+        # Not a context manager: the file lives as long as the records it holds.
+        file = open(f"/proc/{pid}/fd/{descriptor}", "rb")  # noqa: SIM115
+    except OSError as error:
+        raise spill_error(error) from error
+    return _records_in(file, offsets, order, codec)
+
+
 def _restore_spilled(
     data: bytes, offsets: bytes, order: bytes | None, codec: Codec[T]
 ) -> SpilledRecords[T]:
     """The other end of ``SpilledRecords.__reduce__``: the rows in a new temporary file."""
-    file = temporary_file(data)
+    return _records_in(temporary_file(data), offsets, order, codec)
+
+
+def _records_in(
+    file: IO[bytes], offsets: bytes, order: bytes | None, codec: Codec[T]
+) -> SpilledRecords[T]:
     offset_array = array("q")
     offset_array.frombytes(offsets)
     order_array = None
