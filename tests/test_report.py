@@ -35,9 +35,10 @@ from netdiag.analysis.model import (
     TcpStream,
     TimelineEntry,
 )
-from netdiag.errors import OutputError, UsageError
+from netdiag.analysis.store import SPILL_AFTER_VARIABLE
+from netdiag.errors import NetdiagError, OutputError, UsageError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
-from netdiag.report import parse_formats, report_document, write_report
+from netdiag.report import json_text, parse_formats, report_document, write_report
 from netdiag.report.content import PLOTTED_STREAMS, code_spans, ladder_text
 from netdiag.report.output import atomic_write_bytes
 from tests.conftest import corpus_files
@@ -539,3 +540,25 @@ def test_several_captures_and_a_run_without_capture(tmp_path: Path) -> None:
     assert [path.name for path in alone] == ["report.md", "report.json"]
     assert json.loads(alone[1].read_text(encoding="utf-8"))["run"]["ok"] is False
     assert "unreachable-before-routes" in alone[0].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("spill_after", [None, "0"], ids=["in-memory", "spilled"])
+def test_report_json_is_written_record_by_record_with_the_same_bytes(
+    tmp_path: Path, spill_after: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a run, report.json is `analyze --json`, streamed to the file: the
+    text of the whole-document writer, byte for byte, on corpus captures."""
+    if spill_after is not None:
+        monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    checked = 0
+    for capture in corpus_files()[:12]:
+        try:
+            analysis = analyze_file(capture)
+        except NetdiagError:
+            continue
+        out = tmp_path / f"{capture.name}-{spill_after}"
+        write_report(out, [analysis], formats={"json"})
+        written = (out / "report.json").read_text(encoding="utf-8")
+        assert written == json_text(report_document([analysis])), capture.name
+        checked += 1
+    assert checked >= 8

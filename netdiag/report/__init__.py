@@ -167,7 +167,7 @@ def write_report(
         report_title,
         run_port,
     )
-    from netdiag.report.output import atomic_write_text, prepare_folder
+    from netdiag.report.output import atomic_write_text, atomic_write_text_by, prepare_folder
 
     unknown = set(formats) - FORMATS
     if unknown or not formats:
@@ -226,7 +226,14 @@ def write_report(
         atomic_write_text(reports[-1], render_html(content))
     if "json" in formats:
         reports.append(out_dir / "report.json")
-        atomic_write_text(reports[-1], json_text(report_document(analyses, run)))
+        if run is None:
+            # Exactly `netdiag analyze --json`: written record by record, as it is
+            # (a big capture's document is tens of MB).
+            from netdiag.report.jsonstream import write_analyses_json
+
+            atomic_write_text_by(reports[-1], lambda out: write_analyses_json(analyses, out))
+        else:
+            atomic_write_text(reports[-1], json_text(report_document(analyses, run)))
     _remove_stale_plots(out_dir, set(written))
     return reports + written
 

@@ -10,15 +10,38 @@ intact. Failures become ``OutputError`` with the path and the reason.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from netdiag.errors import OutputError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    atomic_write_with(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text_by(path: Path, write: Callable[[TextIO], object]) -> None:
+    """``write(stream)`` to ``path`` (UTF-8) as it goes, replacing it atomically at the end.
+
+    For documents too big to build as one string first (the JSON of a big capture).
+    """
+
+    def write_text(handle: BinaryIO) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        write(text)
+        text.flush()
+        text.detach()  # the binary file stays with atomic_write_with, which closes it
+
+    atomic_write_with(path, write_text)
+
+
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(file)`` to a temporary file beside ``path``, then ``os.replace`` it there."""
     descriptor = -1
     temporary = ""
     try:
@@ -26,7 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(descriptor, "wb") as handle:
             descriptor = -1  # now owned by the file object
-            handle.write(data)
+            write(handle)
         # mkstemp creates 0600; a report is meant to be read by others too.
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
