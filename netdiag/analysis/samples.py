@@ -16,8 +16,8 @@ selection (about 0.08 s against 0.015 s at a million packets).
 
 The samples' order carries no meaning, so spools merge by concatenation
 (and their histograms by addition): one file analysed in several processes
-(analysis/shares.py) sends each share's samples as raw bytes, with its
-histogram, to be added to the first share's spool, with exactly the
+(analysis/shares.py) hands each share's spooled file, with its histogram,
+to the first share's spool, which reads it a chunk at a time: exactly the
 statistics a single pass gives.
 """
 
@@ -100,17 +100,27 @@ class SampleSpool:
         self._written += len(values)
         self.values = array("q")
 
-    def to_bytes(self) -> bytes:
-        """Every sample as native int64 bytes, written ones first (order is meaningless)."""
-        return self._read(0, self._written) + self.values.tobytes()
+    def written(self) -> tuple[IO[bytes] | None, int]:
+        """Every sample written out (the held ones too): the file, and how many it holds."""
+        self.spill()
+        return self._file, self._written
 
-    def extend(self, data: bytes, histogram: Sequence[int]) -> None:
-        """Add another spool's samples, as its ``to_bytes`` and ``histogram`` give them."""
-        step = self.chunk * _ITEM_BYTES
-        for start in range(0, len(data), step):
-            self.values.frombytes(data[start : start + step])
+    def extend_from(self, file: IO[bytes], count: int, histogram: Sequence[int]) -> None:
+        """Add ``count`` samples read from ``file`` (another spool's ``written``), a
+        chunk at a time, and that spool's ``histogram``."""
+        step = self.chunk
+        for first in range(0, count, step):
+            size = min(step, count - first) * _ITEM_BYTES
+            try:
+                data = os.pread(file.fileno(), size, first * _ITEM_BYTES)
+            except OSError as error:
+                raise spill_error(error) from error
+            self.values.frombytes(data)
             if len(self.values) >= self.chunk:
                 self.spill()
+        self._add_histogram(histogram)
+
+    def _add_histogram(self, histogram: Sequence[int]) -> None:
         counts = self.histogram
         for bucket in range(BUCKETS):
             counts[bucket] += histogram[bucket]

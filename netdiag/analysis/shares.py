@@ -29,16 +29,24 @@ them is copied or held in memory on the way.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import multiprocessing
 import os
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import IO, Any
 
 from netdiag.analysis.analyze import FilePass, collection_paused
 from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
-from netdiag.analysis.store import Interleaved, field_replacer, spilled_by_reference
+from netdiag.analysis.store import (
+    Interleaved,
+    field_replacer,
+    spill_error,
+    spilled_by_reference,
+)
 from netdiag.analysis.tcp import AckRttTotals
 from netdiag.children import ignore_interrupts, interrupts_held
 from netdiag.errors import AnalysisProcessError
@@ -65,6 +73,30 @@ def shares_for(path: str | os.PathLike[str], jobs: int) -> int:
     return max(1, min(jobs, MAX_SHARES, size // SHARE_MIN_BYTES + 1))
 
 
+class SampleFile:
+    """A share's spooled ack_rtt samples: pickled as a reference to the child's
+    anonymous file (its pid and descriptor), opened through ``/proc`` in the
+    parent while the child waits, as its spilled records are (store.py)."""
+
+    def __init__(self, file: IO[bytes] | None, count: int) -> None:
+        self.file = file
+        self.count = count
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.file is None:
+            return (SampleFile, (None, 0))
+        return (_open_sample_file, (os.getpid(), self.file.fileno(), self.count))
+
+
+def _open_sample_file(pid: int, descriptor: int, count: int) -> SampleFile:
+    try:
+        # Not a context manager: the file lives as long as the SampleFile.
+        file = open(f"/proc/{pid}/fd/{descriptor}", "rb")  # noqa: SIM115
+    except OSError as error:
+        raise spill_error(error) from error
+    return SampleFile(file, count)
+
+
 @dataclass(frozen=True)
 class ShareResult:
     """What a child's share of the conversations gives back."""
@@ -73,8 +105,8 @@ class ShareResult:
     judged: Sequence[StreamFindings | None]  # each stream's findings, in the same order
     creation_frames: bytes  # array("q"): the frame that began each stream
     totals: dict[str, int]
-    ack_rtt: bytes  # samples.SampleSpool.to_bytes()
-    ack_rtt_histogram: tuple[int, ...]  # and its histogram
+    ack_rtt: SampleFile | None  # the share's ack_rtt samples, all written out
+    ack_rtt_histogram: tuple[int, ...]  # and their histogram
     error_streams: tuple[int | None, ...]  # per ICMP error, the stream found in this share
 
 
@@ -89,7 +121,7 @@ def follow_share(path: str, share: int, shares: int) -> ShareResult:
             judged=tcp.judgements,
             creation_frames=tcp.creation_frames.tobytes(),
             totals=tcp.totals(),
-            ack_rtt=tcp.ack_rtt.to_bytes(),
+            ack_rtt=SampleFile(*tcp.ack_rtt.written()),
             ack_rtt_histogram=tuple(tcp.ack_rtt.histogram),
             error_streams=tuple(error.stream for error in file_pass.icmp.errors()),
         )
@@ -112,7 +144,7 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
                 judged=tcp.judgements,
                 creation_frames=tcp.creation_frames.tobytes(),
                 totals=tcp.totals(),
-                ack_rtt=b"",
+                ack_rtt=None,
                 ack_rtt_histogram=(),
                 error_streams=(),
             )
@@ -121,7 +153,9 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
         for child in children:
             child.end()
     for other in others:
-        tcp.ack_rtt.extend(other.ack_rtt, other.ack_rtt_histogram)
+        samples = other.ack_rtt
+        if samples is not None and samples.file is not None:
+            tcp.ack_rtt.extend_from(samples.file, samples.count, other.ack_rtt_histogram)
     minimum, median, maximum = tcp.ack_rtt.stats_ms()
     results = [own, *others]
     picks, numbers = file_order(results)
@@ -217,13 +251,14 @@ def _share_main(
 def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[int]]]:
     """The shares' streams in one pass's order: the share of each, and each share's
     numbers (the share's own stream number -> the file's)."""
-    began: list[tuple[int, int]] = []  # (first frame, share), sorted: the file's order
+    # Each share's streams are in the order of their first frames already:
+    # merged lazily, one (frame, share) at a time, nothing held per stream.
+    began = []
     for share, result in enumerate(results):
         frames = array("q")
         frames.frombytes(result.creation_frames)
-        began.extend((frame, share) for frame in frames)
-    began.sort()
-    picks = array("b", [share for _frame, share in began])
+        began.append(zip(frames, itertools.repeat(share), strict=False))
+    picks = array("b", [share for _frame, share in heapq.merge(*began)])
     numbers = [array("q") for _result in results]
     for number, share in enumerate(picks):
         numbers[share].append(number)
