@@ -44,7 +44,7 @@ from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings,
 from netdiag.analysis.store import (
     Interleaved,
     field_replacer,
-    spill_error,
+    open_file_of,
     spilled_by_reference,
 )
 from netdiag.analysis.tcp import AckRttTotals
@@ -89,12 +89,7 @@ class SampleFile:
 
 
 def _open_sample_file(pid: int, descriptor: int, count: int) -> SampleFile:
-    try:
-        # Not a context manager: the file lives as long as the SampleFile.
-        file = open(f"/proc/{pid}/fd/{descriptor}", "rb")  # noqa: SIM115
-    except OSError as error:
-        raise spill_error(error) from error
-    return SampleFile(file, count)
+    return SampleFile(open_file_of(pid, descriptor), count)
 
 
 @dataclass(frozen=True)
@@ -114,17 +109,25 @@ def follow_share(path: str, share: int, shares: int) -> ShareResult:
     """The pass over ``path`` for conversations of ``share`` (in a child process)."""
     with collection_paused():
         file_pass = FilePass(path, plot_data=False, share=share, shares=shares)
-        tcp = file_pass.tcp
-        streams = tcp.finish()
-        return ShareResult(
-            streams=streams,
-            judged=tcp.judgements,
-            creation_frames=tcp.creation_frames.tobytes(),
-            totals=tcp.totals(),
-            ack_rtt=SampleFile(*tcp.ack_rtt.written()),
-            ack_rtt_histogram=tuple(tcp.ack_rtt.histogram),
-            error_streams=tuple(error.stream for error in file_pass.icmp.errors()),
-        )
+        return _share_result(file_pass, for_parent=True)
+
+
+def _share_result(file_pass: FilePass, for_parent: bool) -> ShareResult:
+    """The TCP results of a share's pass; ``for_parent``: also what only the first
+    share's process lacks (the ack_rtt samples, the streams of the ICMP errors)."""
+    tcp = file_pass.tcp
+    streams = tcp.finish()
+    return ShareResult(
+        streams=streams,
+        judged=tcp.judgements,
+        creation_frames=tcp.creation_frames.tobytes(),
+        totals=tcp.totals(),
+        ack_rtt=SampleFile(*tcp.ack_rtt.written()) if for_parent else None,
+        ack_rtt_histogram=tuple(tcp.ack_rtt.histogram) if for_parent else (),
+        error_streams=(
+            tuple(error.stream for error in file_pass.icmp.errors()) if for_parent else ()
+        ),
+    )
 
 
 def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
@@ -138,16 +141,8 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
             children[-1].start()
         with collection_paused():
             first = FilePass(name, plot_data=False, share=0, shares=shares)
-            tcp = first.tcp
-            own = ShareResult(
-                streams=tcp.finish(),
-                judged=tcp.judgements,
-                creation_frames=tcp.creation_frames.tobytes(),
-                totals=tcp.totals(),
-                ack_rtt=None,
-                ack_rtt_histogram=(),
-                error_streams=(),
-            )
+            own = _share_result(first, for_parent=False)
+        tcp = first.tcp
         others = [child.result() for child in children]
     finally:
         for child in children:

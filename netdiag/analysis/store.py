@@ -370,12 +370,17 @@ def _open_reference(
     pid: int, descriptor: int, offsets: bytes, order: bytes | None, codec: Codec[T]
 ) -> SpilledRecords[T]:
     """The other end of a by-reference pickle: the sender's file, opened here."""
+    return _records_in(open_file_of(pid, descriptor), offsets, order, codec)
+
+
+def open_file_of(pid: int, descriptor: int) -> IO[bytes]:
+    """Another process's open file (one of its anonymous ones), opened here through
+    ``/proc``: the same inode, which stays while either process holds it."""
     try:
-        # Not a context manager: the file lives as long as the records it holds.
-        file = open(f"/proc/{pid}/fd/{descriptor}", "rb")  # noqa: SIM115
+        # Returned open: the file lives as long as what reads it.
+        return open(f"/proc/{pid}/fd/{descriptor}", "rb")
     except OSError as error:
         raise spill_error(error) from error
-    return _records_in(file, offsets, order, codec)
 
 
 def _restore_spilled(
