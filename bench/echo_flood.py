@@ -40,6 +40,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# gen.py's checksum and pcap writer: bench/ is not a package, so it is found
+# beside this file (run as a script, or loaded by the tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen import Writer, internet_checksum
+
 SECOND = 1_000_000_000
 START_NS = 1_700_000_000 * SECOND
 ETHERNET_IPV4 = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
@@ -60,14 +65,9 @@ SECOND_ROUND_SHARE = 0.002
 REPEAT_LATER_SHARE = 0.002
 
 
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+def even(data: bytes) -> bytes:
+    """``data`` padded to an even length, as the checksum reads 16-bit words."""
+    return data + b"\x00" if len(data) % 2 else data
 
 
 class Host:
@@ -89,12 +89,12 @@ def echo_frame(
         request_or_reply = 128 if icmp_type == 8 else 129
         message = ICMP_HEAD.pack(request_or_reply, 0, 0, identifier, sequence) + body
         pseudo = source + destination + struct.pack("!I3xB", len(message), 58)
-        checksum = internet_checksum(pseudo + message)
+        checksum = internet_checksum(even(pseudo + message))
         message = message[:2] + checksum.to_bytes(2, "big") + message[4:]
         header = IPV6_HEAD.pack(0x60000000, len(message), 58, 64, source, destination)
         return ETHERNET_IPV6 + header + message
     message = ICMP_HEAD.pack(icmp_type, 0, 0, identifier, sequence) + body
-    checksum = internet_checksum(message)
+    checksum = internet_checksum(even(message))
     message = message[:2] + checksum.to_bytes(2, "big") + message[4:]
     header = IPV4_HEAD.pack(0x45, 0, 20 + len(message), 1, 0, 64, 1, 0, source, destination)
     return ETHERNET_IPV4 + header + message
@@ -163,22 +163,19 @@ def flood_frames(
 
 
 def write_pcap(path: Path, frames: Iterator[tuple[int, bytes]]) -> int:
-    """A nanosecond pcap of Ethernet ``frames``; the number of frames written."""
+    """A nanosecond pcap of Ethernet ``frames`` (gen.py's writer); the number written."""
+    writer = Writer(path, "pcap-ns")
     count = 0
-    record = struct.Struct("<IIII")
-    with path.open("wb") as handle:
-        handle.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))
-        parts: list[bytes] = []
-        for when, frame in frames:
-            seconds, fraction = divmod(when, SECOND)
-            parts.append(record.pack(seconds, fraction, len(frame), len(frame)))
-            parts.append(frame)
-            count += 1
-            if len(parts) >= 2 * BATCH_RECORDS:
-                handle.write(b"".join(parts))
-                parts.clear()
-        handle.write(b"".join(parts))
-    return count
+    batch: list[tuple[int, bytes]] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= BATCH_RECORDS:
+            writer.write(batch)
+            count += len(batch)
+            batch.clear()
+    writer.write(batch)
+    writer.close()
+    return count + len(batch)
 
 
 def main(argv: list[str] | None = None) -> int:
