@@ -1,5 +1,5 @@
 """``python -m netdiag`` runs the command-line interface."""
 
-from netdiag.cli import main
+from netdiag.launcher import main
 
 main()

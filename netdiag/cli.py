@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "command_started": False}
 
 
 @app.callback()
@@ -47,6 +47,7 @@ def _finish(command: Callable[[], int]) -> NoReturn:
     Commands that own resources tear them down in their own ``finally``
     before the interrupt reaches this point.
     """
+    _state["command_started"] = True
     try:
         code = command()
     except KeyboardInterrupt:
@@ -322,4 +323,8 @@ def main() -> None:
         sys.exit(int(getattr(error, "exit_code", ExitStatus.USAGE)))
     except typer.Abort:
         sys.exit(int(ExitStatus.INTERRUPTED))
+    if code == ExitStatus.INTERRUPTED and not _state["command_started"]:
+        # Typer turns a Ctrl-C that lands while it parses the command line (and
+        # loads its type adapters, ~50 ms) into a silent exit 130.
+        print("netdiag: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

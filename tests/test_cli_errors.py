@@ -106,3 +106,46 @@ def test_help_is_quick_to_import() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "netdiag.cli",  # the launcher's import of the command line (typer, click, rich)
+        "typer._adapters",  # typer's lazy import while it converts the arguments
+    ],
+)
+def test_interrupt_before_the_command_runs(module: str, tmp_path: Path) -> None:
+    """Ctrl-C before a command's body runs: exit 130 and one line, no traceback.
+
+    The KeyboardInterrupt is raised by an import on the way (a finder placed
+    ahead of the real ones), where a real Ctrl-C lands only by chance of timing.
+    """
+    probe = (
+        "import sys\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            raise KeyboardInterrupt\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        "from netdiag.launcher import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "analyze", str(tmp_path / "missing.pcap"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 130
+    assert result.stderr == "netdiag: interrupted\n"
+    assert result.stdout == ""
+
+
+def test_launcher_exit_status_is_the_contracts() -> None:
+    from netdiag.errors import ExitStatus
+    from netdiag.launcher import INTERRUPTED
+
+    assert int(ExitStatus.INTERRUPTED) == INTERRUPTED
