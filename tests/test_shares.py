@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+from array import array
 from collections import Counter
 from pathlib import Path
 
@@ -33,10 +34,12 @@ from netdiag.analysis.shares import (
     SHARE_MIN_BYTES,
     ShareResult,
     analyze_in_shares,
+    follow_share,
+    plot_cut,
     shares_for,
 )
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
-from netdiag.analysis.tcp import conversation_share
+from netdiag.analysis.tcp import MAX_POINTS_TOTAL, conversation_share
 from netdiag.errors import AnalysisProcessError, NetdiagError, OutputError
 from tests.conftest import corpus_files
 from tests.helpers import load_bench_generator, netdiag
@@ -48,9 +51,9 @@ HOSTS = [bytes([10, 0, 1, n]) for n in range(1, 7)]
 ROUTER = bytes([10, 0, 9, 1])
 
 
-def assert_same_as_one_pass(path: Path, shares: int) -> None:
-    single = analyze_file(path, plot_data=False)
-    split = analyze_in_shares(path, shares)
+def assert_same_as_one_pass(path: Path, shares: int, plot_data: bool = False) -> None:
+    single = analyze_file(path, plot_data=plot_data)
+    split = analyze_in_shares(path, shares, plot_data)
     assert split.tcp == single.tcp
     assert split.icmp_errors == single.icmp_errors
     assert split.findings == single.findings
@@ -165,6 +168,40 @@ def test_bench_capture_split_in_shares_equals_one_pass(
     assert len(single.tcp) > 200 and single.ack_rtt_count > 1000
     assert sum(single.tcp_analysis_totals.values()) > 0
     assert_same_as_one_pass(path, 2)
+
+
+@pytest.mark.parametrize("capture", CORPUS, ids=[path.name for path in CORPUS])
+def test_corpus_plot_points_split_in_shares_equal_one_pass(capture: Path) -> None:
+    try:
+        analyze_file(capture, plot_data=False)
+    except NetdiagError:
+        pytest.skip("not a capture the reader opens")
+    assert_same_as_one_pass(capture, 2, plot_data=True)
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+def test_plot_points_cut_where_one_pass_cuts_them(tmp_path: Path, shares: int) -> None:
+    """More plot points than MAX_POINTS_TOTAL: the shares together keep more, and
+    the merge must keep exactly the first ones of the file, as one pass does,
+    here where the cut falls between a frame's RTT sample and its point."""
+    path = tmp_path / "bench.pcap"
+    # Seed 15: the cap is reached at the RTT sample of a frame that also has a point.
+    load_bench_generator("bench_gen_for_plot_cut").generate(path, 90_000, seed=15)
+    single = analyze_file(path, plot_data=True)
+    kept = sum(len(stream.seq_points) + len(stream.rtt_samples) for stream in single.tcp)
+    assert kept == MAX_POINTS_TOTAL  # the file has more: one pass stopped at the cap
+    results = [follow_share(str(path), share, shares, True) for share in range(shares)]
+    cut = plot_cut(results)
+    assert cut is not None and cut.taken == 1
+    assert max(array("q", result.plot_frames).count(cut.frame) for result in results) == 2
+    split = analyze_in_shares(path, shares, plot_data=True)
+    assert [stream.seq_points for stream in split.tcp] == [
+        stream.seq_points for stream in single.tcp
+    ]
+    assert [stream.rtt_samples for stream in split.tcp] == [
+        stream.rtt_samples for stream in single.tcp
+    ]
+    assert split == single
 
 
 def test_small_files_stay_in_one_process(tmp_path: Path) -> None:
@@ -282,7 +319,7 @@ def test_an_error_in_a_share_is_raised_by_the_first_process(
     path = tmp_path / "conversations.pcap"
     write_pcap(path, many_conversations(1))
 
-    def fails(path: str, share: int, shares: int) -> ShareResult:
+    def fails(path: str, share: int, shares: int, plot_data: bool) -> ShareResult:
         raise OutputError(f"share {share} of {shares} cannot spill", "free some space")
 
     monkeypatch.setattr(shares_module, "follow_share", fails)  # the forked child's too
@@ -300,7 +337,7 @@ def test_a_share_process_that_dies_is_an_environment_error(
     path = tmp_path / "conversations.pcap"
     write_pcap(path, many_conversations(1))
 
-    def dies(path: str, share: int, shares: int) -> ShareResult:
+    def dies(path: str, share: int, shares: int, plot_data: bool) -> ShareResult:
         os._exit(9)  # as if the kernel's OOM killer had taken it
 
     monkeypatch.setattr(shares_module, "follow_share", dies)

@@ -42,13 +42,12 @@ def analyze_file(path: str | os.PathLike[str], plot_data: bool = True, shares: i
     ``plot_data=False`` leaves the streams' ``seq_points`` and ``rtt_samples``
     empty (only the HTML plots read them; the JSON document does not).
     ``shares > 1`` splits the conversations over that many processes
-    (analysis/shares.py); the result is the same. Plot points are capped over
-    the whole file, which no share can see, so ``plot_data`` keeps one process.
+    (analysis/shares.py); the result is the same.
     """
-    if shares > 1 and not plot_data:
+    if shares > 1:
         from netdiag.analysis.shares import analyze_in_shares
 
-        return analyze_in_shares(path, shares)
+        return analyze_in_shares(path, shares, plot_data)
     with collection_paused():
         file_pass = FilePass(path, plot_data)
         streams = file_pass.tcp.finish()

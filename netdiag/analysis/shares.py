@@ -20,6 +20,12 @@ its share, as its record is finished (in parallel, and without reading the
 record back); grouping them (port scans, sweeps) and ordering every finding
 is done on the merged, renumbered lists, as in one pass.
 
+Plot points (``--out`` reports) are capped at ``MAX_POINTS_TOTAL`` over the
+whole file, the first ones in frame order. Each share keeps its own first
+``MAX_POINTS_TOTAL`` and the frames they came from; the file's first ones are
+among those, so the merge finds where one pass would have stopped
+(``plot_cut``) and trims every stream's points there (``_within_cut``).
+
 The other shares run in forked child processes (``_ShareProcess``); their
 finished records come back through a pipe, spilled ones as references to
 the child's anonymous files, which this process opens through ``/proc``
@@ -29,6 +35,8 @@ them is copied or held in memory on the way.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import heapq
 import itertools
 import multiprocessing
@@ -37,17 +45,25 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from netdiag.analysis.analyze import FilePass, collection_paused
-from netdiag.analysis.model import Analysis, Finding, IcmpError, StreamFindings, TcpStream
+from netdiag.analysis.model import (
+    Analysis,
+    Finding,
+    IcmpError,
+    RttSample,
+    SeqPoint,
+    StreamFindings,
+    TcpStream,
+)
 from netdiag.analysis.store import (
     Interleaved,
     field_replacer,
     open_file_of,
     spilled_by_reference,
 )
-from netdiag.analysis.tcp import AckRttTotals
+from netdiag.analysis.tcp import MAX_POINTS_TOTAL, AckRttTotals
 from netdiag.children import ignore_interrupts, interrupts_held
 from netdiag.errors import AnalysisProcessError
 
@@ -103,12 +119,13 @@ class ShareResult:
     ack_rtt: SampleFile | None  # the share's ack_rtt samples, all written out
     ack_rtt_histogram: tuple[int, ...]  # and their histogram
     error_streams: tuple[int | None, ...]  # per ICMP error, the stream found in this share
+    plot_frames: bytes  # array("q"): the frame of each plot point kept, in order
 
 
-def follow_share(path: str, share: int, shares: int) -> ShareResult:
+def follow_share(path: str, share: int, shares: int, plot_data: bool) -> ShareResult:
     """The pass over ``path`` for conversations of ``share`` (in a child process)."""
     with collection_paused():
-        file_pass = FilePass(path, plot_data=False, share=share, shares=shares)
+        file_pass = FilePass(path, plot_data, share=share, shares=shares)
         return _share_result(file_pass, for_parent=True)
 
 
@@ -127,20 +144,23 @@ def _share_result(file_pass: FilePass, for_parent: bool) -> ShareResult:
         error_streams=(
             tuple(error.stream for error in file_pass.icmp.errors()) if for_parent else ()
         ),
+        plot_frames=tcp.plot_frames.tobytes(),
     )
 
 
-def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
-    """``analyze_file(path, plot_data=False)``, the conversations split ``shares`` ways."""
+def analyze_in_shares(
+    path: str | os.PathLike[str], shares: int, plot_data: bool = False
+) -> Analysis:
+    """``analyze_file(path, plot_data)``, the conversations split ``shares`` ways."""
     name = os.fspath(path)
     children: list[_ShareProcess] = []
     try:
         for share in range(1, shares):
             # Known before it starts: a Ctrl-C delivered as it starts still ends it.
-            children.append(_ShareProcess(name, share, shares))
+            children.append(_ShareProcess(name, share, shares, plot_data))
             children[-1].start()
         with collection_paused():
-            first = FilePass(name, plot_data=False, share=0, shares=shares)
+            first = FilePass(name, plot_data, share=0, shares=shares)
             own = _share_result(first, for_parent=False)
         tcp = first.tcp
         others = [child.result() for child in children]
@@ -154,7 +174,9 @@ def analyze_in_shares(path: str | os.PathLike[str], shares: int) -> Analysis:
     minimum, median, maximum = tcp.ack_rtt.stats_ms()
     results = [own, *others]
     picks, numbers = file_order(results)
-    streams = Interleaved([result.streams for result in results], picks, _stream_numbered)
+    cut = plot_cut(results)
+    numbered = _stream_numbered if cut is None else functools.partial(_within_cut, cut)
+    streams = Interleaved([result.streams for result in results], picks, numbered)
     judged = Interleaved([result.judged for result in results], picks, _findings_numbered)
     errors = first.icmp.errors()
     return first.analysis(
@@ -175,14 +197,16 @@ class _ShareProcess:
     Ctrl-C made the compiled pass abort, "fatal: out of memory", in tests).
     """
 
-    def __init__(self, path: str, share: int, shares: int) -> None:
+    def __init__(self, path: str, share: int, shares: int, plot_data: bool) -> None:
         # fork: the child starts with every module this process has loaded.
         context = multiprocessing.get_context("fork")
         # Duplex: the child waits for the parent's word before it exits (below).
         self._receiver, sender = context.Pipe(duplex=True)
         self._sender = sender
         self._process = context.Process(
-            target=_share_main, args=(sender, self._receiver, path, share, shares), daemon=True
+            target=_share_main,
+            args=(sender, self._receiver, path, share, shares, plot_data),
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -221,7 +245,12 @@ class _ShareProcess:
 
 
 def _share_main(
-    sender: Connection, receiver: Connection, path: str, share: int, shares: int
+    sender: Connection,
+    receiver: Connection,
+    path: str,
+    share: int,
+    shares: int,
+    plot_data: bool,
 ) -> None:
     """The child: its share's pass, its result (or error) sent to the parent."""
     ignore_interrupts()  # the parent answers Ctrl-C
@@ -230,7 +259,7 @@ def _share_main(
     receiver.close()
     outcome: tuple[str, object]
     try:
-        outcome = ("result", follow_share(path, share, shares))
+        outcome = ("result", follow_share(path, share, shares, plot_data))
     except Exception as error:  # sent to the parent, raised there at the edge
         outcome = ("error", error)
     try:
@@ -262,6 +291,65 @@ def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[i
 
 def _stream_numbered(number: int, stream: TcpStream) -> TcpStream:
     return _renumbered_stream(stream, number)
+
+
+@dataclass(frozen=True)
+class PlotCut:
+    """Where one pass stopped keeping plot points: every point of a frame before
+    ``frame``, and the first ``taken`` (1 or 2: its RTT sample, then its point)
+    of ``frame`` itself."""
+
+    frame: int
+    taken: int
+
+
+def plot_cut(results: Sequence[ShareResult]) -> PlotCut | None:
+    """The cut of the file's first ``MAX_POINTS_TOTAL`` plot points, or None when
+    the shares kept fewer than that together (then every one of them stays)."""
+    kept = []
+    for result in results:
+        frames = array("q")
+        frames.frombytes(result.plot_frames)
+        kept.append(frames)
+    if sum(len(frames) for frames in kept) <= MAX_POINTS_TOTAL:
+        return None
+    # A frame belongs to one conversation, so to one share: equal frames are
+    # neighbours in one share's array, in the order that share kept them.
+    first = list(itertools.islice(heapq.merge(*kept), MAX_POINTS_TOTAL))
+    last = first[-1]
+    return PlotCut(last, first.count(last))
+
+
+def _within_cut(cut: PlotCut, number: int, stream: TcpStream) -> TcpStream:
+    """``stream`` numbered ``number``, with only the plot points one pass kept."""
+    stream = _renumbered_stream(stream, number)
+    samples, points = stream.rtt_samples, stream.seq_points
+    if (not samples or samples[-1].frame < cut.frame) and (
+        not points or points[-1].frame < cut.frame
+    ):
+        return stream
+    # The cut frame's RTT sample comes before its point: it takes the first place.
+    kept_samples, left = _kept_until(samples, cut.frame, cut.taken)
+    kept_points, _left = _kept_until(points, cut.frame, left)
+    return dataclasses.replace(stream, rtt_samples=kept_samples, seq_points=kept_points)
+
+
+PlotItem = TypeVar("PlotItem", RttSample, SeqPoint)
+
+
+def _kept_until(
+    items: tuple[PlotItem, ...], frame: int, places: int
+) -> tuple[tuple[PlotItem, ...], int]:
+    """The ``items`` of frames before ``frame``, and of ``frame`` while ``places``
+    last; and the places left."""
+    kept = []
+    for item in items:
+        if item.frame == frame and places:
+            places -= 1
+        elif item.frame >= frame:
+            break  # in frame order: none of the rest is kept
+        kept.append(item)
+    return tuple(kept), places
 
 
 def _findings_numbered(number: int, judged: StreamFindings | None) -> StreamFindings | None:

@@ -732,6 +732,11 @@ class TcpTracker:
         # seq_points / rtt_samples feed the HTML plots only; without them
         # (``netdiag analyze --json``) no point is kept at all.
         self._points_left = MAX_POINTS_TOTAL if plot_data else 0
+        # The frame of every point and sample kept, in the order kept (a frame
+        # gives at most an RTT sample, then a point): the shares of one file
+        # each keep their first MAX_POINTS_TOTAL, and the merge keeps the file's
+        # first MAX_POINTS_TOTAL of them by these frames (shares.py, plot_cut).
+        self.plot_frames = array("q")
         # Wireshark's ack_rtt of every frame: exact statistics, memory bounded.
         self.ack_rtt = SampleSpool()
         self._totals: dict[int, int] = {}
@@ -918,6 +923,7 @@ class TcpTracker:
                 if self._points_left > 0 and len(conversation.rtt_samples) < MAX_POINTS_PER_STREAM:
                     conversation.rtt_samples.append((frame, ts, 1 - forward_index, rtt_ns))
                     self._points_left -= 1
+                    self.plot_frames.append(frame)
             else:
                 conversation.karn_excluded += 1
 
@@ -927,9 +933,11 @@ class TcpTracker:
                 kind = "retransmission" if ta & A_ANY_RETRANSMISSION else "data"
                 conversation.points.append((frame, ts, forward_index, relative_seq, seglen, kind))
                 self._points_left -= 1
+                self.plot_frames.append(frame)
             elif flags & ACK:
                 conversation.points.append((frame, ts, forward_index, relative_ack, 0, "ack"))
                 self._points_left -= 1
+                self.plot_frames.append(frame)
         if self.on_frame is not None:
             self.on_frame(frame, conversation.stream, ta, rtt_ns if acked_segment else None)
 
