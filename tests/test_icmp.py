@@ -19,7 +19,14 @@ import pytest
 
 from netdiag.analysis.analyze import analyze_file
 from netdiag.analysis.findings import build_findings
-from netdiag.analysis.icmp import ArpTracker, IcmpTracker, ping_stats, summarize
+from netdiag.analysis.icmp import (
+    MAX_UNMATCHED_FRAMES,
+    MAX_UNMATCHED_PAIRS,
+    ArpTracker,
+    IcmpTracker,
+    ping_stats,
+    summarize,
+)
 from netdiag.analysis.model import FileInfo
 from netdiag.analysis.packet import SYN, DecodedPacket, FrameClass
 from netdiag.analysis.tcp import TcpTracker
@@ -303,6 +310,57 @@ def test_zero_checksum_replies_pair_as_tshark_does(tmp_path: Path, seq: int) -> 
     write_pcap(path, zero_checksum_reply_capture(seq))
     assert_pairs_as_tshark_does(path)
     assert [e.frame_rep for e in analyze_file(path).icmp_echo] == [2, 4]
+
+
+def spoofed_reply_flood(extra_pairs: int) -> list[tuple[int, bytes]]:
+    """Echo replies to A from MAX_UNMATCHED_PAIRS + ``extra_pairs`` hosts, one each
+    (the backscatter of a flood with spoofed sources), then 3 more from the first."""
+    repliers = [
+        bytes([172, 16, n >> 8, n & 0xFF]) for n in range(MAX_UNMATCHED_PAIRS + extra_pairs)
+    ]
+    frames = [
+        (T0_NS + n * 1000, echo_bytes(replier, A, 0, 9, n & 0xFFFF, b"ping"))
+        for n, replier in enumerate(repliers)
+    ]
+    start = T0_NS + len(frames) * 1000
+    frames += [(start + n, echo_bytes(repliers[0], A, 0, 9, 60000 + n, b"ping")) for n in range(3)]
+    return frames
+
+
+def test_replies_of_pairs_past_the_bound_are_counted_together(tmp_path: Path) -> None:
+    extra = 50
+    path = tmp_path / "backscatter.pcap"
+    write_pcap(path, spoofed_reply_flood(extra))
+    analysis = analyze_file(path)
+    total = MAX_UNMATCHED_PAIRS + extra + 3
+    assert analysis.icmp_unmatched_replies == total
+    unmatched = [f for f in analysis.findings if f.code == "icmp.reply-unmatched"]
+    assert len(unmatched) == MAX_UNMATCHED_PAIRS + 1  # the pairs, and the rest together
+    first_pair = [f for f in unmatched if " from 172.16.0.0 to " in f.message]
+    assert len(first_pair) == 1 and first_pair[0].message.startswith("4 echo replies")
+    more = [f for f in unmatched if " more " in f.message]
+    assert len(more) == 1
+    assert more[0].message.startswith(f"{extra} more echo replies had no request")
+    # Frames are numbered from 1: the first MAX_UNMATCHED_FRAMES past the bound.
+    past = MAX_UNMATCHED_PAIRS + 1
+    assert more[0].frames == tuple(range(past, past + MAX_UNMATCHED_FRAMES))
+    # Every reply is in exactly one finding's count (the frames are capped).
+    counts = [int(f.message.split()[0]) for f in unmatched]
+    assert sum(counts) == total
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (cross-check only)")
+def test_a_spoofed_reply_flood_counts_as_tshark_does(tmp_path: Path) -> None:
+    path = tmp_path / "backscatter.pcap"
+    write_pcap(path, spoofed_reply_flood(5))
+    output = subprocess.run(
+        [TSHARK, "-n", "-r", str(path), "-T", "fields", "-e", "icmp.resp_to", "-e", "icmp.type"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    unanswered = [line for line in output.splitlines() if line == "\t0"]
+    assert analyze_file(path).icmp_unmatched_replies == len(unanswered) == MAX_UNMATCHED_PAIRS + 8
 
 
 def test_replies_without_a_request_are_counted_per_pair_with_bounded_frames() -> None:

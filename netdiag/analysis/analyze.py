@@ -110,6 +110,7 @@ class FilePass:
         echoes = icmp.echoes(self.origin_ns or 0)
         summaries = summarize(echoes)
         unmatched = icmp.unmatched_replies()
+        more_unmatched = icmp.more_unmatched_replies()
         findings = build_findings(
             self.info,
             streams,
@@ -119,6 +120,7 @@ class FilePass:
             self.arp.questions(),
             unmatched_replies=unmatched,
             judged_streams=judged_streams,
+            more_unmatched_replies=more_unmatched,
         )
         return Analysis(
             file=self.info,
@@ -126,7 +128,8 @@ class FilePass:
             icmp_echo=echoes,
             icmp_echo_summary=summaries,
             icmp_errors=errors,
-            icmp_unmatched_replies=sum(replies.count for replies in unmatched),
+            icmp_unmatched_replies=sum(replies.count for replies in unmatched)
+            + (more_unmatched.count if more_unmatched else 0),
             tcp=streams,
             findings=findings,
             tcp_analysis_totals=totals,

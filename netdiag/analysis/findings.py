@@ -22,7 +22,12 @@ import itertools
 import shlex
 from collections.abc import Iterable, Sequence
 
-from netdiag.analysis.icmp import ArpQuestion, UnmatchedReplies
+from netdiag.analysis.icmp import (
+    MAX_UNMATCHED_PAIRS,
+    ArpQuestion,
+    MoreUnmatchedReplies,
+    UnmatchedReplies,
+)
 from netdiag.analysis.model import (
     SEVERITY_ORDER,
     EchoSummary,
@@ -457,6 +462,29 @@ def _unmatched_reply_findings(unmatched: Sequence[UnmatchedReplies]) -> list[Fin
     ]
 
 
+def _more_unmatched_reply_findings(more: MoreUnmatchedReplies | None) -> list[Finding]:
+    if more is None:
+        return []
+    return [
+        Finding(
+            severity="note",
+            code="icmp.reply-unmatched",
+            frames=_frames(more.frames),
+            message=(
+                f"{more.count} more echo {'reply' if more.count == 1 else 'replies'} had no "
+                f"request in the capture, between pairs of hosts past the first "
+                f"{MAX_UNMATCHED_PAIRS} listed: so many pairs usually mean replies to "
+                "requests with spoofed sources (the backscatter of a flood), or a capture "
+                "that sees only the replies' direction."
+            ),
+            hint=(
+                "look at the repliers and requesters of these frames (`netdiag hexdump FILE "
+                "--filter icmp`); a flood's victim receives replies from hosts it never pinged"
+            ),
+        )
+    ]
+
+
 def _arp_findings(questions: Sequence[ArpQuestion]) -> list[Finding]:
     findings = []
     for question in questions:
@@ -701,6 +729,7 @@ def build_findings(
     spill_after: int | None = None,
     unmatched_replies: Sequence[UnmatchedReplies] = (),
     judged_streams: Iterable[StreamFindings | None] | None = None,
+    more_unmatched_replies: MoreUnmatchedReplies | None = None,
 ) -> Sequence[Finding]:
     """Every finding of one file, worst first (then by first frame).
 
@@ -766,6 +795,7 @@ def build_findings(
     add(_error_findings(errors))
     add(_arp_findings(arp_questions))
     add(_unmatched_reply_findings(unmatched_replies))
+    add(_more_unmatched_reply_findings(more_unmatched_replies))
     add(_capture_findings(info))
     keys.sort()
     return store.seal([key[3] for key in keys if key[3] not in left_out])

@@ -17,6 +17,8 @@ An echo reply no pending request waits for (the capture started after the
 request, the request went another way, or the reply answers someone else's
 request: tshark leaves its ``icmp.resp_to`` empty) is counted per (replier,
 requester) pair with its first frames: ``icmp.reply-unmatched`` findings.
+Past ``MAX_UNMATCHED_PAIRS`` pairs the rest are counted together (one
+finding), as replies to spoofed requests would otherwise add a pair a packet.
 
 ``ArpTracker`` remembers, per (sender, target) pair, whether an ARP request
 ever got a reply from the target: ``arp.unanswered`` findings come from it.
@@ -87,6 +89,10 @@ ERROR_KINDS: dict[tuple[int, int], str] = {
 FRAG_NEEDED_CODE = 4
 
 MAX_UNMATCHED_FRAMES = 20  # reply frames kept per pair; the count covers them all
+# Pairs followed one by one; the replies of later pairs are counted together.
+# Replies to spoofed requests (the backscatter of a flood) make a new pair
+# nearly every packet: without a bound, memory would grow with them.
+MAX_UNMATCHED_PAIRS = 1024
 
 StreamLookup = Callable[[bytes, int, bytes, int], "int | None"]
 
@@ -161,6 +167,15 @@ class UnmatchedReplies:
     frames: tuple[int, ...]  # the first reply frames (capped)
 
 
+@dataclass(frozen=True, slots=True)
+class MoreUnmatchedReplies:
+    """Echo replies without a request from the pairs past the first
+    ``MAX_UNMATCHED_PAIRS``, counted together."""
+
+    count: int
+    frames: tuple[int, ...]  # the first reply frames (capped)
+
+
 class IcmpTracker:
     """Echo pairs, per-pair summaries and ICMP errors of one file."""
 
@@ -188,6 +203,8 @@ class IcmpTracker:
         # requester) pair, so a one-way capture of a flood stays small.
         self._unmatched: dict[tuple[bytes, bytes], list[int]] = {}
         self._unmatched_counts: dict[tuple[bytes, bytes], int] = {}
+        self._more_unmatched = 0  # replies of the pairs past MAX_UNMATCHED_PAIRS
+        self._more_unmatched_frames: list[int] = []
         # Retiring waiting requests (module docstring). A threshold of 0 (the
         # tests' setting) retires every waiting request before every echo.
         if retire_after is None:
@@ -298,6 +315,11 @@ class IcmpTracker:
         pair = (source, destination)
         frames = self._unmatched.get(pair)
         if frames is None:
+            if len(self._unmatched) >= MAX_UNMATCHED_PAIRS:
+                self._more_unmatched += 1
+                if len(self._more_unmatched_frames) < MAX_UNMATCHED_FRAMES:
+                    self._more_unmatched_frames.append(frame)
+                return
             frames = self._unmatched[pair] = []
         if len(frames) < MAX_UNMATCHED_FRAMES:
             frames.append(frame)
@@ -314,6 +336,12 @@ class IcmpTracker:
             )
             for (source, destination), frames in self._unmatched.items()
         )
+
+    def more_unmatched_replies(self) -> MoreUnmatchedReplies | None:
+        """The replies without a request of the pairs past ``MAX_UNMATCHED_PAIRS``."""
+        if not self._more_unmatched:
+            return None
+        return MoreUnmatchedReplies(self._more_unmatched, tuple(self._more_unmatched_frames))
 
     # -- retiring waiting requests (memory follows the waiting ones) ---------
 
