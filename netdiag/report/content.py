@@ -105,6 +105,10 @@ class CaptureSection:
     label: str  # the file's base name
     findings: tuple[Finding, ...]  # worst first
     summary: tuple[str, ...]  # sentences of the ten-second summary
+    # streams_by_size(analysis), sorted once: each sort reads every stream back
+    # from disk for a big capture, and the Markdown, HTML and terminal forms
+    # all show the streams in this order.
+    by_size: Sequence[TcpStream]
     detailed_streams: tuple[TcpStream, ...]
     hexdumps: tuple[HexDump, ...] = ()
     hexdump_note: str = ""
@@ -312,12 +316,14 @@ def message_frames(analysis: Analysis, port: int) -> list[int]:
 
 def build_section(analysis: Analysis) -> CaptureSection:
     findings = worst_first(analysis.findings)
+    by_size = streams_by_size(analysis)
     return CaptureSection(
         analysis=analysis,
         label=Path(analysis.file.path).name,
         findings=findings,
         summary=capture_summary(analysis, findings),
-        detailed_streams=tuple(streams_by_size(analysis)[:DETAILED_STREAMS]),
+        by_size=by_size,
+        detailed_streams=tuple(by_size[:DETAILED_STREAMS]),
     )
 
 
@@ -455,8 +461,8 @@ def exchanges_table(run: RunResult) -> Table:
     )
 
 
-def streams_table(analysis: Analysis) -> Table:
-    ordered = streams_by_size(analysis)
+def streams_table(ordered: Sequence[TcpStream]) -> Table:
+    """The largest streams (``ordered``: ``streams_by_size``), one row each."""
     return Table(
         (
             "stream",
@@ -710,7 +716,7 @@ def capture_outline(section: CaptureSection) -> list[Block]:
     if analysis.icmp_errors:
         blocks += [Heading(3, "ICMP errors"), icmp_errors_table(analysis)]
     if analysis.tcp:
-        blocks += [Heading(3, "TCP conversations"), streams_table(analysis)]
+        blocks += [Heading(3, "TCP conversations"), streams_table(section.by_size)]
         blocks += [Image(plot) for plot in tcp_plots]
         blocks += [
             stream_group(stream, section.stream_plots.get(stream.stream, ()), index == 0)

@@ -22,7 +22,6 @@ from netdiag.report.content import (
     ladder_text,
     ping_block,
     stream_flags,
-    streams_by_size,
     streams_table,
 )
 
@@ -163,14 +162,14 @@ def print_summary(console: Console, analysis: Analysis) -> None:
     if section.findings:
         print_findings(console, section.findings)
     if analysis.tcp:
-        streams = without_columns(streams_table(analysis), TERMINAL_HIDDEN_COLUMNS)
+        streams = without_columns(streams_table(section.by_size), TERMINAL_HIDDEN_COLUMNS)
         if console.width < NARROW_TERMINAL:
             streams = stacked_endpoints(streams)
         console.print(rich_table(streams, "TCP conversations (largest first)"))
         # Counted in one pass, only the rows shown kept (a capture may have many).
         shown: list[TcpStream] = []
         flagged = 0
-        for stream in streams_by_size(analysis):
+        for stream in section.by_size:
             if stream_flags(stream):
                 flagged += 1
                 if len(shown) < TERMINAL_ROWS:
