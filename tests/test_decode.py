@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 import netdiag
 from netdiag.analysis import decode as decode_module
 from netdiag.analysis.addr import format_addr, format_endpoint
-from netdiag.analysis.decode import Decoder
+from netdiag.analysis.decode import OTHER_SHARE, Decoder
 from netdiag.analysis.packet import ACK, PSH, SYN, DecodedPacket, FrameClass, RawFrame
 from netdiag.analysis.reader import LINKTYPE_NONE, CaptureReader
+from netdiag.analysis.tcp import conversation_share
 
 CORPUS = corpus_files()
 
@@ -317,10 +318,27 @@ def test_hot_path_equals_general_path_on_edge_frames(version: int) -> None:
     # The first case is the hot path's (the others may or may not be).
     assert (
         Decoder().fast_tcp_fields(
-            len(cases[0][0]), len(cases[0][0]), cases[0][0], 0, len(cases[0][0])
+            len(cases[0][0]), len(cases[0][0]), cases[0][0], 0, len(cases[0][0]), 0, 1
         )[0]
         == version
     )
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_hot_path_counts_but_leaves_other_shares_frames_unread(version: int) -> None:
+    """One file in several processes: a frame of another share's conversation is
+    counted as the share's own would be, and its fields are not read."""
+    segment = tcp_header(ACK, payload=b"x" * 10)
+    data = ether(ipv4(segment)) if version == 4 else ether(ipv6(segment), 0x86DD)
+    own = Decoder()
+    fields = own.fast_tcp_fields(len(data), len(data), data, 0, len(data), 0, 1)
+    assert fields[0] == version
+    mine = conversation_share(fields[1], 3)
+    for share in range(3):
+        decoder = Decoder()
+        found = decoder.fast_tcp_fields(len(data), len(data), data, 0, len(data), share, 3)
+        assert found == (fields if share == mine else OTHER_SHARE)
+        assert decoder.counts() == own.counts()
 
 
 def test_ipv4_options_are_skipped() -> None:

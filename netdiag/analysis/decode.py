@@ -43,6 +43,7 @@ from netdiag.analysis.packet import (
     RawFrame,
     TcpFields,
     big_endian_u32,
+    endpoints_share,
 )
 from netdiag.analysis.reader import LINKTYPE_NONE
 
@@ -68,6 +69,8 @@ _UNDECODABLE: Final = FrameClass.UNDECODABLE
 _OTHER: Final = FrameClass.OTHER
 _ARP_CLASS: Final = FrameClass.ARP
 _NOT_FAST: Final[TcpFields] = (0, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"", 0, 0)
+# IP version -1: a frame the hot path counted, of another share's conversation.
+OTHER_SHARE: Final[TcpFields] = (-1, b"", 0, 0, 0, 0, 0, 0, 0, 0, b"", 0, 0)
 
 # Ethertypes
 ETH_IPV4: Final = 0x0800
@@ -312,7 +315,7 @@ class Decoder:
         caplen = frame.caplen
         wirelen = frame.wirelen
         if frame.linktype == 1:
-            fields = self.fast_tcp_fields(caplen, wirelen, data, 0, len(data))
+            fields = self.fast_tcp_fields(caplen, wirelen, data, 0, len(data), 0, 1)
             if fields[0]:
                 return _fast_packet(frame.number, frame.ts_ns, fields)
         return self.decode_general(
@@ -320,7 +323,14 @@ class Decoder:
         )
 
     def fast_tcp_fields(
-        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+        self,
+        caplen: int,
+        wirelen: int,
+        buffer: bytes,
+        start: int,
+        end: int,
+        share: int,
+        shares: int,
     ) -> TcpFields:
         """The hot path: an Ethernet frame (``buffer[start:end]``) carrying IPv4 without
         options or IPv6 without extension headers, and an unfragmented TCP segment
@@ -331,7 +341,10 @@ class Decoder:
         is IPv4 or IPv6, link header 14 bytes, proto TCP, not tunnelled): the
         analysis pass gives the fields straight to the TCP tracker, ``decode``
         fills a ``DecodedPacket`` with them. Otherwise nothing is counted, and the
-        general path gives the same result more slowly.
+        general path gives the same result more slowly. With ``shares`` above 1,
+        a frame of a conversation outside ``share`` is counted and its fields
+        left unread: ``OTHER_SHARE`` (one file analysed by several processes,
+        each of which reads every frame: shares.py).
         """
         if end - start < 54:
             return _NOT_FAST
@@ -340,7 +353,7 @@ class Decoder:
         # tuple and an int object for every field above 256 (issue 6).
         ethertype_high = buffer[start + 12]
         if ethertype_high == 0x86 and buffer[start + 13] == 0xDD:
-            return self._fast_ipv6_tcp_fields(caplen, wirelen, buffer, start, end)
+            return self._fast_ipv6_tcp_fields(caplen, wirelen, buffer, start, end, share, shares)
         total_length = buffer[start + 16] << 8 | buffer[start + 17]
         if not (
             ethertype_high == 0x08
@@ -359,12 +372,21 @@ class Decoder:
             start + 34,
             min(start + 14 + total_length, end),
             total_length - 20,
-            buffer[start + 26 : start + 38],  # addresses and ports: packed_endpoints
+            start + 26,  # addresses and ports: packed_endpoints
             buffer[start + 22],
+            share,
+            shares,
         )
 
     def _fast_ipv6_tcp_fields(
-        self, caplen: int, wirelen: int, buffer: bytes, start: int, end: int
+        self,
+        caplen: int,
+        wirelen: int,
+        buffer: bytes,
+        start: int,
+        end: int,
+        share: int,
+        shares: int,
     ) -> TcpFields:
         """``fast_tcp_fields`` of an Ethernet frame carrying IPv6 (as ``_ipv6`` and
         ``_tcp`` decode it when the TCP header follows the IPv6 header directly)."""
@@ -381,8 +403,10 @@ class Decoder:
             start + 54,
             min(start + 54 + payload_length, end),
             payload_length,
-            buffer[start + 22 : start + 58],  # addresses and ports: packed_endpoints
+            start + 22,  # addresses and ports: packed_endpoints
             buffer[start + 21],
+            share,
+            shares,
         )
 
     def _fast_tcp(
@@ -393,14 +417,16 @@ class Decoder:
         tcp_start: int,
         ip_end: int,
         claimed: int,
-        endpoints: bytes,
+        endpoints_start: int,
         ttl: int,
+        share: int,
+        shares: int,
     ) -> TcpFields:
         """The TCP part of the hot path, as ``_tcp`` reads it: the segment at
         ``tcp_start`` in an IP packet whose captured bytes end at ``ip_end`` and
-        whose header claims ``claimed`` bytes of payload. The caller made sure
-        that the fixed 20-byte header is in ``buffer``. Counts the frame when it
-        takes it."""
+        whose header claims ``claimed`` bytes of payload, its ``packed_endpoints``
+        at ``endpoints_start``. The caller made sure that the fixed 20-byte
+        header is in ``buffer``. Counts the frame when it takes it."""
         header_length = (buffer[tcp_start + 12] >> 4) << 2
         if header_length < 20 or tcp_start + header_length > ip_end:
             return _NOT_FAST  # cut or bogus: the general path flags it
@@ -410,6 +436,10 @@ class Decoder:
             self._fast_ipv6 += 1
         if truncated:
             self._truncated += 1
+        address_length = 4 if version == 4 else 16
+        if shares > 1 and endpoints_share(buffer, endpoints_start, address_length, shares) != share:
+            return OTHER_SHARE  # counted; another process follows its conversation
+        endpoints = buffer[endpoints_start : endpoints_start + 2 * address_length + 4]
         payload = claimed - header_length
         sport: int
         dport: int

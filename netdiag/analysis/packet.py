@@ -68,6 +68,22 @@ def packed_endpoints(source: bytes, sport: int, destination: bytes, dport: int) 
     return source + destination + (sport << 16 | dport).to_bytes(4, "big")
 
 
+def endpoints_share(data: bytes, start: int, address_length: int, shares: int) -> int:
+    """The share (0 to ``shares - 1``) of the conversation whose ``packed_endpoints``
+    are at ``data[start:]`` (addresses of ``address_length`` bytes), the same both
+    ways: one file analysed by several processes (analysis/shares.py).
+
+    The ports and the addresses' last bytes, combined symmetrically: ephemeral
+    ports spread conversations evenly, and every frame of one conversation
+    (and an ICMP error quoting it) lands in the same share.
+    """
+    ports = big_endian_u32(data, start + 2 * address_length)
+    low_bytes = 0
+    if address_length:
+        low_bytes = data[start + address_length - 1] ^ data[start + 2 * address_length - 1]
+    return ((ports >> 16) ^ (ports & 0xFFFF) ^ low_bytes) % shares
+
+
 def big_endian_u32(data: bytes, offset: int) -> int:
     """The big-endian 32-bit number at ``offset`` (in range).
 

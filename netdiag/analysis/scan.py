@@ -75,9 +75,13 @@ def _scan_frame(
     if linktype == 1:
         # Ethernet/IP/TCP, nearly every frame of a big capture: its fields go
         # straight to the tracker, no DecodedPacket is built.
-        fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end)
-        if fields[0]:
-            tcp.process_fields(number, ts_ns, fields)
+        # The tracker's share of the conversations (shares.py): the decoder
+        # counts the other shares' frames and leaves them unread.
+        fields = decoder.fast_tcp_fields(caplen, wirelen, buffer, start, end, tcp.share, tcp.shares)
+        version = fields[0]
+        if version:
+            if version > 0:  # else another share's (decode.OTHER_SHARE)
+                tcp.process_fields(number, ts_ns, fields)
             return
     packet = decoder.decode_general(number, ts_ns, linktype, caplen, wirelen, buffer, start, end)
     protocol = packet.proto

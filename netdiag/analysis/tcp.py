@@ -67,6 +67,7 @@ from netdiag.analysis.packet import (
     DecodedPacket,
     TcpFields,
     big_endian_u32,
+    endpoints_share,
     packed_endpoints,
 )
 from netdiag.analysis.samples import SampleSpool, clamp_to_int64
@@ -657,16 +658,8 @@ def conversation_from_state(state: ConversationState) -> _Conversation:
 
 def conversation_share(endpoints: bytes, shares: int) -> int:
     """The share (0 to ``shares - 1``) of the conversation of ``packed_endpoints``,
-    the same both ways.
-
-    The ports and the addresses' last bytes, combined symmetrically: ephemeral
-    ports spread conversations evenly, and every frame of one conversation
-    (and an ICMP error quoting it) lands in the same share.
-    """
-    length = (len(endpoints) - 4) >> 1  # of one address
-    ports = big_endian_u32(endpoints, 2 * length)
-    low_bytes = endpoints[length - 1] ^ endpoints[2 * length - 1] if length else 0
-    return ((ports >> 16) ^ (ports & 0xFFFF) ^ low_bytes) % shares
+    the same both ways (``packet.endpoints_share``)."""
+    return endpoints_share(endpoints, 0, (len(endpoints) - 4) >> 1, shares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,8 +685,9 @@ class TcpTracker:
     ) -> None:
         # Only the conversations of ``share`` of ``shares`` are followed, the
         # other frames ignored: one file analysed by several processes (shares.py).
-        self._share = share
-        self._shares = shares
+        # Read by the scan loop too: the decoder leaves the others' frames unread.
+        self.share = share
+        self.shares = shares
         # Live conversations by key: ``packed_endpoints`` of the two endpoints in
         # Wireshark's flow order (flow1 first), the bytes of a packet from flow1
         # to flow2 as they are in its headers. ``_reverse_keys`` holds each
@@ -768,7 +762,7 @@ class TcpTracker:
             options_start,
             options_end,
         ) = fields
-        if self._shares > 1 and conversation_share(endpoints, self._shares) != self._share:
+        if self.shares > 1 and conversation_share(endpoints, self.shares) != self.share:
             return
         self._until_scan -= 1
         if self._until_scan <= 0:
