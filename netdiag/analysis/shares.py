@@ -3,11 +3,12 @@
 The per-packet pass is CPU-bound Python, and a big capture is one file: to
 use more than one core on it, the conversations are split as a flow-hash
 load balancer splits them between Zeek's cluster workers. Every process reads
-and decodes the whole file (about a third of the pass's cost) but gives the
-TCP tracker only the conversations whose direction-symmetric hash falls in
-its share (``tcp.conversation_share``); ICMP, ARP, the decode counts and
-the file's description are the same in every share, and the first share's
-(this process's) are kept.
+the whole file (a fifth to a quarter of a share's time), and its decoder
+counts every frame but reads the fields of, and gives the TCP tracker, only
+the conversations whose direction-symmetric hash falls in its share
+(``packet.endpoints_share``); ICMP, ARP, the decode counts and the file's
+description are the same in every share, and the first share's (this
+process's) are kept.
 
 Wireshark's TCP analysis never looks across conversations, so each share's
 streams are exactly the single pass's, numbered within the share. The merge
