@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -21,14 +22,24 @@ def load_bench_generator(name: str = "bench_gen", path: Path = BENCH_GENERATOR) 
     return module
 
 
-def netdiag(*arguments: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, in a subprocess, capturing its output."""
+def netdiag(
+    *arguments: str,
+    timeout: float = 180,
+    environment: dict[str, str] | None = None,
+    before_exec: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess, capturing its output.
+
+    ``environment`` replaces this process's; ``before_exec`` runs in the child
+    before the CLI starts (a resource limit, say)."""
     return subprocess.run(
         [sys.executable, "-m", "netdiag", *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=environment,
+        preexec_fn=before_exec,
     )
 
 
