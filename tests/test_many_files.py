@@ -25,7 +25,13 @@ import pytest
 from netdiag.analysis.analyze import analyses_in_order, analyze_file, analyze_files
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.report import json_text, report_document
-from tests.helpers import netdiag, one_line_error
+from tests.helpers import (
+    interrupt_at_moments,
+    load_bench_generator,
+    netdiag,
+    one_line_error,
+    reading,
+)
 
 # Small and larger captures, pcap and pcapng, TCP and ICMP; one given twice.
 NAMES = (
@@ -187,3 +193,33 @@ def test_an_error_after_the_output_began_keeps_its_exit_code(
     assert result.stdout == "[\n" + as_list_item(alone[NAMES[0]])
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def generated_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("several") / "generated.pcap"
+    load_bench_generator("bench_gen_for_several_files").generate(path, 60_000, seed=4)
+    return path
+
+
+def children_reading(pid: int, path: Path) -> bool:
+    """Whether a child of process ``pid`` has read into ``path`` yet."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+    except OSError:
+        return False
+    return any(reading(int(child), path) for child in children)
+
+
+def test_ctrl_c_ends_every_child_with_130(generated_capture: Path) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) at moments through
+    three files with ``--jobs 2``: exit 130 with netdiag's one line, no traceback
+    from a child (the process pool of before printed its workers' ones), and no
+    process of the group left behind."""
+    interrupted = interrupt_at_moments(
+        ["analyze", "--json", "--jobs", "2"] + [str(generated_capture)] * 3,
+        lambda pid: children_reading(pid, generated_capture),  # a child's pass has begun
+        (0.0, 0.1, 0.25, 0.5, 0.8),
+        lambda stdout: len(json.loads(stdout)) == 3,
+    )
+    assert interrupted >= 3

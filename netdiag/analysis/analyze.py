@@ -10,7 +10,8 @@ trackers' records, the file description and the findings become one frozen
 records past a threshold go to a temporary file and come back as read-only
 sequences, and idle TCP conversations are retired to it (analysis/store.py,
 ``TcpTracker``), so a capture twice as long does not need twice the memory.
-With ``--jobs`` each worker's spilled lists travel back as their encoded rows.
+With ``--jobs`` a child process's spilled lists reach the parent as
+references to its temporary files (store.py, ``spilled_by_reference``).
 
 ``analyses_in_order`` runs several files and yields each file's
 ``Analysis`` in the order of the paths given, for the caller to write and
