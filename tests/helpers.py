@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -21,14 +25,24 @@ def load_bench_generator(name: str = "bench_gen", path: Path = BENCH_GENERATOR) 
     return module
 
 
-def netdiag(*arguments: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, in a subprocess, capturing its output."""
+def netdiag(
+    *arguments: str,
+    timeout: float = 180,
+    environment: dict[str, str] | None = None,
+    before_exec: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess, capturing its output.
+
+    ``environment`` replaces this process's; ``before_exec`` runs in the child
+    before the CLI starts (a resource limit, say)."""
     return subprocess.run(
         [sys.executable, "-m", "netdiag", *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=environment,
+        preexec_fn=before_exec,
     )
 
 
@@ -48,3 +62,74 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> list[
     assert len(lines) <= 2, lines  # the error, and at most one line of advice
     assert all(line.startswith("netdiag: ") for line in lines), lines
     return lines
+
+
+def reading(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has read into ``path`` yet (its descriptors come and
+    go while it imports: one closed under our feet is simply not the capture)."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") != str(path):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{descriptor}").read_text(encoding="ascii")
+        except OSError:
+            continue
+        return int(info.split("pos:")[1].split()[0]) > 0
+    return False
+
+
+def interrupt_at_moments(
+    arguments: Sequence[str],
+    begun: Callable[[int], bool],
+    delays: Sequence[float],
+    complete: Callable[[str], bool],
+) -> int:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) to
+    ``netdiag *arguments``, once per delay: ``delay`` seconds after ``begun(pid)``
+    holds. Each run must exit 130 with netdiag's one line, or 0, or by SIGINT
+    itself after all was written (``complete(stdout)``: Python's own exit
+    restores SIGINT's default action), never abort or show a traceback, and
+    leave no process of its group behind. Returns how many exited 130."""
+    interrupted = 0
+    for delay in delays:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "netdiag", *arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's job
+        )
+        try:
+            # Bounded: a run that fills the stdout pipe waits for this reader.
+            deadline = time.monotonic() + 60
+            while process.poll() is None and not begun(process.pid):
+                assert time.monotonic() < deadline, "the run never began its work"
+                time.sleep(0.002)
+            time.sleep(delay)
+            os.killpg(process.pid, signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if process.returncode == -signal.SIGINT:
+            assert complete(stdout), (delay, stderr)
+        else:
+            assert process.returncode in (0, 130), (delay, process.returncode, stderr)
+        assert "fatal" not in stderr and "Traceback" not in stderr, (delay, stderr)
+        if process.returncode == 130:
+            interrupted += 1
+            assert stderr.strip().splitlines()[-1] == "netdiag: interrupted", stderr
+        for _attempt in range(200):  # children reaped: the group is empty
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"a process of the group survived (delay {delay})")
+    return interrupted

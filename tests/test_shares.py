@@ -15,11 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import struct
-import subprocess
-import sys
-import time
 from array import array
 from collections import Counter
 from pathlib import Path
@@ -42,7 +38,7 @@ from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.analysis.tcp import MAX_POINTS_TOTAL, conversation_share
 from netdiag.errors import AnalysisProcessError, NetdiagError, OutputError
 from tests.conftest import corpus_files
-from tests.helpers import load_bench_generator, netdiag
+from tests.helpers import interrupt_at_moments, load_bench_generator, netdiag, reading
 from tests.test_tcp import T0_NS, ipv4_tcp, write_pcap
 
 CORPUS = corpus_files()
@@ -250,66 +246,17 @@ def big_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def reading(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` has read into ``path`` yet (its descriptors come and
-    go while it imports: one closed under our feet is simply not the capture)."""
-    try:
-        descriptors = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for descriptor in descriptors:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{descriptor}") != str(path):
-                continue
-            info = Path(f"/proc/{pid}/fdinfo/{descriptor}").read_text(encoding="ascii")
-        except OSError:
-            continue
-        return int(info.split("pos:")[1].split()[0]) > 0
-    return False
-
-
 def test_ctrl_c_during_the_analysis_ends_every_process_with_130(big_capture: Path) -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) at moments
     through the pass, the merge and the JSON: exit 130 with netdiag's one line, never
     an abort (mypyc once turned a KeyboardInterrupt inside CPython's multiplication
     into "fatal: out of memory"), and no process of the group left behind."""
-    interrupted = 0
-    for delay in (0.0, 0.05, 0.1, 0.2, 0.3, 0.45):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "netdiag", "analyze", str(big_capture), "--json", "--jobs", "2"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, as a terminal's job
-        )
-        try:
-            while process.poll() is None and not reading(process.pid, big_capture):
-                time.sleep(0.002)  # until the pass has begun
-            time.sleep(delay)
-            os.killpg(process.pid, signal.SIGINT)
-            stdout, stderr = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        if process.returncode == -signal.SIGINT:
-            # Python's own exit restores SIGINT's default action: a Ctrl-C that
-            # lands then ends the process by the signal, after all was written.
-            assert json.loads(stdout)["file"]["packets"] == 150_000, (delay, stderr)
-        else:
-            assert process.returncode in (0, 130), (delay, process.returncode, stderr)
-        assert "fatal" not in stderr and "Traceback" not in stderr, (delay, stderr)
-        if process.returncode == 130:
-            interrupted += 1
-            assert stderr.strip().splitlines()[-1] == "netdiag: interrupted", stderr
-        for _attempt in range(200):  # children reaped: the group is empty
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.01)
-        else:
-            raise AssertionError(f"a process of the group survived (delay {delay})")
+    interrupted = interrupt_at_moments(
+        ["analyze", str(big_capture), "--json", "--jobs", "2"],
+        lambda pid: reading(pid, big_capture),  # until the pass has begun
+        (0.0, 0.05, 0.1, 0.2, 0.3, 0.45),
+        lambda stdout: json.loads(stdout)["file"]["packets"] == 150_000,
+    )
     assert interrupted >= 3
 
 

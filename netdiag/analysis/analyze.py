@@ -10,21 +10,31 @@ trackers' records, the file description and the findings become one frozen
 records past a threshold go to a temporary file and come back as read-only
 sequences, and idle TCP conversations are retired to it (analysis/store.py,
 ``TcpTracker``), so a capture twice as long does not need twice the memory.
-With ``--jobs`` each worker's spilled lists travel back as their encoded rows.
+With ``--jobs`` a child process's spilled lists reach the parent as
+references to its temporary files (store.py, ``spilled_by_reference``).
 
-``analyze_files`` runs several files, in a process pool when ``jobs > 1``
-(the work is CPU-bound Python, so threads would not help). Results come back
-in the order of the paths given. Errors (a file that is not a capture, a
-missing file) are ``NetdiagError`` subclasses raised by the reader and
-propagate unchanged.
+``analyses_in_order`` runs several files and yields each file's
+``Analysis`` in the order of the paths given, for the caller to write and
+release before the next: memory is bounded by the largest file, not by the
+number of files. It first opens every file as a capture (the reader's header
+check, no pass), so that a file that is not one is reported before anything
+is written. With ``jobs > 1`` the files go to forked child processes
+(forked.py; the work is CPU-bound Python, so threads would not help), at most
+``jobs`` at a time: a child whose file is done waits with its result until
+the files before it have been yielded, so finished results do not pile up
+here. One file with ``jobs > 1`` is split by conversation instead
+(shares.py). ``analyze_files`` is the same as a list. Errors (a file that is
+not a capture, a missing file) are ``NetdiagError`` subclasses raised by the
+reader and propagate unchanged, from the child processes too.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import stat
+from collections import deque
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 
 from netdiag.analysis.decode import Decoder
@@ -143,16 +153,82 @@ class FilePass:
 def analyze_files(
     paths: Sequence[str | os.PathLike[str]], jobs: int = 1, plot_data: bool = True
 ) -> list[Analysis]:
-    """Analyze several files, in order; ``jobs > 1`` spreads them over processes.
+    """Every file's ``Analysis``, in order, all at once (see ``analyses_in_order``)."""
+    return list(analyses_in_order(paths, jobs, plot_data))
 
-    One file is split by conversation over ``jobs`` processes when it is big
-    enough for that to pay (shares.py); several files go one per process.
+
+def analyses_in_order(
+    paths: Sequence[str | os.PathLike[str]], jobs: int = 1, plot_data: bool = True
+) -> Generator[Analysis, None, None]:
+    """Analyze several files and yield their analyses in order, one at a time.
+
+    ``jobs > 1``: one file is split by conversation over that many processes
+    when it is big enough for that to pay (shares.py); several files go one
+    per child process, ``jobs`` of them at a time. Every file is opened as a
+    capture first (``check_captures``), before the first analysis. Close the
+    iterator when done with it (``contextlib.closing``): that ends the child
+    processes still working (on an error or a Ctrl-C in the caller).
     """
+    check_captures(paths)
     if len(paths) == 1 and jobs > 1:
         from netdiag.analysis.shares import shares_for
 
-        return [analyze_file(paths[0], plot_data, shares_for(paths[0], jobs))]
-    if jobs <= 1 or len(paths) <= 1:
-        return [analyze_file(path, plot_data) for path in paths]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        return list(pool.map(analyze_file, paths, [plot_data] * len(paths)))
+        yield analyze_file(paths[0], plot_data, shares_for(paths[0], jobs))
+    elif jobs <= 1 or len(paths) <= 1:
+        for path in paths:
+            yield analyze_file(path, plot_data)
+    else:
+        yield from _in_child_processes(paths, jobs, plot_data)
+
+
+def check_captures(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Raise the reader's error for the first path that does not open as a capture.
+
+    Only the header is read. A path that is not a regular file (a pipe) is
+    left to its analysis: reading its head here would take it from the pass.
+    """
+    for path in paths:
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = True  # missing, unreadable: the reader says so in its words
+        if regular:
+            with CaptureReader(path):
+                pass
+
+
+def _in_child_processes(
+    paths: Sequence[str | os.PathLike[str]], jobs: int, plot_data: bool
+) -> Iterator[Analysis]:
+    """``analyze_file`` of each path in a forked child, ``jobs`` children at a time.
+
+    The next file's child starts as soon as a result is taken, before it is
+    yielded, so ``jobs`` files are being analysed while the caller writes one.
+    """
+    from netdiag.analysis.forked import ForkedCall
+
+    upcoming = iter(paths)
+    running: deque[ForkedCall[Analysis]] = deque()
+
+    def start_next() -> None:
+        path = next(upcoming, None)
+        if path is not None:
+            child = ForkedCall(analyze_file, (path, plot_data), os.fspath(path))
+            running.append(child)  # ended in the finally below, started or not
+            child.start()
+
+    try:
+        for _slot in range(jobs):
+            start_next()
+        while running:
+            child = running.popleft()
+            try:
+                analysis = child.result()
+            finally:
+                child.end()
+            start_next()
+            yield analysis
+            del analysis  # released while the next file is awaited
+    finally:
+        for child in running:
+            child.end()

@@ -18,9 +18,10 @@ iterate it once; sorting is done on small keys, never on the records.
 The file is made with ``tempfile.TemporaryFile`` (``O_TMPFILE`` on Linux:
 it never has a name), so it disappears with its last descriptor on every
 path, exceptions, Ctrl-C and SIGKILL included; it lives in ``$TMPDIR``.
-A ``SpilledRecords`` pickles (``--jobs N``) as the file's bytes, which the
-receiving process writes to its own temporary file: one copy of compact
-rows instead of a tree of dataclasses.
+A ``SpilledRecords`` pickles as the file's bytes, which the receiving
+process writes to its own temporary file: one copy of compact rows instead of
+a tree of dataclasses; ``--jobs N``'s children send a reference to the file
+instead (``spilled_by_reference``).
 
 ``NETDIAG_SPILL_AFTER`` overrides the threshold (0 spills every record:
 the tests run the whole corpus that way and compare with the in-memory path).
@@ -354,7 +355,8 @@ def spilled_by_reference() -> Iterator[None]:
     """Spilled records pickled as references to this process's anonymous files.
 
     For a child sending its records to the parent that forked it (one file
-    analysed in several processes, analysis/shares.py): the parent opens each
+    analysed in several processes, analysis/shares.py; several files, one per
+    child, analysis/forked.py): the parent opens each
     file through ``/proc/<pid>/fd/<n>`` (the same inode, which stays while
     either holds it) while the child waits; nothing is copied or held in
     memory on the way, where the file's bytes grew with the capture.

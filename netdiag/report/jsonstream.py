@@ -8,6 +8,10 @@ same bytes to a text stream as it goes: the top-level keys one by one, and
 the lists that grow with the file (``"icmp_echo"``, ``"icmp_errors"``,
 ``"tcp"``, ``"findings"``, possibly read back from disk: analysis/store.py)
 one record at a time, so only one record's dict and text exist at any moment.
+Several files' analyses go to ``AnalysesJsonWriter`` one at a time, as each
+arrives (``netdiag analyze`` releases each file's before it takes the next
+one's: commands/analyze.py): the list's elements are written whole, its
+opening bracket with the first, so an error before the first leaves nothing.
 
 Byte-identity with ``json_text`` rests on one property of ``json.dumps``
 with ``indent``: a nested value is laid out exactly as it would be at the top
@@ -443,20 +447,45 @@ def _skeleton(analysis: Analysis) -> dict[str, Any]:
     return replace(analysis, icmp_echo=(), icmp_errors=(), tcp=(), findings=()).to_json()
 
 
-def write_analyses_json(analyses: list[Analysis], out: TextIO, jobs: int = 1) -> None:
+def write_analyses_json(analyses: Sequence[Analysis], out: TextIO, jobs: int = 1) -> None:
     """Write what ``json_text(report_document(analyses))`` returns, to ``out``.
 
     One object for one analysis, a list for several (or none), then a newline.
     ``jobs > 1`` lets a second process encode half of each long list.
     """
-    if len(analyses) == 1:
-        _write_analysis(out, analyses[0], 0, jobs)
-    elif not analyses:
-        out.write("[]")
-    else:
-        out.write("[")
-        for index, analysis in enumerate(analyses):
-            out.write(("\n" if index == 0 else ",\n") + INDENT)
-            _write_analysis(out, analysis, 1, jobs)
-        out.write("\n]")
-    out.write("\n")
+    writer = AnalysesJsonWriter(out, len(analyses), jobs)
+    for analysis in analyses:
+        writer.write(analysis)
+    writer.finish()
+
+
+class AnalysesJsonWriter:
+    """``write_analyses_json`` of ``count`` analyses given one at a time, as they
+    arrive (``netdiag analyze`` on several files writes and releases each in
+    turn): the same bytes, each element written by ``write`` as a whole, the
+    list's opening bracket with the first. ``finish`` ends the document."""
+
+    def __init__(self, out: TextIO, count: int, jobs: int = 1) -> None:
+        self._out = out
+        self._count = count
+        self._jobs = jobs
+        self._written = 0
+
+    def write(self, analysis: Analysis) -> None:
+        if self._written >= self._count:
+            raise ValueError(f"a document of {self._count} analyses has them all already")
+        if self._count == 1:
+            _write_analysis(self._out, analysis, 0, self._jobs)
+        else:
+            self._out.write(("[\n" if self._written == 0 else ",\n") + INDENT)
+            _write_analysis(self._out, analysis, 1, self._jobs)
+        self._written += 1
+
+    def finish(self) -> None:
+        if self._written != self._count:
+            raise ValueError(f"{self._written} of a document's {self._count} analyses written")
+        if self._count == 0:
+            self._out.write("[]")
+        elif self._count > 1:
+            self._out.write("\n]")
+        self._out.write("\n")

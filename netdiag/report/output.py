@@ -77,6 +77,16 @@ def prepare_folder(out_dir: Path, force: bool) -> None:
     With ``force`` the files netdiag writes are replaced one by one and
     nothing else in the folder is touched.
     """
+    check_folder(out_dir, force)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _folder_error(out_dir, error) from error
+
+
+def check_folder(out_dir: Path, force: bool) -> None:
+    """``prepare_folder``'s refusals, without creating anything: for a command
+    that writes several folders to refuse before it begins (analyze.py)."""
     try:
         if out_dir.exists():
             if not out_dir.is_dir():
@@ -86,9 +96,12 @@ def prepare_folder(out_dir: Path, force: bool) -> None:
                     f"report folder {out_dir} already exists and is not empty",
                     "use --force to overwrite it, or choose another --out",
                 )
-        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(
-            f"cannot create report folder {out_dir}: {error.strerror or error}",
-            "check the folder's permissions, or choose another --out",
-        ) from error
+        raise _folder_error(out_dir, error) from error
+
+
+def _folder_error(out_dir: Path, error: OSError) -> OutputError:
+    return OutputError(
+        f"cannot create report folder {out_dir}: {error.strerror or error}",
+        "check the folder's permissions, or choose another --out",
+    )
