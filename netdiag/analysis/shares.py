@@ -27,11 +27,12 @@ whole file, the first ones in frame order. Each share keeps its own first
 among those, so the merge finds where one pass would have stopped
 (``plot_cut``) and trims every stream's points there (``_within_cut``).
 
-The other shares run in forked child processes (``_ShareProcess``); their
-finished records come back through a pipe, spilled ones as references to
-the child's anonymous files, which this process opens through ``/proc``
-before the child exits (store.py, ``spilled_by_reference``): nothing of
-them is copied or held in memory on the way.
+The other shares run in forked child processes (forked.py, ``ForkedCall``:
+they ignore Ctrl-C, this process ends them by pid); their finished records
+come back through a pipe, spilled ones as references to the child's
+anonymous files, which this process opens through ``/proc`` before the child
+exits (store.py, ``spilled_by_reference``): nothing of them is copied or held
+in memory on the way.
 """
 
 from __future__ import annotations
@@ -40,15 +41,14 @@ import dataclasses
 import functools
 import heapq
 import itertools
-import multiprocessing
 import os
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import IO, Any, TypeVar
 
 from netdiag.analysis.analyze import FilePass, collection_paused
+from netdiag.analysis.forked import ForkedCall
 from netdiag.analysis.model import (
     Analysis,
     Finding,
@@ -58,15 +58,8 @@ from netdiag.analysis.model import (
     StreamFindings,
     TcpStream,
 )
-from netdiag.analysis.store import (
-    Interleaved,
-    field_replacer,
-    open_file_of,
-    spilled_by_reference,
-)
+from netdiag.analysis.store import Interleaved, field_replacer, open_file_of
 from netdiag.analysis.tcp import MAX_POINTS_TOTAL, AckRttTotals
-from netdiag.children import ignore_interrupts, interrupts_held
-from netdiag.errors import AnalysisProcessError
 
 # Below this a second process costs more than it saves (fork, a second read
 # of the file, sending the records back): one process analyses the file.
@@ -154,11 +147,17 @@ def analyze_in_shares(
 ) -> Analysis:
     """``analyze_file(path, plot_data)``, the conversations split ``shares`` ways."""
     name = os.fspath(path)
-    children: list[_ShareProcess] = []
+    children: list[ForkedCall[ShareResult]] = []
     try:
         for share in range(1, shares):
             # Known before it starts: a Ctrl-C delivered as it starts still ends it.
-            children.append(_ShareProcess(name, share, shares, plot_data))
+            children.append(
+                ForkedCall(
+                    follow_share,
+                    (name, share, shares, plot_data),
+                    "a share of the conversations",
+                )
+            )
             children[-1].start()
         with collection_paused():
             first = FilePass(name, plot_data, share=0, shares=shares)
@@ -187,90 +186,6 @@ def analyze_in_shares(
         AckRttTotals(tcp.ack_rtt.count, minimum, median, maximum),
         renumber_errors(errors, [None, *[other.error_streams for other in others]], numbers),
     )
-
-
-class _ShareProcess:
-    """A forked child following one share; ``result`` waits for what it sends back.
-
-    Not a ``ProcessPoolExecutor``: the child must ignore SIGINT (netdiag/children.py:
-    this process answers Ctrl-C and ends the child), and nothing may run beside
-    the pass in this process (a pool runs a management thread here; with it, a
-    Ctrl-C made the compiled pass abort, "fatal: out of memory", in tests).
-    """
-
-    def __init__(self, path: str, share: int, shares: int, plot_data: bool) -> None:
-        # fork: the child starts with every module this process has loaded.
-        context = multiprocessing.get_context("fork")
-        # Duplex: the child waits for the parent's word before it exits (below).
-        self._receiver, sender = context.Pipe(duplex=True)
-        self._sender = sender
-        self._process = context.Process(
-            target=_share_main,
-            args=(sender, self._receiver, path, share, shares, plot_data),
-            daemon=True,
-        )
-
-    def start(self) -> None:
-        with interrupts_held():
-            self._process.start()
-        self._sender.close()
-
-    def result(self) -> ShareResult:
-        try:
-            outcome, value = self._receiver.recv()
-        except EOFError:
-            self._process.join()
-            raise AnalysisProcessError(
-                f"a process analysing a share of the conversations ended "
-                f"(exit code {self._process.exitcode}) without a result",
-                "run again with --jobs 1 (one process); if it ends too, the "
-                "machine may be out of memory",
-            ) from None
-        if outcome == "error":
-            raise value
-        assert isinstance(value, ShareResult)
-        # The child's spilled records came as references to its files (store.py,
-        # spilled_by_reference), opened here as they were unpickled: now it may go.
-        self._receiver.send("done")
-        return value
-
-    def end(self) -> None:
-        """Wait for the child, or end it (SIGTERM, by its pid) if it is still working."""
-        self._receiver.close()
-        self._sender.close()
-        if self._process.pid is None:
-            return  # never started
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join()
-
-
-def _share_main(
-    sender: Connection,
-    receiver: Connection,
-    path: str,
-    share: int,
-    shares: int,
-    plot_data: bool,
-) -> None:
-    """The child: its share's pass, its result (or error) sent to the parent."""
-    ignore_interrupts()  # the parent answers Ctrl-C
-    # The parent's end, inherited: closed, so that sending fails (instead of
-    # waiting forever) should the parent be gone.
-    receiver.close()
-    outcome: tuple[str, object]
-    try:
-        outcome = ("result", follow_share(path, share, shares, plot_data))
-    except Exception as error:  # sent to the parent, raised there at the edge
-        outcome = ("error", error)
-    try:
-        with spilled_by_reference():
-            sender.send(outcome)
-        sender.recv()  # until the parent has opened the files (or is gone: EOFError)
-    except (OSError, EOFError):
-        pass  # the parent stopped listening (interrupted): no one to tell
-    finally:
-        sender.close()
 
 
 def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[int]]]:
