@@ -1,12 +1,14 @@
 """One call made in a forked child process, its result sent back to the parent.
 
-``netdiag analyze --jobs N`` on several files analyses each in a child of its
-own (analyze.py, ``analyses_in_order``), a few at a time. Not a
-``ProcessPoolExecutor``, for the reasons shares.py gives for one file's
-shares: the child must ignore SIGINT (netdiag/children.py: the parent answers
-Ctrl-C and ends its children by pid, SIGTERM), and nothing may run beside the
-analysis in the parent (a pool runs a management thread there, which also
-unpickles finished results as they come, however far ahead of the writing).
+``netdiag analyze --jobs N`` analyses several files each in a child of its
+own (analyze.py, ``analyses_in_order``), a few at a time, and one big file's
+shares of conversations in children too (shares.py). Not a
+``ProcessPoolExecutor``: the child must ignore SIGINT (netdiag/children.py:
+the parent answers Ctrl-C and ends its children by pid, SIGTERM), and
+nothing may run beside the analysis in the parent (a pool runs a management
+thread there, which unpickles finished results as they come, however far
+ahead of the writing; with it, a Ctrl-C once made the compiled pass abort,
+"fatal: out of memory", in tests).
 
 The child's result comes back through a pipe, its spilled records as
 references to the child's anonymous files (store.py,
