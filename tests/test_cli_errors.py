@@ -66,6 +66,17 @@ def test_analyze_permission_denied(tmp_path: Path) -> None:
     one_line_error(result, 2)
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", ["analyze", "hexdump"])
+def test_a_file_whose_reads_fail(command: str) -> None:
+    """A read that fails (the kernel's EIO): /proc/self/mem is a regular file that
+    opens, and reading its first bytes (unmapped memory) fails as a bad disk would."""
+    lines = one_line_error(run_cli(command, "/proc/self/mem"), 2)
+    assert lines[0] == (
+        "netdiag: error: capture file /proc/self/mem cannot be read: Input/output error"
+    )
+
+
 def test_hexdump_missing_file(tmp_path: Path) -> None:
     one_line_error(run_cli("hexdump", str(tmp_path / "nope.pcap")), 2)
 

@@ -157,11 +157,25 @@ class CaptureReader:
 
     # -- opening ---------------------------------------------------------------
 
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the file; a failing read (EIO from a bad disk,
+        a file that is not really one) is an ``InputError``, not a traceback."""
+        try:
+            return self._file.read(size)
+        except OSError as error:
+            raise _read_error(self.path, error) from error
+
+    def _seek(self, offset: int) -> None:
+        try:
+            self._file.seek(offset)
+        except OSError as error:
+            raise _read_error(self.path, error) from error
+
     def _read_head(self, size: int) -> bytes:
         """The first bytes of the file (a pipe may deliver them in pieces)."""
         head = b""
         while len(head) < size:
-            chunk = self._file.read(size - len(head))
+            chunk = self._read(size - len(head))
             if not chunk:
                 break
             head += chunk
@@ -328,13 +342,13 @@ class CaptureReader:
             # rest of the old chunk (a record or two) comes from the page cache,
             # where joining it to the next chunk copied every megabyte once more.
             self._position = 0
-            self._file.seek(self._buffer_offset)
+            self._seek(self._buffer_offset)
             buffer = b""
         else:
             buffer = self._buffer[self._position :]
             self._position = 0
         while len(buffer) < needed:
-            chunk = self._file.read(max(CHUNK_SIZE, needed - len(buffer)))
+            chunk = self._read(max(CHUNK_SIZE, needed - len(buffer)))
             if not chunk:
                 self._buffer = buffer
                 return False
@@ -351,11 +365,11 @@ class CaptureReader:
         if self._file_size is not None:
             if target > self._file_size:
                 return False
-            self._file.seek(target)
+            self._seek(target)
         else:
             remaining = target - self._buffer_offset - len(self._buffer)
             while remaining > 0:
-                chunk = self._file.read(min(CHUNK_SIZE, remaining))
+                chunk = self._read(min(CHUNK_SIZE, remaining))
                 if not chunk:
                     return False
                 remaining -= len(chunk)
@@ -400,7 +414,7 @@ class CaptureReader:
         self._reset_state()
         self._iterations += 1
         if self._file_size is not None:
-            self._file.seek(self._header_size)
+            self._seek(self._header_size)
             self._buffer = b""
         elif self._iterations == 1:
             self._buffer = self._head[self._header_size :]
@@ -820,6 +834,13 @@ def _parse_options(buffer: bytes, start: int, end: int, prefix: str) -> list[tup
         options.append((code, buffer[position : position + length]))
         position += (length + 3) & ~3
     return options
+
+
+def _read_error(path: str, error: OSError) -> InputError:
+    return InputError(
+        f"capture file {path} cannot be read: {error.strerror or error}",
+        "check the file system (dmesg), or copy the capture elsewhere and read the copy",
+    )
 
 
 def _open_capture(path: str) -> BinaryIO:
