@@ -102,6 +102,7 @@ def execute(
             hexdump_frames=hexdump_frames,
             force=force,
             hexdump_link_layer=hexdump_link,
+            jobs=jobs,
         ),
     )
     # Each file's analysis is written as it arrives and released before the

@@ -149,13 +149,15 @@ def write_report(
     hexdump_frames: list[int] | None = None,
     force: bool = False,
     hexdump_link_layer: bool = False,
+    jobs: int = 1,
 ) -> list[Path]:
     """Write the report folder and return the paths written (report files first).
 
     ``hexdump_frames`` chooses the frames to dump (in every capture); when it
     is empty and a run is given, the data segments of the run's TCP message
     are dumped. ``hexdump_link_layer`` dumps them as ``tcpdump -XX`` (link
-    layer included) instead of ``tcpdump -X``.
+    layer included) instead of ``tcpdump -X``. ``jobs > 1`` lets a second
+    process encode half of a big capture's ``report.json`` (jsonstream.py).
     """
     from dataclasses import replace
 
@@ -231,7 +233,7 @@ def write_report(
             # (a big capture's document is tens of MB).
             from netdiag.report.jsonstream import write_analyses_json
 
-            atomic_write_text_by(reports[-1], lambda out: write_analyses_json(analyses, out))
+            atomic_write_text_by(reports[-1], lambda out: write_analyses_json(analyses, out, jobs))
         else:
             atomic_write_text(reports[-1], json_text(report_document(analyses, run)))
     _remove_stale_plots(out_dir, set(written))
