@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, TypeVar
 
 from netdiag.analysis.icmp import (
     MAX_UNMATCHED_PAIRS,
@@ -650,6 +651,46 @@ class _ScanGroup:
         return shown + (", ..." if len(ranges) > MAX_PORT_RANGES else "")
 
 
+class _FirstAttempt(NamedTuple):
+    """A group's only attempt so far: its server address and port, and its finding's
+    position in the store. Most groups never get a second one; a ``_ScanGroup``
+    (~1 KB of sets, dicts and lists) is made only when one does."""
+
+    server_address: str
+    server_port: int
+    position: int
+
+
+GroupKey = TypeVar("GroupKey", tuple[str, str, str], tuple[str, int, str])
+
+
+def _group_attempt(
+    groups: dict[GroupKey, _ScanGroup | _FirstAttempt],
+    key: GroupKey,
+    attempt: _FirstAttempt,
+    finding: Finding,
+    finding_at: Callable[[int], Finding],
+) -> None:
+    """Count ``attempt`` (whose finding is ``finding``) in the group of ``key``.
+
+    Past MAX_SCAN_GROUPS groups (a flood from spoofed sources has one per
+    packet) new ones are not made: their findings stay per stream, as they
+    would be anyway below the thresholds.
+    """
+    group = groups.get(key)
+    if group is None:
+        if len(groups) < MAX_SCAN_GROUPS:
+            groups[key] = attempt
+        return
+    if isinstance(group, _FirstAttempt):
+        first = group
+        group = groups[key] = _ScanGroup()
+        group.add(
+            finding_at(first.position), first.server_address, first.server_port, first.position
+        )
+    group.add(finding, attempt.server_address, attempt.server_port, attempt.position)
+
+
 def _scan_finding(capture: str, client: str, server: str, code: str, group: _ScanGroup) -> Finding:
     """One finding for a scan-like group (see SCAN_MIN_PORTS) of the file ``capture``."""
     streams = group.stream_text()
@@ -752,43 +793,45 @@ def build_findings(
             keys.append((SEVERITY_ORDER[finding.severity], first_frame, finding.code, len(keys)))
             store.append(finding)
 
-    scans: dict[tuple[str, str, str], _ScanGroup] = {}
-    sweeps: dict[tuple[str, int, str], _ScanGroup] = {}
+    scans: dict[tuple[str, str, str], _ScanGroup | _FirstAttempt] = {}
+    sweeps: dict[tuple[str, int, str], _ScanGroup | _FirstAttempt] = {}
     if judged_streams is None:
         judged_streams = map(stream_findings, streams)
     for judged in judged_streams:
         if judged is None:
             continue
         found = judged.findings
+
+        def finding_at(index: int, found: tuple[Finding, ...] = found) -> Finding:
+            """The finding at ``index`` in the store, or among ``found`` (not stored yet)."""
+            stored = len(keys)
+            return found[index - stored] if index >= stored else store.get(index)
+
         for position, finding in enumerate(found):
             if finding.code in SCAN_CODES:
                 client_address = _split_endpoint(judged.client)[0]
                 server_address, port_text = _split_endpoint(judged.server)
                 server_port = int(port_text)
-                index = len(keys) + position
-                # Past MAX_SCAN_GROUPS pairs (a flood from spoofed sources has
-                # one per packet) new pairs are not grouped: their findings stay
-                # per stream, as they would be anyway below the thresholds.
-                scan = scans.get((client_address, server_address, finding.code))
-                if scan is None and len(scans) < MAX_SCAN_GROUPS:
-                    scan = scans[(client_address, server_address, finding.code)] = _ScanGroup()
-                if scan is not None:
-                    scan.add(finding, server_address, server_port, index)
-                sweep = sweeps.get((client_address, server_port, finding.code))
-                if sweep is None and len(sweeps) < MAX_SCAN_GROUPS:
-                    sweep = sweeps[(client_address, server_port, finding.code)] = _ScanGroup()
-                if sweep is not None:
-                    sweep.add(finding, server_address, server_port, index)
+                attempt = _FirstAttempt(server_address, server_port, len(keys) + position)
+                scan_key = (client_address, server_address, finding.code)
+                _group_attempt(scans, scan_key, attempt, finding, finding_at)
+                sweep_key = (client_address, server_port, finding.code)
+                _group_attempt(sweeps, sweep_key, attempt, finding, finding_at)
         add(found)
     left_out: set[int] = set()
+    # A group of one attempt (most are) is never a scan or a sweep: it has one port, one host.
     for (client_address, server_address, code), scan in scans.items():
-        if scan.port_count >= SCAN_MIN_PORTS:
+        if isinstance(scan, _ScanGroup) and scan.port_count >= SCAN_MIN_PORTS:
             left_out.update(scan.indices)
             add([_scan_finding(info.path, client_address, server_address, code, scan)])
     # A sweep is told only when none of its attempts went into a port scan
     # above, so every attempt is counted in exactly one finding.
     for (client_address, server_port, code), sweep in sweeps.items():
-        if len(sweep.hosts) >= SCAN_MIN_HOSTS and left_out.isdisjoint(sweep.indices):
+        if (
+            isinstance(sweep, _ScanGroup)
+            and len(sweep.hosts) >= SCAN_MIN_HOSTS
+            and left_out.isdisjoint(sweep.indices)
+        ):
             left_out.update(sweep.indices)
             add([_sweep_finding(info.path, client_address, server_port, code, sweep)])
     add(_echo_findings(echoes, summaries))
