@@ -795,18 +795,19 @@ def build_findings(
 
     scans: dict[tuple[str, str, str], _ScanGroup | _FirstAttempt] = {}
     sweeps: dict[tuple[str, int, str], _ScanGroup | _FirstAttempt] = {}
+    found: tuple[Finding, ...] = ()  # the stream's findings being grouped, stored after
+
+    def finding_at(index: int) -> Finding:
+        """The finding at ``index`` in the store, or among ``found`` (not stored yet)."""
+        stored = len(keys)
+        return found[index - stored] if index >= stored else store.get(index)
+
     if judged_streams is None:
         judged_streams = map(stream_findings, streams)
     for judged in judged_streams:
         if judged is None:
             continue
         found = judged.findings
-
-        def finding_at(index: int, found: tuple[Finding, ...] = found) -> Finding:
-            """The finding at ``index`` in the store, or among ``found`` (not stored yet)."""
-            stored = len(keys)
-            return found[index - stored] if index >= stored else store.get(index)
-
         for position, finding in enumerate(found):
             if finding.code in SCAN_CODES:
                 client_address = _split_endpoint(judged.client)[0]
