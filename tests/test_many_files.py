@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from netdiag.analysis import analyze as analyze_module
 from netdiag.analysis.analyze import analyses_in_order, analyze_file, analyze_files
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.report import json_text, report_document
@@ -88,17 +89,21 @@ def test_several_files_give_the_bytes_of_each_alone_and_of_all_at_once(
     streamed = run("analyze", "--json", "--jobs", jobs, *paths, spill_after=spill_after)
     assert streamed.returncode == 0, streamed.stderr
     assert streamed.stdout == "[\n" + ",\n".join(as_list_item(alone[n]) for n in NAMES) + "\n]\n"
-    # The old way: every analysis first, then the whole document at once.
+    # The old way: every analysis first, then the whole document at once; with
+    # two jobs, each file in a child, however small (the CLI keeps small files
+    # in one process).
     if spill_after is not None:
         monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    monkeypatch.setattr(analyze_module, "PROCESS_MIN_BYTES", 0)
     all_at_once = analyze_files(paths, jobs=int(jobs), plot_data=False)
     assert streamed.stdout == json_text(report_document(all_at_once))
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_the_analyses_come_in_order_with_at_most_jobs_files_in_flight(
-    corpus_dir: Path, jobs: str
+    corpus_dir: Path, jobs: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(analyze_module, "PROCESS_MIN_BYTES", 0)  # every file in a child
     paths = [corpus_dir / name for name in NAMES]
     taken = 0
     with closing(analyses_in_order(paths, jobs=int(jobs), plot_data=False)) as analyses:
@@ -112,7 +117,10 @@ def test_the_analyses_come_in_order_with_at_most_jobs_files_in_flight(
     assert multiprocessing.active_children() == []
 
 
-def test_closing_the_analyses_early_ends_the_children(corpus_dir: Path) -> None:
+def test_closing_the_analyses_early_ends_the_children(
+    corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(analyze_module, "PROCESS_MIN_BYTES", 0)  # every file in a child
     paths = [corpus_dir / name for name in NAMES]
     with closing(analyses_in_order(paths, jobs=2, plot_data=False)) as analyses:
         first = next(analyses)
@@ -195,6 +203,24 @@ def test_an_error_after_the_output_began_keeps_its_exit_code(
         json.loads(result.stdout)
 
 
+def test_small_files_are_analysed_here_and_big_ones_in_children(
+    corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, big = corpus_dir / "dpkt__dns_icmp.pcap", corpus_dir / "dpkt__http.pcap"
+    assert small.stat().st_size < big.stat().st_size
+    monkeypatch.setattr(analyze_module, "PROCESS_MIN_BYTES", big.stat().st_size)
+    paths = [small, big, small, big]
+    children_then = []
+    with closing(analyses_in_order(paths, jobs=2, plot_data=False)) as analyses:
+        for path, analysis in zip(paths, analyses, strict=True):
+            children_then.append(len(multiprocessing.active_children()))
+            assert analysis == analyze_file(path, plot_data=False)
+    # Both big files' children start at once, while the first small file is
+    # analysed here; each ends once its result is taken.
+    assert children_then == [2, 1, 1, 0]
+    assert multiprocessing.active_children() == []
+
+
 @pytest.fixture(scope="module")
 def generated_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("several") / "generated.pcap"
@@ -209,6 +235,15 @@ def children_reading(pid: int, path: Path) -> bool:
     except OSError:
         return False
     return any(reading(int(child), path) for child in children)
+
+
+def test_big_files_in_children_give_the_bytes_of_one_process(generated_capture: Path) -> None:
+    assert generated_capture.stat().st_size >= analyze_module.PROCESS_MIN_BYTES
+    files = [generated_capture, generated_capture]
+    one = run("analyze", "--json", "--jobs", "1", *files)
+    two = run("analyze", "--json", "--jobs", "2", *files)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout
 
 
 def test_ctrl_c_ends_every_child_with_130(generated_capture: Path) -> None:
