@@ -1,7 +1,8 @@
 """Forked helper processes that leave Ctrl-C to their parent.
 
-``netdiag analyze`` forks helpers for one big file (analysis/shares.py) and
-for writing its JSON (report/jsonstream.py). A terminal's Ctrl-C sends SIGINT
+``netdiag analyze`` forks helpers to analyse (analysis/forked.py: the shares
+of one big file, or several files) and to write the JSON
+(report/jsonstream.py). A terminal's Ctrl-C sends SIGINT
 to the whole process group; a helper must not turn it into a
 KeyboardInterrupt of its own (in the compiled analysis modules, mypyc can
 only treat an exception where it assumed none as fatal, and aborts): the

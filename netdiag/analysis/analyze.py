@@ -172,10 +172,11 @@ def analyses_in_order(
     ``jobs > 1``: one file is split by conversation over that many processes
     when it is big enough for that to pay (shares.py); of several files, each
     one of ``PROCESS_MIN_BYTES`` or more goes to a child process of its own,
-    ``jobs`` of them at a time, and smaller ones are analysed here. Every file is opened as a
-    capture first (``check_captures``), before the first analysis. Close the
-    iterator when done with it (``contextlib.closing``): that ends the child
-    processes still working (on an error or a Ctrl-C in the caller).
+    ``jobs`` of them at a time, and smaller ones are analysed here. Every file
+    is opened as a capture first (``check_captures``), before the first
+    analysis. Close the iterator when done with it (``contextlib.closing``):
+    that ends the child processes still working (on an error or a Ctrl-C in
+    the caller).
     """
     check_captures(paths)
     if len(paths) == 1 and jobs > 1:
@@ -222,16 +223,16 @@ def _in_child_processes(
     waiting = deque(paths)  # not queued yet
     # In file order: a child analysing the file, or the path of one analysed here.
     queue: deque[ForkedCall[Analysis] | str | os.PathLike[str]] = deque()
-
-    def children() -> int:
-        return sum(isinstance(item, ForkedCall) for item in queue)
+    children = 0  # of the queue's items
 
     def queue_more() -> None:
-        while waiting and children() < jobs:
+        nonlocal children
+        while waiting and children < jobs:
             path = waiting.popleft()
             if _worth_a_process(path):
                 child = ForkedCall(analyze_file, (path, plot_data), os.fspath(path))
                 queue.append(child)  # ended in the finally below, started or not
+                children += 1
                 child.start()
             else:
                 queue.append(path)
@@ -241,13 +242,14 @@ def _in_child_processes(
         while queue:
             item = queue.popleft()
             if isinstance(item, ForkedCall):
+                children -= 1
                 try:
                     analysis = item.result()
                 finally:
                     item.end()
                 queue_more()
             else:
-                queue_more()  # the children after it work while this one is analysed
+                # The children queued after it work while this one is analysed.
                 analysis = analyze_file(item, plot_data)
             yield analysis
             del analysis  # released while the next file is awaited
