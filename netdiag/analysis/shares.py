@@ -64,7 +64,7 @@ from netdiag.analysis.tcp import MAX_POINTS_TOTAL, AckRttTotals
 # Below this a second process costs more than it saves (fork, a second read
 # of the file, sending the records back): one process analyses the file.
 # Above, one more share per SHARE_MIN_BYTES, up to MAX_SHARES: every share
-# reads and decodes the whole file (about a fifth of a share's time with two),
+# reads the whole file (about a fifth of a share's time with two),
 # so each one more gains less, and costs the memory of one more process.
 SHARE_MIN_BYTES = 32 << 20
 MAX_SHARES = 4
@@ -195,8 +195,7 @@ def file_order(results: Sequence[ShareResult]) -> tuple[array[int], list[array[i
     # merged lazily, one (frame, share) at a time, nothing held per stream.
     began = []
     for share, result in enumerate(results):
-        frames = array("q")
-        frames.frombytes(result.creation_frames)
+        frames = array("q", result.creation_frames)
         began.append(zip(frames, itertools.repeat(share), strict=False))
     picks = array("b", [share for _frame, share in heapq.merge(*began)])
     numbers = [array("q") for _result in results]
@@ -222,11 +221,7 @@ class PlotCut:
 def plot_cut(results: Sequence[ShareResult]) -> PlotCut | None:
     """The cut of the file's first ``MAX_POINTS_TOTAL`` plot points, or None when
     the shares kept fewer than that together (then every one of them stays)."""
-    kept = []
-    for result in results:
-        frames = array("q")
-        frames.frombytes(result.plot_frames)
-        kept.append(frames)
+    kept = [array("q", result.plot_frames) for result in results]
     if sum(len(frames) for frames in kept) <= MAX_POINTS_TOTAL:
         return None
     # A frame belongs to one conversation, so to one share: equal frames are
