@@ -443,21 +443,14 @@ def _error_findings(errors: Iterable[IcmpError]) -> list[Finding]:
 
 def _unmatched_reply_findings(unmatched: Sequence[UnmatchedReplies]) -> list[Finding]:
     return [
-        Finding(
-            severity="note",
-            code="icmp.reply-unmatched",
-            frames=_frames(replies.frames),
-            message=(
-                f"{replies.count} echo {'reply' if replies.count == 1 else 'replies'} from "
-                f"{replies.replier} to {replies.requester} had no request in the capture: the "
-                "capture started late, the request took another path, or the reply answers "
-                "another host's request."
-            ),
-            hint=(
-                f"capture on {replies.requester} itself (`{_in_namespace_of(replies.requester)} "
-                "tcpdump -i any icmp`) to see its requests; `ip route get "
-                f"{replies.replier}` there shows the way they go out"
-            ),
+        _unmatched_reply_finding(
+            replies.frames,
+            f"{_echo_replies(replies.count)} from {replies.replier} to {replies.requester} had "
+            "no request in the capture: the capture started late, the request took another "
+            "path, or the reply answers another host's request.",
+            f"capture on {replies.requester} itself (`{_in_namespace_of(replies.requester)} "
+            "tcpdump -i any icmp`) to see its requests; `ip route get "
+            f"{replies.replier}` there shows the way they go out",
         )
         for replies in unmatched
     ]
@@ -467,23 +460,30 @@ def _more_unmatched_reply_findings(more: MoreUnmatchedReplies | None) -> list[Fi
     if more is None:
         return []
     return [
-        Finding(
-            severity="note",
-            code="icmp.reply-unmatched",
-            frames=_frames(more.frames),
-            message=(
-                f"{more.count} more echo {'reply' if more.count == 1 else 'replies'} had no "
-                f"request in the capture, between pairs of hosts past the first "
-                f"{MAX_UNMATCHED_PAIRS} listed: so many pairs usually mean replies to "
-                "requests with spoofed sources (the backscatter of a flood), or a capture "
-                "that sees only the replies' direction."
-            ),
-            hint=(
-                "look at the repliers and requesters of these frames (`netdiag hexdump FILE "
-                "--filter icmp`); a flood's victim receives replies from hosts it never pinged"
-            ),
+        _unmatched_reply_finding(
+            more.frames,
+            f"{_echo_replies(more.count, 'more ')} had no request in the capture, between "
+            f"pairs of hosts past the first {MAX_UNMATCHED_PAIRS} listed: so many pairs "
+            "usually mean replies to requests with spoofed sources (the backscatter of a "
+            "flood), or a capture that sees only the replies' direction.",
+            "look at the repliers and requesters of these frames (`netdiag hexdump FILE "
+            "--filter icmp`); a flood's victim receives replies from hosts it never pinged",
         )
     ]
+
+
+def _echo_replies(count: int, more: str = "") -> str:
+    return f"{count} {more}echo {'reply' if count == 1 else 'replies'}"
+
+
+def _unmatched_reply_finding(frames: Sequence[int], message: str, hint: str) -> Finding:
+    return Finding(
+        severity="note",
+        code="icmp.reply-unmatched",
+        frames=_frames(frames),
+        message=message,
+        hint=hint,
+    )
 
 
 def _arp_findings(questions: Sequence[ArpQuestion]) -> list[Finding]:
