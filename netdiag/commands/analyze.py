@@ -89,8 +89,9 @@ def execute(
     folders = report_folders(out, files) if out is not None else []
     for folder in folders:
         check_folder(folder, force)
-    # Plot points only serve the report folder; --json and the summary do not read them.
-    plot_data = out is not None
+    # Plot points only serve the Markdown and HTML reports; report.json, --json
+    # and the summary do not read them.
+    plot_data = out is not None and bool({"md", "html"} & chosen)
     if jobs is None:
         jobs = len(os.sched_getaffinity(0))  # the CPUs this process may run on
     output = _Output(
