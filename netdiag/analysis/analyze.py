@@ -230,7 +230,7 @@ def _in_child_processes(
         while waiting and children < jobs:
             path = waiting.popleft()
             if _worth_a_process(path):
-                child = ForkedCall(analyze_file, (path, plot_data), os.fspath(path))
+                child = ForkedCall(analyze_file, (path, plot_data), f"analysing {os.fspath(path)}")
                 queue.append(child)  # ended in the finally below, started or not
                 children += 1
                 child.start()

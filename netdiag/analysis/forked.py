@@ -36,8 +36,9 @@ R = TypeVar("R")
 class ForkedCall(Generic[R]):
     """``function(*arguments)`` in a forked child; ``result`` waits for its value.
 
-    ``what`` names the work in the error raised when the child ends without
-    a result (killed, out of memory). Always ``end`` it, in a ``finally``.
+    ``what`` says what the child does ("analysing a.pcap"), for the error
+    raised when it ends without a result (killed, out of memory). Always
+    ``end`` it, in a ``finally``.
     """
 
     def __init__(self, function: Callable[..., R], arguments: tuple[Any, ...], what: str) -> None:
@@ -66,7 +67,7 @@ class ForkedCall(Generic[R]):
         except EOFError:
             self._process.join()
             raise AnalysisProcessError(
-                f"a process analysing {self._what} ended "
+                f"a process {self._what} ended "
                 f"(exit code {self._process.exitcode}) without a result",
                 "run again with --jobs 1 (one process); if it ends too, the "
                 "machine may be out of memory",
@@ -90,6 +91,11 @@ class ForkedCall(Generic[R]):
         if not self._answered and self._process.is_alive():
             self._process.terminate()
         self._process.join()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once started (None before)."""
+        return self._process.pid
 
     def __repr__(self) -> str:
         return f"ForkedCall({self._what!r}, pid={self._process.pid})"

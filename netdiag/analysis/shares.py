@@ -155,7 +155,7 @@ def analyze_in_shares(
                 ForkedCall(
                     follow_share,
                     (name, share, shares, plot_data),
-                    "a share of the conversations",
+                    "analysing a share of the conversations",
                 )
             )
             children[-1].start()

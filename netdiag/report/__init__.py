@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,76 @@ def write_report(
     is empty and a run is given, the data segments of the run's TCP message
     are dumped. ``hexdump_link_layer`` dumps them as ``tcpdump -XX`` (link
     layer included) instead of ``tcpdump -X``. ``jobs > 1`` lets a second
-    process encode half of a big capture's ``report.json`` (jsonstream.py).
+    process write a big capture's ``report.json`` while this one draws the
+    plots and pages, or, when JSON is the only form, encode half of it
+    (jsonstream.py). The files are the same whatever ``jobs`` is.
     """
+    from netdiag.report.jsonstream import write_analyses_json
+    from netdiag.report.output import (
+        TextWrittenInChild,
+        atomic_write_text,
+        atomic_write_text_by,
+        prepare_folder,
+    )
+
+    unknown = set(formats) - FORMATS
+    if unknown or not formats:
+        raise UsageError(f"unknown report format {', '.join(sorted(unknown))}")
+    out_dir = Path(out_dir)
+    prepare_folder(out_dir, force)
+    json_path = out_dir / "report.json"
+    want_pages = bool({"md", "html"} & set(formats))
+    json_child: TextWrittenInChild | None = None
+    try:
+        if "json" in formats and run is None and want_pages and jobs > 1 and _big(analyses):
+            # A big capture's report.json (record by record, ~0.7 s at a
+            # million packets) is written by a second process while this one
+            # draws the plots and the pages, which need no JSON.
+            json_child = TextWrittenInChild(
+                json_path, partial(write_analyses_json, analyses, jobs=1)
+            )
+        written: list[Path] = []
+        reports: list[Path] = []
+        if want_pages:
+            written = _write_pages(
+                out_dir, analyses, run, formats, hexdump_frames, hexdump_link_layer, reports
+            )
+        if json_child is not None:
+            json_child.finish()
+            reports.append(json_path)
+        elif "json" in formats:
+            if run is None:
+                # Exactly `netdiag analyze --json`: written record by record, as it
+                # is (a big capture's document is tens of MB).
+                atomic_write_text_by(json_path, partial(write_analyses_json, analyses, jobs=jobs))
+            else:
+                atomic_write_text(json_path, json_text(report_document(analyses, run)))
+            reports.append(json_path)
+    finally:
+        if json_child is not None:
+            json_child.end()
+    _remove_stale_plots(out_dir, set(written))
+    return reports + written
+
+
+def _big(analyses: list[Analysis]) -> bool:
+    """Worth a second process for report.json: as many records as make
+    jsonstream.py encode a list in two processes."""
+    from netdiag.report.jsonstream import PARALLEL_RECORDS, streamed_records
+
+    return sum(streamed_records(analysis) for analysis in analyses) >= PARALLEL_RECORDS
+
+
+def _write_pages(
+    out_dir: Path,
+    analyses: list[Analysis],
+    run: RunResult | None,
+    formats: set[str] | frozenset[str],
+    hexdump_frames: list[int] | None,
+    hexdump_link_layer: bool,
+    reports: list[Path],
+) -> list[Path]:
+    """report.md and/or report.html (appended to ``reports``); returns the plots drawn."""
     from dataclasses import replace
 
     from netdiag.report.content import (
@@ -169,53 +238,46 @@ def write_report(
         report_title,
         run_port,
     )
-    from netdiag.report.output import atomic_write_text, atomic_write_text_by, prepare_folder
+    from netdiag.report.output import atomic_write_text
 
-    unknown = set(formats) - FORMATS
-    if unknown or not formats:
-        raise UsageError(f"unknown report format {', '.join(sorted(unknown))}")
-    out_dir = Path(out_dir)
-    prepare_folder(out_dir, force)
     written: list[Path] = []
-    want_pages = bool({"md", "html"} & set(formats))
     sections = []
     port = run_port(run) if run is not None else None
     for index, analysis in enumerate(analyses):
         section = build_section(analysis)
-        if want_pages:
-            if hexdump_frames:
-                frames, note = list(hexdump_frames), ""
-            elif port is not None:
-                frames = message_frames(analysis, port)
-                note = (
-                    f"The data segments of the run's TCP message (port {port})."
-                    if frames
-                    else f"No data segment to port {port} was captured here."
-                )
-            else:
-                frames, note = [], ""
-            if hexdump_link_layer and frames:
-                note = (note + " " if note else "") + (
-                    "Link layer included, as `tcpdump -XX` prints it."
-                )
-            dumps, note = _hexdumps_for(analysis, frames, note, hexdump_link_layer)
-            prefix = ""
-            if len(analyses) > 1:
-                prefix = f"{index + 1}-{_safe_name(Path(analysis.file.path).stem)}-"
-            general, per_stream = _make_plots(analysis, out_dir, prefix, section.detailed_streams)
-            section = replace(
+        if hexdump_frames:
+            frames, note = list(hexdump_frames), ""
+        elif port is not None:
+            frames = message_frames(analysis, port)
+            note = (
+                f"The data segments of the run's TCP message (port {port})."
+                if frames
+                else f"No data segment to port {port} was captured here."
+            )
+        else:
+            frames, note = [], ""
+        if hexdump_link_layer and frames:
+            note = (note + " " if note else "") + (
+                "Link layer included, as `tcpdump -XX` prints it."
+            )
+        dumps, note = _hexdumps_for(analysis, frames, note, hexdump_link_layer)
+        prefix = ""
+        if len(analyses) > 1:
+            prefix = f"{index + 1}-{_safe_name(Path(analysis.file.path).stem)}-"
+        general, per_stream = _make_plots(analysis, out_dir, prefix, section.detailed_streams)
+        sections.append(
+            replace(
                 section, hexdumps=dumps, hexdump_note=note, plots=general, stream_plots=per_stream
             )
-            written += [plot.path for plot in general]
-            written += [plot.path for plots in per_stream.values() for plot in plots]
-        sections.append(section)
+        )
+        written += [plot.path for plot in general]
+        written += [plot.path for plots in per_stream.values() for plot in plots]
     content = ReportContent(
         title=report_title(analyses, run),
         verdict=overall_verdict(sections, run),
         run=run,
         captures=tuple(sections),
     )
-    reports: list[Path] = []
     if "md" in formats:
         from netdiag.report.markdown import render_markdown
 
@@ -226,18 +288,7 @@ def write_report(
 
         reports.append(out_dir / "report.html")
         atomic_write_text(reports[-1], render_html(content))
-    if "json" in formats:
-        reports.append(out_dir / "report.json")
-        if run is None:
-            # Exactly `netdiag analyze --json`: written record by record, as it is
-            # (a big capture's document is tens of MB).
-            from netdiag.report.jsonstream import write_analyses_json
-
-            atomic_write_text_by(reports[-1], lambda out: write_analyses_json(analyses, out, jobs))
-        else:
-            atomic_write_text(reports[-1], json_text(report_document(analyses, run)))
-    _remove_stale_plots(out_dir, set(written))
-    return reports + written
+    return written
 
 
 def _remove_stale_plots(out_dir: Path, current: set[Path]) -> None:

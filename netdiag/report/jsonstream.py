@@ -442,6 +442,11 @@ def _write_analysis(out: TextIO, analysis: Analysis, level: int, jobs: int = 1) 
     out.write("}" if separator == "\n" else "\n" + INDENT * level + "}")
 
 
+def streamed_records(analysis: Analysis) -> int:
+    """How many records ``analysis``'s document lists (streams, echoes, ...)."""
+    return sum(len(getattr(analysis, field_name)) for field_name in _STREAMED_LISTS.values())
+
+
 def _skeleton(analysis: Analysis) -> dict[str, Any]:
     """``analysis.to_json()`` without building the streamed lists' dicts."""
     return replace(analysis, icmp_echo=(), icmp_errors=(), tcp=(), findings=()).to_json()

@@ -45,26 +45,96 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
     descriptor = -1
     temporary = ""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        descriptor, temporary = _temporary_beside(path)
         with os.fdopen(descriptor, "wb") as handle:
             descriptor = -1  # now owned by the file object
             write(handle)
-        # mkstemp creates 0600; a report is meant to be read by others too.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        _move_into_place(temporary, path)
         temporary = ""
     except OSError as error:
-        raise OutputError(
-            f"cannot write {path}: {error.strerror or error}",
-            "check the folder's permissions and free space, or choose another --out",
-        ) from error
+        raise _write_error(path, error) from error
     finally:
         if descriptor >= 0:
             os.close(descriptor)
         if temporary:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+
+
+def _move_into_place(temporary: str, path: Path) -> None:
+    # mkstemp creates 0600; a report is meant to be read by others too.
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+def _write_error(path: Path, error: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write {path}: {error.strerror or error}",
+        "check the folder's permissions and free space, or choose another --out",
+    )
+
+
+class TextWrittenInChild:
+    """``atomic_write_text_by(path, write)`` done by a forked child, while this
+    process goes on with other work (the Markdown, HTML and plots of a big
+    capture's report are drawn while its ``report.json`` is written).
+
+    This process owns the temporary file: it creates it, and in ``end`` either
+    moves it into place (the child wrote it all) or removes it (the child
+    failed, was killed, or this process was interrupted and ended the child),
+    so no half-written file is left in the report folder. The child inherits
+    whatever it writes from (a capture's spilled records are read with
+    ``pread``: no file offset is shared). Call ``finish`` for the file and
+    always ``end``, in a ``finally``.
+    """
+
+    def __init__(self, path: Path, write: Callable[[TextIO], object]) -> None:
+        from netdiag.analysis.forked import ForkedCall
+
+        self.path = path
+        self._temporary = ""
+        try:
+            descriptor, self._temporary = _temporary_beside(path)
+            os.close(descriptor)
+        except OSError as error:
+            raise _write_error(path, error) from error
+        self._child = ForkedCall(_write_text_to, (self._temporary, path, write), f"writing {path}")
+        self._child.start()
+
+    def finish(self) -> None:
+        """Wait for the child; the file in place, or the child's error raised here."""
+        self._child.result()
+        try:
+            _move_into_place(self._temporary, self.path)
+        except OSError as error:
+            raise _write_error(self.path, error) from error
+        self._temporary = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def end(self) -> None:
+        """End the child if it still writes (SIGTERM, by pid); remove what it left."""
+        self._child.end()
+        if self._temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temporary)
+            self._temporary = ""
+
+
+def _write_text_to(temporary: str, path: Path, write: Callable[[TextIO], object]) -> None:
+    """The child's part of ``TextWrittenInChild``: the text into the temporary file."""
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as text:
+            write(text)
+    except OSError as error:
+        raise _write_error(path, error) from error
 
 
 def atomic_write_text(path: Path, text: str) -> None:
