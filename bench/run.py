@@ -37,6 +37,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
+REPORT_DIR = OUT_DIR / "reports"  # the --report-row's folders, removed after the run
 GENERATOR = BENCH_DIR / "gen.py"
 VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
 CHUNK = 1 << 20
@@ -517,6 +518,7 @@ def run_contenders(
     jobs_row: bool,
     dpkt_row: bool,
     only: list[str],
+    report_row: bool = False,
 ) -> list[Contender]:
     python = python_for_netdiag()
     contenders = [
@@ -573,6 +575,14 @@ def run_contenders(
                 [*netdiag_command(), "analyze", "{}", "{}", "--jobs", "2", "--json"],
                 "two copies of the file in one call; ratio column: speed-up over 2 serial runs",
                 files_per_call=2,
+            )
+        )
+    if report_row:
+        contenders.append(
+            Contender(
+                "netdiag analyze --out (md, html, json)",
+                [*netdiag_command(), "analyze", "{}", "--out", str(REPORT_DIR), "--force"],
+                "a report folder: plots, Markdown, HTML and report.json; default --jobs",
             )
         )
     for contender in contenders:
@@ -981,6 +991,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-setup", action="store_true", help="skip the netdiag up/down timing")
     parser.add_argument("--jobs-row", action="store_true", help="also time --jobs 2 on 2 files")
     parser.add_argument(
+        "--report-row", action="store_true", help="also time analyze --out (a report folder)"
+    )
+    parser.add_argument(
         "--formats-packets",
         type=int,
         default=0,
@@ -1031,7 +1044,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("contenders", file=sys.stderr)
         contenders = run_contenders(
-            files, args.timeout, args.repeat, args.jobs_row, args.dpkt_row, args.only
+            *(files, args.timeout, args.repeat, args.jobs_row, args.dpkt_row, args.only),
+            report_row=args.report_row,
         )
         if args.formats_packets:
             print("formats", file=sys.stderr)
@@ -1042,6 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
             extra["setup"] = setup_timing(args.timeout)
         report = build_report(contenders, files, args.packets, started, extra)
     finally:
+        shutil.rmtree(REPORT_DIR, ignore_errors=True)
         if not args.keep:
             for path in fresh:
                 path.unlink(missing_ok=True)
