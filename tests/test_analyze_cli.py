@@ -232,3 +232,35 @@ def test_report_hexdumps_match_tcpdump_with_or_without_link_layer(
     block = markdown[start : markdown.index("```", start)].splitlines()[1:]
     assert block == expected
     assert ("Link layer included" in markdown) == bool(link)
+
+
+def test_a_capture_with_many_ping_pairs_is_capped_in_the_terminal_and_reports(
+    tmp_path: Path,
+) -> None:
+    """250 address pairs, one echo each: the terminal shows 20 ping summaries and
+    10 echo rows, the Markdown 200 of each, and both say how many more there are."""
+    from tests.test_icmp import echo_bytes
+    from tests.test_tcp import T0_NS, write_pcap
+
+    frames = []
+    for pair in range(250):
+        here, there = bytes((10, 0, 0, 1)), bytes((10, 1, pair // 256, pair % 256))
+        start = T0_NS + pair * 10_000_000
+        frames.append((start, echo_bytes(here, there, 8, pair, 1, b"ping")))
+        frames.append((start + 1_000_000, echo_bytes(there, here, 0, pair, 1, b"ping")))
+    capture = tmp_path / "pings.pcap"
+    write_pcap(capture, frames)
+
+    terminal = netdiag("analyze", capture)
+    assert terminal.returncode == 0, terminal.stderr
+    assert terminal.stdout.count("packets transmitted") == 20
+    assert "230 more address pairs not shown (use --json or --out)" in terminal.stdout
+    assert "240 more echo requests not shown (use --json or --out)" in terminal.stdout
+
+    folder = tmp_path / "report"
+    written = netdiag("analyze", capture, "--out", folder, "--format", "md")
+    assert written.returncode == 0, written.stderr
+    markdown = (folder / "pings" / "report.md").read_text(encoding="utf-8")
+    assert markdown.count("packets transmitted") == 200
+    assert "… and 50 more address pairs (see report.json)." in markdown
+    assert "… and 50 more echo requests (see report.json)." in markdown

@@ -370,6 +370,8 @@ class Table:
     headers: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
     more: str = ""  # a sentence after the table when its rows were capped
+    omitted: int = 0  # the rows that sentence speaks of, left out of ``rows``
+    what: str = "rows"  # what a row is, for a shorter form's own cap ("streams")
 
 
 def code_spans(text: str) -> list[tuple[str, bool]]:
@@ -405,9 +407,14 @@ def _optional_num(value: object | None) -> Cell:
 
 
 def _capped(total: int, what: str) -> str:
+    """The sentence after a table of the first TABLE_ROWS of ``total`` rows."""
     return (
         f"… and {total - TABLE_ROWS} more {what} (see report.json)." if total > TABLE_ROWS else ""
     )
+
+
+def _omitted(total: int) -> int:
+    return max(0, total - TABLE_ROWS)
 
 
 def findings_table(findings: tuple[Finding, ...]) -> Table:
@@ -500,6 +507,8 @@ def streams_table(ordered: Sequence[TcpStream]) -> Table:
             for stream in ordered[:TABLE_ROWS]
         ),
         _capped(len(ordered), "smaller streams"),
+        _omitted(len(ordered)),
+        "streams",
     )
 
 
@@ -521,6 +530,8 @@ def echo_table(analysis: Analysis) -> Table:
             for echo in analysis.icmp_echo[:TABLE_ROWS]
         ),
         _capped(len(analysis.icmp_echo), "echo requests"),
+        _omitted(len(analysis.icmp_echo)),
+        "echo requests",
     )
 
 
@@ -554,6 +565,8 @@ def icmp_errors_table(analysis: Analysis) -> Table:
             for error in analysis.icmp_errors[:TABLE_ROWS]
         ),
         _capped(len(analysis.icmp_errors), "ICMP errors"),
+        _omitted(len(analysis.icmp_errors)),
+        "ICMP errors",
     )
 
 
@@ -585,8 +598,14 @@ def stream_facts(stream: TcpStream) -> tuple[str, ...]:
     )
 
 
-def ping_block(pairs: list[tuple[str, str, EchoSummary | PingResult]]) -> str:
+def ping_block(pairs: Sequence[tuple[str, str, EchoSummary | PingResult]]) -> str:
     return "\n\n".join("\n".join(ping_lines(*pair)) for pair in pairs)
+
+
+def echo_pairs(analysis: Analysis, limit: int) -> list[tuple[str, str, EchoSummary]]:
+    """The first ``limit`` address pairs' echo summaries, for ``ping_block``
+    (a big capture has hundreds: report.json has them all)."""
+    return [(summary.src, summary.dst, summary) for summary in analysis.icmp_echo_summary[:limit]]
 
 
 def commands_block(run: RunResult) -> str:
@@ -712,12 +731,12 @@ def capture_outline(section: CaptureSection) -> list[Block]:
         findings_table(section.findings) if section.findings else Paragraph("None."),
     ]
     if analysis.icmp_echo or analysis.icmp_echo_summary:
-        pairs: list[tuple[str, str, EchoSummary | PingResult]] = [
-            (summary.src, summary.dst, summary) for summary in analysis.icmp_echo_summary
-        ]
         blocks += [Heading(3, "ICMP echo"), *[Image(plot) for plot in icmp_plots]]
-        if pairs:
-            blocks.append(CodeBlock(ping_block(pairs)))
+        if analysis.icmp_echo_summary:
+            blocks.append(CodeBlock(ping_block(echo_pairs(analysis, TABLE_ROWS))))
+            more = _capped(len(analysis.icmp_echo_summary), "address pairs")
+            if more:
+                blocks.append(Paragraph(more))
         blocks.append(echo_table(analysis))
     if analysis.icmp_errors:
         blocks += [Heading(3, "ICMP errors"), icmp_errors_table(analysis)]

@@ -8,16 +8,17 @@ fits a terminal. Every cell is a ``rich.text.Text``, never markup, so a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netdiag.analysis.model import Analysis, EchoSummary, Finding, TcpStream
-from netdiag.experiment.model import PingResult
+from netdiag.analysis.model import Analysis, Finding, TcpStream
 from netdiag.report.content import (
     Cell,
     Table,
     build_section,
     code_spans,
+    echo_pairs,
     echo_table,
     ladder_text,
     ping_block,
@@ -54,10 +55,10 @@ STYLES = {
 def without_columns(table: Table, hidden: frozenset[str]) -> Table:
     """The table without the named columns (the terminal has less room than a page)."""
     keep = [index for index, header in enumerate(table.headers) if header not in hidden]
-    return Table(
-        tuple(table.headers[index] for index in keep),
-        tuple(tuple(row[index] for index in keep) for row in table.rows),
-        table.more,
+    return replace(
+        table,
+        headers=tuple(table.headers[index] for index in keep),
+        rows=tuple(tuple(row[index] for index in keep) for row in table.rows),
     )
 
 
@@ -72,7 +73,7 @@ def stacked_endpoints(table: Table) -> Table:
         return (row[keep[0]], both, *(row[index] for index in keep[1:]))
 
     headers = (table.headers[keep[0]], "client → server", *(table.headers[i] for i in keep[1:]))
-    return Table(headers, tuple(row_of(row) for row in table.rows), table.more)
+    return replace(table, headers=headers, rows=tuple(row_of(row) for row in table.rows))
 
 
 def rich_table(table: Table, title: str, limit: int = TERMINAL_ROWS) -> RichTable:
@@ -98,10 +99,10 @@ def rich_table(table: Table, title: str, limit: int = TERMINAL_ROWS) -> RichTabl
 
     for row in table.rows[:limit]:
         shown.add_row(*(text(cell) for cell in row))
-    hidden = len(table.rows) - limit
-    if hidden > 0 or table.more:
-        notes = [f"{hidden} more rows not shown" if hidden > 0 else "", table.more]
-        shown.caption = "; ".join(note for note in notes if note) + " (use --json or --out)"
+    # The rows past this limit and those the table itself left out, as one count.
+    hidden = max(0, len(table.rows) - limit) + table.omitted
+    if hidden:
+        shown.caption = f"{hidden} more {table.what} not shown (use --json or --out)"
     return shown
 
 
@@ -180,10 +181,10 @@ def print_summary(console: Console, analysis: Analysis) -> None:
             console.print(Text(f"  … {flagged - TERMINAL_ROWS} more streams with flags"))
         print_conversation_details(console, analysis)
     if analysis.icmp_echo_summary:
-        pairs: list[tuple[str, str, EchoSummary | PingResult]] = [
-            (summary.src, summary.dst, summary) for summary in analysis.icmp_echo_summary
-        ]
-        console.print(Text(ping_block(pairs)))
+        console.print(Text(ping_block(echo_pairs(analysis, TERMINAL_ROWS))))
+        hidden = len(analysis.icmp_echo_summary) - TERMINAL_ROWS
+        if hidden > 0:
+            console.print(Text(f"… {hidden} more address pairs not shown (use --json or --out)"))
     if analysis.icmp_echo:
         console.print(rich_table(echo_table(analysis), "ICMP echo requests", limit=10))
 
