@@ -51,8 +51,8 @@ def test_a_big_report_is_the_same_written_by_two_processes(
     children: list[int | None] = []
 
     class Counted(output.TextWrittenInChild):
-        def __init__(self, path: Path, write: object) -> None:
-            super().__init__(path, write)  # type: ignore[arg-type]
+        def start(self) -> None:
+            super().start()
             children.append(self.pid)
 
     monkeypatch.setattr(output, "TextWrittenInChild", Counted)
@@ -70,6 +70,7 @@ def test_the_child_writes_the_file_readable_by_others(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
     writer = output.TextWrittenInChild(path, lambda out: out.write('{"ünï": 1}\n'))
     try:
+        writer.start()
         writer.finish()
     finally:
         writer.end()
@@ -106,6 +107,7 @@ def test_a_failed_child_leaves_the_old_file_and_no_temporary_one(
     path.write_text("old\n")
     writer = output.TextWrittenInChild(path, write)  # type: ignore[arg-type]
     try:
+        writer.start()
         with pytest.raises(error, match=words) as raised:
             writer.finish()
     finally:
@@ -134,6 +136,7 @@ def test_ended_before_it_finishes_the_child_is_stopped_and_its_file_removed(
     path.write_text("old\n")
     writer = output.TextWrittenInChild(path, blocks)
     try:
+        writer.start()
         assert os.read(started_read, 1) == b"w"
         assert len(list(tmp_path.iterdir())) == 2  # report.json and the child's file
     finally:

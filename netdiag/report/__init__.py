@@ -186,6 +186,7 @@ def write_report(
             json_child = TextWrittenInChild(
                 json_path, partial(write_analyses_json, analyses, jobs=1)
             )
+            json_child.start()  # held above first: a Ctrl-C as it forks still ends it
         written: list[Path] = []
         reports: list[Path] = []
         if want_pages:

@@ -15,9 +15,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from netdiag.errors import OutputError
+
+if TYPE_CHECKING:
+    from netdiag.analysis.forked import ForkedCall
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -84,30 +87,39 @@ class TextWrittenInChild:
     process goes on with other work (the Markdown, HTML and plots of a big
     capture's report are drawn while its ``report.json`` is written).
 
-    This process owns the temporary file: it creates it, and in ``end`` either
-    moves it into place (the child wrote it all) or removes it (the child
-    failed, was killed, or this process was interrupted and ended the child),
-    so no half-written file is left in the report folder. The child inherits
-    whatever it writes from (a capture's spilled records are read with
-    ``pread``: no file offset is shared). Call ``finish`` for the file and
-    always ``end``, in a ``finally``.
+    This process owns the temporary file: ``start`` creates it and forks, and
+    ``end`` either finds it moved into place by ``finish`` (the child wrote it
+    all) or removes it (the child failed, was killed, or this process was
+    interrupted and ended the child), so no half-written file is left in the
+    report folder. The child inherits whatever it writes from (a capture's
+    spilled records are read with ``pread``: no file offset is shared).
+    Hold the object in a ``try`` before ``start`` (a Ctrl-C can arrive as the
+    child is forked), call ``finish`` for the file, and always ``end`` it in
+    the ``finally``.
     """
 
     def __init__(self, path: Path, write: Callable[[TextIO], object]) -> None:
+        self.path = path
+        self._write = write
+        self._temporary = ""
+        self._child: ForkedCall[None] | None = None
+
+    def start(self) -> None:
         from netdiag.analysis.forked import ForkedCall
 
-        self.path = path
-        self._temporary = ""
         try:
-            descriptor, self._temporary = _temporary_beside(path)
+            descriptor, self._temporary = _temporary_beside(self.path)
             os.close(descriptor)
         except OSError as error:
-            raise _write_error(path, error) from error
-        self._child = ForkedCall(_write_text_to, (self._temporary, path, write), f"writing {path}")
+            raise _write_error(self.path, error) from error
+        arguments = (self._temporary, self.path, self._write)
+        self._child = ForkedCall(_write_text_to, arguments, f"writing {self.path}")
         self._child.start()
 
     def finish(self) -> None:
         """Wait for the child; the file in place, or the child's error raised here."""
+        if self._child is None:
+            raise RuntimeError("finish() before start()")
         self._child.result()
         try:
             _move_into_place(self._temporary, self.path)
@@ -117,11 +129,12 @@ class TextWrittenInChild:
 
     @property
     def pid(self) -> int | None:
-        return self._child.pid
+        return None if self._child is None else self._child.pid
 
     def end(self) -> None:
         """End the child if it still writes (SIGTERM, by pid); remove what it left."""
-        self._child.end()
+        if self._child is not None:
+            self._child.end()
         if self._temporary:
             with contextlib.suppress(OSError):
                 os.unlink(self._temporary)
