@@ -98,6 +98,12 @@ class OutputError(NetdiagError):
     exit_status = ExitStatus.USAGE
 
 
+class CaptureError(NetdiagError):
+    """A capture stopped by a failure of its socket (the interface went away, ...)."""
+
+    exit_status = ExitStatus.ENVIRONMENT
+
+
 class AnalysisProcessError(NetdiagError):
     """A process analysing part of a capture (analyze --jobs) ended without a result."""
 

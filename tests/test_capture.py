@@ -221,3 +221,41 @@ def test_capture_in_a_process_namespace(seed_up: tuple[str, str, str], tmp_path:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_capture_command_whose_interface_goes_away_is_an_error(
+    seed_up: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """The interface deleted under a running capture: exit 3 naming why, not a
+    capture reported as complete (the file keeps what was read)."""
+    from pyroute2 import IPRoute
+
+    prefix, namespace, interface = seed_up
+    pcap = tmp_path / "gone.pcap"
+    process = start_capture_command(namespace, interface, pcap)
+    time.sleep(1.5)
+    ping_and_talk(prefix, 2)
+    with IPRoute(netns=namespace) as ipr:
+        ipr.link("del", index=ipr.link_lookup(ifname=interface)[0])
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 3, stderr
+    assert stdout == ""
+    assert f"netdiag: error: capture on {interface} in {namespace} stopped:" in stderr
+    assert "Traceback" not in stderr
+    assert len(read_frames(pcap)) >= 4 + 5
+
+
+def test_capture_command_stopped_by_sigterm_says_so(
+    seed_up: tuple[str, str, str], tmp_path: Path
+) -> None:
+    prefix, namespace, interface = seed_up
+    pcap = tmp_path / "terminated.pcap"
+    process = start_capture_command(namespace, interface, pcap)
+    time.sleep(1.5)
+    ping_and_talk(prefix, 1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr
+    document = json.loads(stdout)
+    assert document["stopped_by"] == "terminated"
+    assert document["packets"] == len(read_frames(pcap)) >= 2 + 5

@@ -182,7 +182,11 @@ class Sniffer:
                 capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
                 marker: socket.socket | None = None
                 if self.prove_with_marker:
-                    marker = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                    try:
+                        marker = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                    except BaseException:
+                        capture.close()  # not left for the garbage collector
+                        raise
         except PermissionError as error:
             raise UnsupportedEnvironmentError(
                 "capturing needs root (CAP_NET_RAW)", advice="run as root"

@@ -16,7 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from netdiag.errors import ExitStatus, OutputError
+from netdiag.errors import CaptureError, ExitStatus, OutputError
+
+# Why the capture ended, when a signal ended it (else the sniffer's own reason).
+_STOPPED_BY = {ExitStatus.INTERRUPTED: "interrupt", ExitStatus.SIGTERM: "terminated"}
 
 
 def execute(
@@ -42,7 +45,7 @@ def execute(
     with terminate_as_exception():
         try:
             sniffer.start()
-            with console.status(f"capturing on {iface} in {ns}…") as status:
+            with console.status(f"capturing on {escape(iface)} in {escape(ns)}…") as status:
                 while not sniffer.wait(0.2):
                     elapsed = time.monotonic() - started
                     status.update(
@@ -60,6 +63,14 @@ def execute(
     if result.write_error is not None:
         # Disk full (issue 7): one error line, exit 2; the file keeps what was written.
         raise OutputError(result.write_error, advice="free some space, or choose another -w")
+    if result.error is not None:
+        # The socket failed (the interface was deleted, its namespace went away):
+        # exit 3, not a capture that looks complete; the file keeps what was read.
+        raise CaptureError(
+            f"capture on {iface} in {ns} stopped: {result.error} "
+            f"({result.packets} packets written to {result.path})",
+            "check that the interface still exists: ip -n <ns> link show <iface>",
+        )
     document = {
         "path": result.path,
         "namespace": ns,
@@ -67,7 +78,7 @@ def execute(
         "packets": result.packets,
         "kernel_drops": result.kernel_drops,
         "link_type": result.link_type,
-        "stopped_by": "interrupt" if code != ExitStatus.OK else result.stopped_by,
+        "stopped_by": _STOPPED_BY.get(code, result.stopped_by),
         "seconds": round(time.monotonic() - started, 3),
     }
     if json_output and not analyze_after:

@@ -58,9 +58,15 @@ class Listener:
     def __init__(self, namespace: str, address: str, port: int) -> None:
         with inside(namespace):
             self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((address, port))
-        self.socket.listen(4)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((address, port))
+            self.socket.listen(4)
+        except BaseException:
+            # Closed now, not at garbage collection: an open socket keeps its
+            # namespace alive after the namespace is deleted.
+            self.socket.close()
+            raise
         self.namespace = namespace
 
     def close(self) -> None:
