@@ -67,6 +67,14 @@ TopologyOption = Annotated[
         help="Topology: a YAML file, or a built-in name (seed, routed, star, chain).",
     ),
 ]
+# Bounds checked by topology/generators.py (2..250 leaves, 3..250 namespaces),
+# which knows them and says which applies; not imported here, to start quickly.
+LengthOption = Annotated[
+    int,
+    typer.Option(
+        "--length", "-n", help="Size of star (2-250 leaves) and chain (3-250 namespaces)."
+    ),
+]
 PrefixOption = Annotated[
     str, typer.Option("--prefix", help="Prefix every namespace and interface name.")
 ]
@@ -99,9 +107,7 @@ def run(
         int, typer.Option("--bulk", min=0, help="Also send BYTES of bulk TCP ns2 -> ns1.")
     ] = 0,
     prefix: PrefixOption = "",
-    chain_length: Annotated[
-        int, typer.Option("--length", "-n", min=2, max=64, help="Size for star/chain.")
-    ] = 3,
+    chain_length: LengthOption = 3,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a report folder.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -202,7 +208,7 @@ def hexdump(
 def up(
     topology: TopologyOption = None,
     prefix: PrefixOption = "",
-    chain_length: Annotated[int, typer.Option("--length", "-n", min=2, max=64)] = 3,
+    chain_length: LengthOption = 3,
     json_output: JsonOption = False,
 ) -> None:
     """Build a topology and leave it up."""

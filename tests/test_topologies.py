@@ -75,6 +75,17 @@ def test_generated_sizes_are_bounded() -> None:
     assert len(load_topology("chain", 7).namespaces) == 7
 
 
+@pytest.mark.parametrize(
+    ("topology", "length", "bounds"),
+    [("chain", 2, "3..250"), ("chain", 251, "3..250"), ("star", 1, "2..250")],
+)
+def test_the_cli_states_the_generators_own_bounds(topology: str, length: int, bounds: str) -> None:
+    """One place decides a size's bounds (the CLI once refused 65..250 itself)."""
+    result = netdiag("up", "--topology", topology, "--length", str(length), "--prefix", "nd0b-")
+    assert result.returncode == 2, result.stderr
+    assert f"--length {length} is outside {bounds} for topology {topology}" in result.stderr
+
+
 # ---- validation: a message that names the problem ---------------------------------------
 
 _TWO_LINKS = """

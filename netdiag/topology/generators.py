@@ -147,6 +147,12 @@ def generate(name: str, length: int | None) -> TopologySpec:
     if not minimum <= size <= MAXIMUM_LENGTH:
         raise UsageError(
             f"--length {size} is outside {minimum}..{MAXIMUM_LENGTH} for topology {name}",
-            advice="a chain needs two ends and a router between them" if name == "chain" else None,
+            advice=(
+                "a chain needs two ends and a router between them"
+                if name == "chain" and size < minimum
+                else f"the subnets are numbered 1..{MAXIMUM_LENGTH}"
+                if size > MAXIMUM_LENGTH
+                else None
+            ),
         )
     return chain(size) if name == "chain" else star(size)
