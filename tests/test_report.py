@@ -296,6 +296,15 @@ def test_refuses_a_non_empty_folder_unless_forced(tmp_path: Path) -> None:
     write_report(tmp_path / "empty", [make_analysis()], formats={"json"})
 
 
+def test_json_alone_over_a_report_keeps_the_plots_its_pages_link_to(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    written = write_report(out, [make_analysis()], formats={"md", "json"})
+    plots = [path for path in written if path.suffix == ".png"]
+    assert plots
+    write_report(out, [make_analysis()], formats={"json"}, force=True)
+    assert all(path.exists() for path in plots)  # report.md still links to them
+
+
 def test_atomic_writer_reports_failures(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -207,7 +207,10 @@ def write_report(
     finally:
         if json_child is not None:
             json_child.end()
-    _remove_stale_plots(out_dir, set(written))
+    if want_pages:
+        # Only a new report.md/html replaces the old one's plots: after a
+        # --force of report.json alone, the old pages still link to theirs.
+        _remove_stale_plots(out_dir, set(written))
     return reports + written
 
 
