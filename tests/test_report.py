@@ -571,3 +571,14 @@ def test_report_json_is_written_record_by_record_with_the_same_bytes(
         assert written == json_text(report_document([analysis])), capture.name
         checked += 1
     assert checked >= 8
+
+
+def test_every_timeline_flag_letter_has_its_word() -> None:
+    """The ladder's words for the tracker's letters: an ECN-setup SYN (SYN, ECE,
+    CWR: common) once read "SYN,ECE,C"."""
+    from netdiag.analysis.tcp import flag_letters
+    from netdiag.report.content import flag_words
+
+    assert flag_words(flag_letters(0xC2)) == "SYN,ECE,CWR"
+    words = flag_words(flag_letters(0xFF)).split(",")
+    assert len(words) == 8 and all(len(word) == 3 for word in words)

@@ -68,6 +68,8 @@ STATE_MEANINGS = {
     "OTH": "no SYN seen, only midstream traffic",
 }
 
+# The letters of analysis/tcp.py's flag_letters (scapy's: CWR is "C"), which the
+# timeline and the JSON carry; tests/test_report.py checks every one has a word.
 FLAG_WORDS = {
     "S": "SYN",
     "A": "ACK",
@@ -76,7 +78,7 @@ FLAG_WORDS = {
     "P": "PSH",
     "U": "URG",
     "E": "ECE",
-    "W": "CWR",
+    "C": "CWR",
 }
 
 
@@ -147,7 +149,7 @@ def link_type_name(link_type: int) -> str:
 
 
 def flag_words(flags: str) -> str:
-    """``"SA"`` -> ``"SYN,ACK"`` (timeline flags are tcpdump letters with ACK as A)."""
+    """``"SA"`` -> ``"SYN,ACK"``; ``"SEC"`` -> ``"SYN,ECE,CWR"`` (an ECN-setup SYN)."""
     return ",".join(FLAG_WORDS.get(letter, letter) for letter in flags) or "none"
 
 
