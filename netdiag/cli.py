@@ -11,6 +11,8 @@ exit code; Ctrl-C becomes exit 130. ``--debug`` lets the traceback through.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +57,27 @@ def _finish(command: Callable[[], int]) -> NoReturn:
             raise
         print("netdiag: interrupted", file=sys.stderr)
         raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe: a real error
+        # `netdiag analyze big.pcap --json | head`: the reader has what it
+        # wanted and went away; that is fine, as for `cat`. stdout now points
+        # at /dev/null so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise typer.Exit(int(ExitStatus.OK)) from None
     raise typer.Exit(code)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll says POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError):  # stdout closed or not a file
+        return False
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document on stdout.")]

@@ -163,7 +163,7 @@ def test_terminal_summary_prints_packet_text_literally(width: int) -> None:
     from rich.console import Console
 
     from netdiag.analysis.model import Finding
-    from netdiag.report.terminal import print_summaries
+    from netdiag.report.terminal import print_summary
     from tests.test_report import make_analysis
 
     analysis = make_analysis(client="[bold]10.0.2.0[/bold]:40000")
@@ -171,7 +171,7 @@ def test_terminal_summary_prints_packet_text_literally(width: int) -> None:
     finding = Finding("warn", "route.missing", "No route [red]back[/red].", hint)
     analysis = replace(analysis, findings=(*analysis.findings, finding))
     console = Console(record=True, width=width, color_system=None)
-    print_summaries([analysis], console)
+    print_summary(console, analysis)
     text = console.export_text()
     assert "No route [red]back[/red]." in " ".join(text.split())
     assert "[bold]10.0.2.0[/bold]:40000" in text.replace("\n", "").replace(" ", "")
@@ -264,3 +264,33 @@ def test_a_capture_with_many_ping_pairs_is_capped_in_the_terminal_and_reports(
     assert markdown.count("packets transmitted") == 200
     assert "… and 50 more address pairs (see report.json)." in markdown
     assert "… and 50 more echo requests (see report.json)." in markdown
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("analyze", "--json"), ("analyze",), ("hexdump",)],
+    ids=["json", "terminal", "hexdump"],
+)
+def test_a_reader_that_goes_away_is_a_quiet_exit_0(
+    tmp_path: Path, arguments: tuple[str, ...]
+) -> None:
+    """`netdiag analyze big.pcap --json | head`: stdout's reader closes before
+    netdiag writes (closed here before the child has started). Exit 0 with an
+    empty stderr, not 1 (the contract's "an expected outcome did not hold",
+    which rich and typer would each give) nor a traceback."""
+    from tests.helpers import load_bench_generator
+
+    capture = tmp_path / "big.pcap"
+    load_bench_generator("bench_gen_for_pipes").generate(capture, 5000, seed=2)
+    command, *options = arguments
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netdiag", command, str(capture), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first write
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert stderr == ""

@@ -303,12 +303,12 @@ def test_reports_of_spilled_analyses_are_the_same(
     from rich.console import Console
 
     from netdiag.report import write_report
-    from netdiag.report.terminal import print_summaries
+    from netdiag.report.terminal import print_summary
 
     def outputs(analysis: Analysis, folder: Path) -> list[str]:
         paths = write_report(folder, [analysis], formats={"md", "json"})
         console = Console(file=io.StringIO(), width=160, record=True)
-        print_summaries([analysis], console)
+        print_summary(console, analysis)
         return [path.read_text("utf-8") for path in paths if path.suffix in (".md", ".json")] + [
             console.export_text()
         ]

@@ -153,9 +153,9 @@ class _Output:
             from netdiag.report.terminal import print_summary
 
             if self.console is None:
-                from rich.console import Console
+                from netdiag.console import PipeConsole
 
-                self.console = Console()
+                self.console = PipeConsole()
             else:
                 self.console.print()  # a blank line between files
             print_summary(self.console, analysis)

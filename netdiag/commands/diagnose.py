@@ -16,11 +16,12 @@ from netdiag.errors import ExitStatus
 
 
 def render(diagnosis: Diagnosis) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
+    from netdiag.console import PipeConsole
+
     # soft_wrap: a long evidence line stays one line when piped into a file.
-    console = Console(highlight=False, soft_wrap=True)
+    console = PipeConsole(highlight=False, soft_wrap=True)
     port = f" port {diagnosis.port}" if diagnosis.port is not None else ""
     destination = diagnosis.destination or diagnosis.target
     console.print(f"[bold]netdiag diagnose[/]: {diagnosis.source} -> {destination}{port}")

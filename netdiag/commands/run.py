@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from netdiag.console import PipeConsole
 from netdiag.errors import ExitStatus
 from netdiag.experiment.model import RunResult, StepResult
 
@@ -145,7 +146,7 @@ def execute(
     from netdiag.live import registry
     from netdiag.live.signals import Terminated, terminate_as_exception
 
-    console = Console(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
+    console = PipeConsole(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
     # soft_wrap: the leftovers note is one line however long (issue 7: one-line messages).
     error_console = Console(stderr=True, highlight=False, soft_wrap=True)
     abandoned = registry.abandoned_records()

@@ -17,11 +17,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from netdiag.console import PipeConsole
 from netdiag.errors import ExitStatus
 
 
 def _console(json_output: bool) -> Console:
-    return Console(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
+    return PipeConsole(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
 
 
 def up(*, topology: str | None, prefix: str, length: int, json_output: bool) -> int:

@@ -186,7 +186,11 @@ def write_report(
             json_child = TextWrittenInChild(
                 json_path, partial(write_analyses_json, analyses, jobs=1)
             )
-            json_child.start()  # held above first: a Ctrl-C as it forks still ends it
+            try:
+                json_child.start()  # held above first: a Ctrl-C as it forks still ends it
+            except OSError:  # no process to spare (EAGAIN, ENOMEM): written here below
+                json_child.end()
+                json_child = None
         written: list[Path] = []
         reports: list[Path] = []
         if want_pages:

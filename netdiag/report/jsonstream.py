@@ -360,17 +360,30 @@ def _texts_from_child(pipe: BinaryIO) -> Iterator[str]:
 
 
 def _write_records_in_two(out: TextIO, records: Sequence[Any], level: int) -> None:
-    """``_write_list`` of the records' ``to_json``, odd blocks encoded by a child."""
-    read_end, write_end = os.pipe()
+    """``_write_list`` of the records' ``to_json``, odd blocks encoded by a child.
+
+    Without a descriptor or a process to spare (EMFILE, EAGAIN, ENOMEM) this
+    process encodes them all: the same text, later.
+    """
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        _write_list(out, (record.to_json() for record in records), level)
+        return
     child = 0
     written = False
     try:
         with interrupts_held():  # a Ctrl-C now reaches this process after the fork
-            child = os.fork()
-            if child == 0:
-                _child_main(records, level, read_end, write_end)
+            try:
+                child = os.fork()
+            except OSError:
+                child = 0
+            else:
+                if child == 0:
+                    _child_main(records, level, read_end, write_end)
         os.close(write_end)
         with open(read_end, "rb") as source:
+            # No child: the pipe is at its end at once, and every record is encoded here.
             from_child = _texts_from_child(source)
 
             def texts() -> Iterator[str]:
@@ -383,7 +396,7 @@ def _write_records_in_two(out: TextIO, records: Sequence[Any], level: int) -> No
             _write_texts(out, texts(), level)
         written = True
     finally:
-        if child:
+        if child > 0:
             if not written:  # interrupted, or out failed: the child's work is moot
                 os.kill(child, signal.SIGTERM)
             os.waitpid(child, 0)

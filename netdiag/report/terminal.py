@@ -228,13 +228,3 @@ def print_conversation_details(console: Console, analysis: Analysis) -> None:
                 lines = [*lines[:DATA_SEGMENT_LINES], f"\t… {hidden} more lines: {command}"]
             # soft_wrap: a dump line is never folded, so offsets and columns stay aligned
             console.print(Text("\n".join([header, *lines])), soft_wrap=True)
-
-
-def print_summaries(analyses: list[Analysis], console: Console | None = None) -> None:
-    from rich.console import Console
-
-    console = console or Console()
-    for index, analysis in enumerate(analyses):
-        if index:
-            console.print()
-        print_summary(console, analysis)
