@@ -177,3 +177,40 @@ def test_summary_line_agrees_with_tcpdump(corpus_dir: Path, name: str) -> None:
             assert "ICMP6, echo" in line
         checked += 1
     assert checked == len(theirs)
+
+
+def test_first_data_segments_of_a_reused_four_tuple_come_from_both_conversations(
+    tmp_path: Path,
+) -> None:
+    """Two conversations on the same 4-tuple, one after the other: each gets its
+    own first segments (a map by 4-tuple once kept only the later one)."""
+    from netdiag.analysis.analyze import analyze_file
+    from netdiag.report.hexdump import first_data_segments
+    from tests.test_tcp import T0_NS, ipv4_tcp, write_pcap
+
+    client, server = (bytes((10, 0, 0, 1)), 40000), (bytes((10, 0, 0, 2)), 80)
+    frames = []
+    for round_index, isn in enumerate((1000, 900_000)):
+        now = T0_NS + round_index * 10**9
+        payload = f"conversation {round_index}".encode()
+        for offset, (source, destination, flags, seq, ack, data) in enumerate(
+            [
+                (client, server, 0x02, isn, 0, b""),
+                (server, client, 0x12, 5000, isn + 1, b""),
+                (client, server, 0x10, isn + 1, 5001, b""),
+                (client, server, 0x18, isn + 1, 5001, payload),
+                (server, client, 0x10, 5001, isn + 1 + len(payload), b""),
+                (client, server, 0x04, isn + 1 + len(payload), 0, b""),
+            ]
+        ):
+            packet = ipv4_tcp(source, destination, flags, seq, ack, 65535, data)
+            frames.append((now + offset * 1_000_000, packet))
+    capture = tmp_path / "reused.pcap"
+    write_pcap(capture, frames)
+    streams = analyze_file(capture).tcp
+    assert len(streams) == 2 and streams[0].client == streams[1].client
+    dumps = first_data_segments(
+        capture, [(s.client, s.server, s.first_frame, s.last_frame) for s in streams], 2
+    )
+    assert len(dumps) == 2
+    assert dumps[0].startswith("#4 ") and dumps[1].startswith("#10 ")

@@ -287,9 +287,12 @@ def first_data_segments(
     """
     from netdiag.analysis.addr import format_endpoint
 
-    wanted = {(client, server): (first, last) for client, server, first, last in streams}
-    taken: dict[tuple[str, str], int] = {}
-    last_frame = max((last for _first, last in wanted.values()), default=0)
+    # Each 4-tuple's conversations (a reused one has several), by frame range.
+    wanted: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for index, (client, server, first, last) in enumerate(streams):
+        wanted.setdefault((client, server), []).append((first, last, index))
+    taken: dict[int, int] = {}  # segments dumped per conversation (its index)
+    last_frame = max((span[1] for spans in wanted.values() for span in spans), default=0)
     dumps: list[str] = []
     for frame, packet in iter_decoded(path):
         if frame.number > last_frame:
@@ -299,10 +302,10 @@ def first_data_segments(
         source = format_endpoint(packet.src, packet.sport)
         destination = format_endpoint(packet.dst, packet.dport)
         key = (source, destination) if (source, destination) in wanted else (destination, source)
-        frame_range = wanted.get(key)
-        if frame_range is None or not frame_range[0] <= frame.number <= frame_range[1]:
-            continue
-        if taken.get(key, 0) < per_stream:
-            taken[key] = taken.get(key, 0) + 1
-            dumps.append(format_frame(frame, packet))
+        for first, last, index in wanted.get(key, ()):
+            if first <= frame.number <= last:
+                if taken.get(index, 0) < per_stream:
+                    taken[index] = taken.get(index, 0) + 1
+                    dumps.append(format_frame(frame, packet))
+                break
     return dumps
