@@ -214,10 +214,16 @@ def test_report_hexdumps_match_tcpdump_with_or_without_link_layer(
     path = corpus_dir / "pcapplusplus__VlanPackets.pcap"  # an 802.1Q tag in the link layer
     out = tmp_path / "r"
     result = netdiag(
-        "analyze", path, "--out", out, "--format", "md", "--hexdump-frames", "3", *link
+        "analyze", path, "--out", out, "--format", "md,html", "--hexdump-frames", "3", *link
     )
     assert result.returncode == 0, result.stderr
     markdown = (out / path.stem / "report.md").read_text(encoding="utf-8")
+    page = (out / path.stem / "report.html").read_text(encoding="utf-8")
+    assert f"### Hex dumps (as tcpdump {flag})\n" in markdown
+    assert f"<h3>Hex dumps (as tcpdump {flag})</h3>" in page
+    if link:  # the note's `tcpdump -XX` is code in both forms, not literal backticks
+        assert "Link layer included, as `tcpdump -XX` prints it." in markdown
+        assert "Link layer included, as <code>tcpdump -XX</code> prints it." in page
     tcpdump = subprocess.run(
         [TCPDUMP, flag, "-nn", "-r", str(path), "-c", "3"],
         capture_output=True,

@@ -275,7 +275,12 @@ def _write_pages(
         general, per_stream = _make_plots(analysis, out_dir, prefix, section.detailed_streams)
         sections.append(
             replace(
-                section, hexdumps=dumps, hexdump_note=note, plots=general, stream_plots=per_stream
+                section,
+                hexdumps=dumps,
+                hexdump_note=note,
+                hexdump_link_layer=hexdump_link_layer,
+                plots=general,
+                stream_plots=per_stream,
             )
         )
         written += [plot.path for plot in general]

@@ -114,6 +114,7 @@ class CaptureSection:
     detailed_streams: tuple[TcpStream, ...]
     hexdumps: tuple[HexDump, ...] = ()
     hexdump_note: str = ""
+    hexdump_link_layer: bool = False  # dumped as tcpdump -XX (link layer included)
     plots: tuple[PlotFile, ...] = ()
     stream_plots: dict[int, tuple[PlotFile, ...]] = field(default_factory=dict)
 
@@ -758,7 +759,8 @@ def capture_outline(section: CaptureSection) -> list[Block]:
                 )
             )
     if section.hexdumps or section.hexdump_note:
-        blocks.append(Heading(3, "Hex dumps (as tcpdump -X)"))
+        form = "tcpdump -XX" if section.hexdump_link_layer else "tcpdump -X"
+        blocks.append(Heading(3, f"Hex dumps (as {form})"))
         if section.hexdump_note:
             blocks.append(Paragraph(section.hexdump_note))
         blocks += [CodeBlock(hexdump_block(dump)) for dump in section.hexdumps]

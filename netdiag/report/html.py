@@ -92,17 +92,20 @@ CELL_CLASSES = {
 }
 
 
+def prose(value: str) -> str:
+    """Escaped text whose `code` spans become ``<code>`` (as Markdown shows them)."""
+    return "".join(
+        f"<code>{e(piece)}</code>" if is_code else e(piece) for piece, is_code in code_spans(value)
+    )
+
+
 def cell(value: Cell) -> str:
     if value.style == "num":
         return f'<td class="num">{e(value.text)}</td>'
     if value.style == "code" and value.text:
         return f"<td><code>{e(value.text)}</code></td>"
     if value.style == "mixed":
-        pieces = (
-            f"<code>{e(piece)}</code>" if is_code else e(piece)
-            for piece, is_code in code_spans(value.text)
-        )
-        return f"<td>{''.join(pieces)}</td>"
+        return f"<td>{prose(value.text)}</td>"
     css = CELL_CLASSES.get(value.style)
     if css:
         return f'<td><span class="{css}">{e(value.text)}</span></td>'
@@ -132,10 +135,12 @@ def render_block(block: Block) -> str:
         return f"<h{block.level}>{e(block.text)}</h{block.level}>"
     if isinstance(block, Paragraph):
         css = f' class="{e(block.style)}"' if block.style else ""
-        return f"<p{css}>{e(block.text)}</p>"
+        return f"<p{css}>{prose(block.text)}</p>"
     if isinstance(block, Bullets):
         return (
-            '<ul class="facts">' + "".join(f"<li>{e(item)}</li>" for item in block.items) + "</ul>"
+            '<ul class="facts">'
+            + "".join(f"<li>{prose(item)}</li>" for item in block.items)
+            + "</ul>"
         )
     if isinstance(block, Table):
         return table(block)

@@ -62,6 +62,15 @@ def code(value: object) -> str:
     return f"`{content}`"
 
 
+def prose(value: str) -> str:
+    """A paragraph or bullet: its `code` spans as code, the rest escaped (a lone
+    backtick literal), as ``cell`` does for a "mixed" cell."""
+    return "".join(
+        code(piece) if is_code else text(piece).replace("`", "\\`")
+        for piece, is_code in code_spans(value)
+    )
+
+
 def prose_cell(value: str) -> str:
     """Prose in a table cell: escaped (backslashes by ``text``), ``|`` and backticks literal."""
     return text(value).replace("|", "\\|").replace("`", "\\`")
@@ -96,10 +105,10 @@ def render_block(block: Block) -> list[str]:
     if isinstance(block, Heading):
         return ["#" * block.level + " " + text(block.text), ""]
     if isinstance(block, Paragraph):
-        body = text(block.text)
+        body = prose(block.text)
         return [f"**{body}**" if block.style.startswith("verdict") else body, ""]
     if isinstance(block, Bullets):
-        return [*(f"- {text(item)}" for item in block.items), ""]
+        return [*(f"- {prose(item)}" for item in block.items), ""]
     if isinstance(block, Table):
         lines = [
             "| " + " | ".join(text(header) for header in block.headers) + " |",
