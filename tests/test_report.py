@@ -39,7 +39,7 @@ from netdiag.analysis.store import SPILL_AFTER_VARIABLE
 from netdiag.errors import NetdiagError, OutputError, UsageError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
 from netdiag.report import json_text, parse_formats, report_document, write_report
-from netdiag.report.content import PLOTTED_STREAMS, code_spans, ladder_text
+from netdiag.report.content import PLOTTED_STREAMS, TABLE_ROWS, code_spans, ladder_text
 from netdiag.report.output import atomic_write_bytes
 from tests.conftest import corpus_files
 
@@ -438,6 +438,11 @@ def test_big_capture_is_capped(tmp_path: Path) -> None:
     assert len([path for path in written if path.suffix == ".png"]) <= 2 + 2 * PLOTTED_STREAMS
     markdown = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert "smaller streams (see report.json)" in markdown
+    assert len(analysis.findings) > TABLE_ROWS
+    more = len(analysis.findings) - TABLE_ROWS
+    assert f"… and {more} more findings (see report.json)." in markdown
+    findings_part = markdown[markdown.index("### Findings") : markdown.index(f"… and {more}")]
+    assert findings_part.count("\n| ") == TABLE_ROWS + 1  # the header row, then the rows
     document = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
     assert len(document["tcp"]) == len(analysis.tcp)
 

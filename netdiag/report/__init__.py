@@ -219,8 +219,9 @@ def write_report(
 
 
 def _big(analyses: list[Analysis]) -> bool:
-    """Worth a second process for report.json: as many records as make
-    jsonstream.py encode a list in two processes."""
+    """Worth a second process for report.json (a fork costs a few ms): at least
+    as many records in all, streams, echoes, errors and findings together, as
+    make jsonstream.py encode one list in two processes."""
     from netdiag.report.jsonstream import PARALLEL_RECORDS, streamed_records
 
     return sum(streamed_records(analysis) for analysis in analyses) >= PARALLEL_RECORDS

@@ -421,6 +421,7 @@ def _omitted(total: int) -> int:
 
 
 def findings_table(findings: tuple[Finding, ...]) -> Table:
+    """The findings (worst first: a cap drops the least severe), one row each."""
     return Table(
         ("severity", "code", "what", "hint", "stream", "frames"),
         tuple(
@@ -432,8 +433,11 @@ def findings_table(findings: tuple[Finding, ...]) -> Table:
                 Cell("" if finding.stream is None else str(finding.stream), "num"),
                 Cell(", ".join(str(frame) for frame in finding.frames[:10])),
             )
-            for finding in findings
+            for finding in findings[:TABLE_ROWS]
         ),
+        _capped(len(findings), "findings"),
+        _omitted(len(findings)),
+        "findings",
     )
 
 

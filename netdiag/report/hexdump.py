@@ -47,11 +47,10 @@ def _printable(byte: int) -> str:
     return chr(byte) if 0x21 <= byte <= 0x7E else "."
 
 
-def hex_ascii_lines(data: bytes, offset: int = 0) -> Iterator[str]:
+def hex_ascii_lines(data: bytes) -> Iterator[str]:
     """Yield the lines of tcpdump's ``hex_and_ascii_print`` for ``data``.
 
-    Each line starts with a tab and has no newline; ``offset`` is the value
-    printed for the first line (tcpdump always starts at 0).
+    Each line starts with a tab and has no newline; offsets start at 0, as tcpdump's.
     """
     for start in range(0, len(data), BYTES_PER_LINE):
         chunk = data[start : start + BYTES_PER_LINE]
@@ -61,7 +60,7 @@ def hex_ascii_lines(data: bytes, offset: int = 0) -> Iterator[str]:
             groups.append(" " + pair.hex())
         hex_part = "".join(groups)
         ascii_part = "".join(_printable(byte) for byte in chunk)
-        yield f"\t0x{offset + start:04x}: {hex_part:<{HEX_COLUMN_WIDTH}}  {ascii_part}"
+        yield f"\t0x{start:04x}: {hex_part:<{HEX_COLUMN_WIDTH}}  {ascii_part}"
 
 
 def dump_bytes(frame: RawFrame, link_header_len: int, link_layer: bool = False) -> bytes:
@@ -225,13 +224,9 @@ def summary_line(frame: RawFrame, packet: DecodedPacket) -> str:
     return f"{head}{detail}, frame length {frame.wirelen}{truncated}"
 
 
-def format_frame(
-    frame: RawFrame, packet: DecodedPacket, link_layer: bool = False, numbered: bool = True
-) -> str:
-    """A summary line and the tcpdump hex lines of one frame, newline-terminated."""
-    header = summary_line(frame, packet)
-    if numbered:
-        header = f"#{frame.number} {header}"
+def format_frame(frame: RawFrame, packet: DecodedPacket, link_layer: bool = False) -> str:
+    """``#N``, a summary line and the tcpdump hex lines of one frame, newline-terminated."""
+    header = f"#{frame.number} {summary_line(frame, packet)}"
     lines = [header, *hexdump_lines(frame, packet.link_header_len, link_layer)]
     return "\n".join(lines) + "\n"
 
