@@ -159,7 +159,7 @@ def run(
 def analyze(
     # Plain strings, not Path: typer's Path checks would print a boxed usage
     # error; unreadable files are the reader's to report, in one line, exit 2.
-    files: Annotated[list[str], typer.Argument(help="pcap or pcapng files.")],
+    files: Annotated[list[str], typer.Argument(metavar="FILE", help="pcap or pcapng files.")],
     json_output: JsonOption = False,
     formats: Annotated[
         str | None, typer.Option("--format", help="Report forms to write: md,html,json.")
@@ -204,7 +204,7 @@ def analyze(
 
 @app.command()
 def hexdump(
-    file: Annotated[str, typer.Argument(help="A pcap or pcapng file.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A pcap or pcapng file.")],
     frames: Annotated[list[int] | None, typer.Option("--frame", help="Frame number.")] = None,
     filter_expression: Annotated[
         str | None, typer.Option("--filter", help="e.g. 'tcp port 7096', 'icmp', 'host 10.0.1.0'")
