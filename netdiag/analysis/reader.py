@@ -18,6 +18,9 @@ later sections, and end silently at a cut-short record. Here:
   10 or 2) and ``if_tsoffset``; enhanced, simple and obsolete packet blocks;
   custom blocks become frames without a packet (tshark 4.0 lists them, and
   frame numbers must agree with it); every other block is skipped.
+* gzip: either format compressed (Wireshark's "compress with gzip", a
+  downloaded .pcap.gz) is read through ``gzip`` front to back, as a pipe is;
+  a compressed stream cut short or damaged ends the reading like damage below.
 * Damage never raises: a file cut inside a record, trailing garbage, an
   implausible length or a malformed block ends the reading with a warning
   saying where, and ``FileInfo.complete`` false. Only a file that is not a
@@ -30,14 +33,18 @@ import operator
 import os
 import stat
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Final, Literal
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
 from netdiag.analysis.model import FileInfo
 from netdiag.analysis.packet import COMPILED, RawFrame, big_endian_u32
 from netdiag.errors import CaptureFormatError, InputError
+
+if TYPE_CHECKING:
+    from gzip import GzipFile
 
 # Link type given to pcapng frames that are not packets (custom blocks): the
 # decoder classifies them as "other", as tshark shows them with no encapsulation.
@@ -68,6 +75,7 @@ IF_TSRESOL: Final = 9
 IF_TSOFFSET: Final = 14
 
 NS_PER_S: Final = 1_000_000_000
+GZIP_MAGIC: Final = b"\x1f\x8b"
 
 # pcap magic (as the first four bytes read) -> byte order, ns resolution, record header size
 _PCAP_MAGICS: dict[bytes, tuple[Literal["little", "big"], bool, int]] = {
@@ -130,11 +138,16 @@ class CaptureReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._file = _open_capture(self.path)
+        self._gzip: GzipFile | None = None  # reads _file when it is gzip-compressed
+        self._gzip_damage = ""  # why the compressed data could not be read on
+        self._reset_state()  # _read may note damage while the head is read
         try:
             self._file_size = self._regular_size()
             head = self._read_head(24)
             if not head:
                 raise InputError(f"capture file {self.path} is empty (0 bytes)")
+            if head.startswith(GZIP_MAGIC):
+                head = self._open_decompressed()
             self._format: Literal["pcap", "pcapng"]
             self._byte_order: Literal["little", "big"] = "little"
             self._pcap_nanoseconds = False
@@ -147,7 +160,7 @@ class CaptureReader:
             self._head = head
             self._iterations = 0
         except BaseException:
-            self._file.close()
+            self.close()
             raise
         # Reading state, reset by each iteration.
         self._buffer = b""
@@ -157,12 +170,55 @@ class CaptureReader:
 
     # -- opening ---------------------------------------------------------------
 
+    def _open_decompressed(self) -> bytes:
+        """Read a gzip-compressed capture (as Wireshark saves with "compress with
+        gzip", or a downloaded .pcap.gz) through ``gzip``, front to back: it
+        cannot seek cheaply, so it is read as a pipe is, and its size is not
+        known. Returns the first bytes of the capture itself."""
+        import gzip
+
+        if self._file_size is None:
+            raise InputError(
+                f"{self.path} holds gzip-compressed data that is not a regular file",
+                f"decompress it first: zcat {self.path} > capture.pcap",
+            )
+        self._seek(0)
+        # The same open file, read through gzip; close() closes both.
+        self._gzip = gzip.GzipFile(fileobj=self._file, mode="rb")
+        self._file_size = None
+        head = self._read_head(24)
+        if self._gzip_damage and len(head) < 24:
+            raise InputError(
+                f"capture file {self.path} is gzip-compressed and cannot be decompressed "
+                f"({self._gzip_damage})",
+                f"check it with: gzip -t {self.path}",
+            )
+        if not head:
+            raise InputError(f"capture file {self.path} is empty once decompressed (gzip)")
+        return head
+
     def _read(self, size: int) -> bytes:
         """Up to ``size`` bytes from the file; a failing read (EIO from a bad disk,
         a file that is not really one) is an ``InputError``, not a traceback."""
         try:
+            if self._gzip is not None:
+                # read1: what one step decompresses. read() would gather more and,
+                # on a stream cut short, lose what it had gathered (EOFError).
+                return self._gzip.read1(size)
             return self._file.read(size)
-        except OSError as error:
+        except EOFError:  # gzip: the compressed stream is cut short
+            self._stop(
+                "the gzip-compressed data ends early (cut short): what was decompressed "
+                "before its end is read"
+            )
+            return b""
+        except (OSError, zlib.error) as error:
+            if self._gzip is not None and not getattr(error, "errno", None):
+                # Not the disk: the compressed data itself (BadGzipFile, zlib.error).
+                # Damage, as in a plain file: reading ends here, with a warning.
+                self._gzip_damage = str(error)
+                self._stop(f"the gzip-compressed data is damaged ({error}): reading ends there")
+                return b""
             raise _read_error(self.path, error) from error
 
     def _seek(self, offset: int) -> None:
@@ -239,6 +295,8 @@ class CaptureReader:
         self.close()
 
     def close(self) -> None:
+        if self._gzip is not None:
+            self._gzip.close()  # not _file: gzip does not close a file it was given
         self._file.close()
 
     # -- state -------------------------------------------------------------------
@@ -836,9 +894,10 @@ def _parse_options(buffer: bytes, start: int, end: int, prefix: str) -> list[tup
     return options
 
 
-def _read_error(path: str, error: OSError) -> InputError:
+def _read_error(path: str, error: OSError | zlib.error) -> InputError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else error
     return InputError(
-        f"capture file {path} cannot be read: {error.strerror or error}",
+        f"capture file {path} cannot be read: {reason}",
         "check the file system (dmesg), or copy the capture elsewhere and read the copy",
     )
 
