@@ -798,7 +798,9 @@ class ExperimentRunner:
                 pcaps=tuple(progress.pcaps),
                 reports=tuple(progress.reports),
                 kernel_drops=None if progress.capture is None else progress.capture.kernel_drops,
-                kept=self.options.keep and all(s.ok for s in progress.steps if s.id == "teardown"),
+                # What happened, not what was asked: --keep with an aborted setup (or an
+                # interrupt) takes the teardown branch, whose step is "teardown" too.
+                kept=self.live is not None and self.live.kept,
             )
         )
 
