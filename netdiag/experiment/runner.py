@@ -41,21 +41,10 @@ if TYPE_CHECKING:
     from netdiag.traffic.icmp import EchoOutcome
     from netdiag.traffic.tcp import Listener
 
-# The contract's step ids, in order, for the default experiment (port 7096);
-# after them come "capture-complete" and "report", which work from the pcap.
-STEP_IDS = (
-    "veth-pair",
-    "ns1",
-    "isolation",
-    "ns2",
-    "unreachable-before-routes",
-    "routes",
-    "ping-ns2-ns1",
-    "ping-ns1-ns2",
-    "tcp-7096",
-    "capture",
-    "teardown",
-)
+
+def tcp_step_id(port: int) -> str:
+    """The TCP step's id, named after the port: ``tcp-7096`` by default (the contract's)."""
+    return f"tcp-{port}"
 
 
 # ---- test hook: stop at a named moment (issue 7) --------------------------------------------
@@ -653,7 +642,7 @@ class ExperimentRunner:
             )
         port = self.options.port
         self._step(
-            f"tcp-{port}",
+            tcp_step_id(port),
             f"TCP: {self.client} connects to {self.server_address}:{port} and sends a message",
             (
                 f"ip netns exec {self.server} nc -l {self.server_address} {port} &",
