@@ -797,10 +797,8 @@ class ExperimentRunner:
         capture = self.progress.capture
         if capture is None or self.result is None:
             return
-        try:
-            from netdiag.analysis.analyze import analyze_file
-        except ImportError:
-            return  # the analyzer has not landed: RTTs stay empty
+        from netdiag.analysis.analyze import analyze_file
+
         pause_point("analysis")
         try:
             analysis = analyze_file(Path(capture.path))
