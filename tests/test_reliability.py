@@ -490,6 +490,28 @@ def test_keep_with_a_failed_setup_says_it_kept_nothing(
     assert list(run_dir.glob("*.json")) == []
 
 
+def test_a_sniffer_that_cannot_start_names_the_probes_capture_point(
+    runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
+) -> None:
+    """routed captures cli0 in client: the failed capture step says so, not veth0 in ns1."""
+    prefix, out = unique_prefix, tmp_path / "out"
+    process = runs.start(prefix, out, "routes", "--topology", "routed")
+    wait_until_paused(process, "routes")
+    (capture_dir,) = (out / "captures").iterdir()
+    (capture_dir / f"{prefix}cli0.pcap").mkdir()  # the pcap cannot be opened for writing
+    process.send_signal(signal.SIGUSR1)  # go on
+    stdout, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert process.returncode == 1, stderr
+    steps = {step["id"]: step for step in json.loads(stdout)["steps"]}
+    capture = steps["capture"]
+    assert capture["ok"] is False
+    assert capture["detail"].startswith("sniffer did not start"), capture
+    assert capture["title"] == f"Capture {prefix}cli0 inside {prefix}client to pcap"
+    assert steps["teardown"]["ok"] is True, steps["teardown"]
+    assert namespaces_with(prefix) == []
+
+
 def test_two_runs_overlapping_do_not_interfere(
     runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
 ) -> None:

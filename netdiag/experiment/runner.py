@@ -3,7 +3,8 @@
 This is where the stages meet: a ``TopologySpec`` is built by ``LiveTopology``
 step by step (so the transcript can show each change and its ``ip``
 equivalent), traffic runs from inside the namespaces while the sniffer records
-veth0 in ns1, everything is torn down, and only then (no root needed any more)
+the probe's capture interface (veth0 in ns1 for the seed, cli0 in client for
+``routed``), everything is torn down, and only then (no root needed any more)
 the pcap is analyzed and a report written.
 
 A step whose *expected outcome* does not hold is recorded ``ok=False`` and the
@@ -174,6 +175,12 @@ class ExperimentRunner:
 
     def _pcap_path(self) -> Path:
         return self.options.capture_dir / f"{self.probe.capture_interface}.pcap"
+
+    def _capture_title(self) -> str:
+        """The capture step's title, whether its sniffer started or not."""
+        return (
+            f"Capture {self.probe.capture_interface} inside {self.probe.capture_namespace} to pcap"
+        )
 
     # ---- step plumbing ----------------------------------------------------------------
 
@@ -622,7 +629,7 @@ class ExperimentRunner:
                         False,
                         f"sniffer did not start: {error.message}",
                         0.0,
-                        "Capture veth0 inside ns1 to pcap",
+                        self._capture_title(),
                     )
                 )
                 self.progress.aborted_at = "capture"
@@ -763,7 +770,7 @@ class ExperimentRunner:
 
         self._step(
             "capture",
-            f"Capture {self.probe.capture_interface} inside {self.probe.capture_namespace} to pcap",
+            self._capture_title(),
             (
                 f"ip netns exec {self.probe.capture_namespace} tcpdump -i "
                 f"{self.probe.capture_interface} -w {_display_path(self._pcap_path())}",
