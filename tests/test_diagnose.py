@@ -237,6 +237,25 @@ def test_fix_adds_both_routes_and_recheck_says_reachable(
     assert again.reachable and again.path == (ns1, ns2)
 
 
+def test_a_fix_the_kernel_refuses_names_the_fixes_already_applied(
+    build: Build, unique_prefix: str
+) -> None:
+    """veth0 is down and ns1's route to ns2 is `unreachable`: the link is fixed first, then
+    the route the fix adds clashes with that one (File exists). The refusal names both."""
+    from netdiag.diagnose.fix import FixError, diagnose_and_fix
+
+    live = build(routes=("ns2",))
+    ns1, veth0 = unique_prefix + "ns1", unique_prefix + "veth0"
+    _set_link(live, ns1, veth0, state="down")
+    live.handle(ns1).route("add", dst="10.0.2.0/24", type="unreachable")
+    with pytest.raises(FixError) as caught:
+        diagnose_and_fix(ns1, "10.0.2.0", None)
+    message = caught.value.message
+    assert f"`ip -n {ns1} route add 10.0.2.0/24 dev {veth0}`" in message
+    assert f"already applied: ip -n {ns1} link set {veth0} up" in message
+    assert live.interface_state(ns1, veth0)[0] is True  # the applied fix stays applied
+
+
 @pytest.fixture
 def foreign_namespace(unique_prefix: str) -> Iterator[str]:
     """A namespace netdiag did not create, with a veth pair inside whose second end is down."""
