@@ -341,6 +341,33 @@ def test_router_without_forwarding(build: Build, unique_prefix: str) -> None:
     assert diagnosis.path == (client, router)
 
 
+def test_forwarding_that_cannot_be_read_is_said_unknown(build: Build, unique_prefix: str) -> None:
+    """A sysctl netdiag could not read (the state says None) is not reported as 1."""
+    from netdiag.diagnose.state import NamespaceState
+    from netdiag.diagnose.walk import Catalog, Walk
+
+    build(_routed(forwarding=True))
+    client, router = unique_prefix + "client", unique_prefix + "router"
+
+    class UnreadableForwarding(Catalog):
+        """The router's real state, but its sysctl as if reading it had failed."""
+
+        def state(self, reference: str) -> NamespaceState:
+            state = super().state(reference)
+            return replace(state, forwarding=None) if reference == router else state
+
+    catalog = UnreadableForwarding((client,))
+    try:
+        walk = Walk(catalog, client, None)
+        walk.run("10.1.2.2")
+    finally:
+        catalog.close()
+    (check,) = [check for check in walk.checks if check.name == "forwarding"]
+    assert check.namespace == router
+    assert "= 1" not in check.evidence and "could not be read" in check.evidence
+    assert check.ok and walk.reached and not walk.causes  # the verdict is as before
+
+
 def test_router_with_forwarding_and_fix_of_a_non_forwarding_one(
     build: Build, unique_prefix: str
 ) -> None:
