@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from netdiag.capture.sniffer import CaptureResult, Sniffer
     from netdiag.live.topology import LiveTopology
     from netdiag.traffic.icmp import EchoOutcome
-    from netdiag.traffic.tcp import Listener
 
 
 def tcp_step_id(port: int) -> str:
@@ -153,7 +152,6 @@ class ExperimentRunner:
         self.result: RunResult | None = None
         self._sniffer: Sniffer | None = None
         self._interrupted = False
-        self._listener: Listener | None = None
 
     # ---- names ------------------------------------------------------------------------
 
@@ -692,18 +690,18 @@ class ExperimentRunner:
 
         message = self.options.message.encode("utf-8")
         listener = Listener(self.server, self.server_address, self.options.port)
-        self._listener = listener
         live.on_teardown("the TCP listener", listener.close)
         try:
             outcome = exchange_message(
                 listener, self.client, self.server_address, self.options.port, message
             )
-            bulk: tuple[int, bool | None, float | None, str | None] = (0, None, None, None)
-            if self.options.bulk and outcome.connected:
-                received, verified, throughput, bulk_error = bulk_transfer(
+            bulk = (
+                bulk_transfer(
                     listener, self.client, self.server_address, self.options.port, self.options.bulk
                 )
-                bulk = (received, verified, throughput, bulk_error)
+                if self.options.bulk and outcome.connected
+                else None
+            )
         finally:
             listener.close()
         received_text = (
@@ -717,10 +715,14 @@ class ExperimentRunner:
             connected=outcome.connected,
             message_sent=self.options.message,
             message_received=received_text,
-            error=outcome.error or bulk[3],
+            error=outcome.error or (None if bulk is None else bulk.error),
             bulk_bytes=self.options.bulk,
-            bulk_verified=bulk[1],
-            bulk_throughput_mbps=None if bulk[2] is None else round(bulk[2], 1),
+            bulk_verified=None if bulk is None else bulk.verified,
+            bulk_throughput_mbps=(
+                None
+                if bulk is None or bulk.throughput_mbps is None
+                else round(bulk.throughput_mbps, 1)
+            ),
         )
         self.progress.tcp.append(exchange)
         if not outcome.connected:
@@ -735,12 +737,13 @@ class ExperimentRunner:
         ]
         ok = exact and clean
         if self.options.bulk:
-            verified = bulk[1] is True
-            ok = ok and verified
-            throughput_text = f", {bulk[2]:.0f} Mbit/s" if bulk[2] else ""
+            assert bulk is not None  # connected: the bulk transfer ran
+            ok = ok and bulk.verified
+            throughput = bulk.throughput_mbps
+            throughput_text = f", {throughput:.0f} Mbit/s" if throughput else ""
             parts.append(
-                f"bulk {bulk[0]}/{self.options.bulk} bytes "
-                + ("verified" if verified else f"NOT verified ({bulk[3] or 'mismatch'})")
+                f"bulk {bulk.received}/{self.options.bulk} bytes "
+                + ("verified" if bulk.verified else f"NOT verified ({bulk.error or 'mismatch'})")
                 + throughput_text
             )
         return ok, "; ".join(parts)
@@ -748,7 +751,8 @@ class ExperimentRunner:
     def _capture_step(self) -> None:
         sniffer = self._sniffer
         assert sniffer is not None
-        self.progress.aborted_at = None if self.progress.aborted_at != "capture" else "capture"
+        # The sniffer runs (one that failed to start is None): its step must stop it.
+        self.progress.aborted_at = None
 
         def stop() -> tuple[bool, str]:
             result = sniffer.stop()
