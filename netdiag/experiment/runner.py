@@ -398,6 +398,18 @@ class ExperimentRunner:
                     f"peer name {lk.ends[1].interface} netns {lk.ends[1].namespace}"
                     for lk in spec.links
                 ),
+                # create_links() makes the bridges too; each is set up with its namespace.
+                *(
+                    command
+                    for bridge in spec.bridges
+                    for command in (
+                        f"ip -n {bridge.namespace} link add {bridge.name} type bridge",
+                        *(
+                            f"ip -n {bridge.namespace} link set {member} master {bridge.name}"
+                            for member in bridge.members
+                        ),
+                    )
+                ),
             ),
             "both ends exist, each in its own namespace",
             veth_pair,
@@ -445,21 +457,7 @@ class ExperimentRunner:
             self._step(
                 "other-namespaces",
                 f"Configure {', '.join(others)}: addresses, links (and bridges) up, forwarding",
-                (
-                    *(command for name in others for command in _configure_commands(spec, name)),
-                    *(
-                        command
-                        for bridge in spec.bridges
-                        for command in (
-                            f"ip -n {bridge.namespace} link add {bridge.name} type bridge",
-                            *(
-                                f"ip -n {bridge.namespace} link set {member} master {bridge.name}"
-                                for member in bridge.members
-                            ),
-                            f"ip -n {bridge.namespace} link set {bridge.name} up",
-                        )
-                    ),
-                ),
+                tuple(command for name in others for command in _configure_commands(spec, name)),
                 "every interface is up with its addresses",
                 partial(self._configure_all, live, others),
                 setup=True,
@@ -950,7 +948,7 @@ def _addresses(end: LinkEndSpec) -> str:
 
 def _configure_commands(spec: TopologySpec, namespace: str) -> tuple[str, ...]:
     commands: list[str] = []
-    for end in spec.interfaces_of(namespace):
+    for end in spec.configured_interfaces_of(namespace):
         commands.extend(
             f"ip -n {namespace} addr add {address} dev {end.interface}" for address in end.addresses
         )

@@ -349,15 +349,8 @@ class LiveTopology:
             ) from error
 
     def configure_namespace(self, namespace: str) -> None:
-        from netdiag.topology.spec import LinkEndSpec
-
-        for end in self.spec.interfaces_of(namespace):
+        for end in self.spec.configured_interfaces_of(namespace):
             self.configure_end(end)
-        for bridge in self.spec.bridges_of(namespace):
-            # A bridge is an interface like a link end: addresses, then up.
-            self.configure_end(
-                LinkEndSpec(namespace=namespace, interface=bridge.name, addresses=bridge.addresses)
-            )
 
     def set_forwarding(self, namespace: str, enabled: bool) -> None:
         with inside(namespace):
