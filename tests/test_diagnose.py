@@ -237,6 +237,25 @@ def test_fix_adds_both_routes_and_recheck_says_reachable(
     assert again.reachable and again.path == (ns1, ns2)
 
 
+def test_a_fix_the_kernel_refuses_names_the_fixes_already_applied(
+    build: Build, unique_prefix: str
+) -> None:
+    """veth0 is down and ns1's route to ns2 is `unreachable`: the link is fixed first, then
+    the route the fix adds clashes with that one (File exists). The refusal names both."""
+    from netdiag.diagnose.fix import FixError, diagnose_and_fix
+
+    live = build(routes=("ns2",))
+    ns1, veth0 = unique_prefix + "ns1", unique_prefix + "veth0"
+    _set_link(live, ns1, veth0, state="down")
+    live.handle(ns1).route("add", dst="10.0.2.0/24", type="unreachable")
+    with pytest.raises(FixError) as caught:
+        diagnose_and_fix(ns1, "10.0.2.0", None)
+    message = caught.value.message
+    assert f"`ip -n {ns1} route add 10.0.2.0/24 dev {veth0}`" in message
+    assert f"already applied: ip -n {ns1} link set {veth0} up" in message
+    assert live.interface_state(ns1, veth0)[0] is True  # the applied fix stays applied
+
+
 @pytest.fixture
 def foreign_namespace(unique_prefix: str) -> Iterator[str]:
     """A namespace netdiag did not create, with a veth pair inside whose second end is down."""
@@ -320,6 +339,33 @@ def test_router_without_forwarding(build: Build, unique_prefix: str) -> None:
     assert diagnosis.causes[0].namespace == router
     assert diagnosis.findings[0].hint == (f"ip netns exec {router} sysctl -w net.ipv4.ip_forward=1")
     assert diagnosis.path == (client, router)
+
+
+def test_forwarding_that_cannot_be_read_is_said_unknown(build: Build, unique_prefix: str) -> None:
+    """A sysctl netdiag could not read (the state says None) is not reported as 1."""
+    from netdiag.diagnose.state import NamespaceState
+    from netdiag.diagnose.walk import Catalog, Walk
+
+    build(_routed(forwarding=True))
+    client, router = unique_prefix + "client", unique_prefix + "router"
+
+    class UnreadableForwarding(Catalog):
+        """The router's real state, but its sysctl as if reading it had failed."""
+
+        def state(self, reference: str) -> NamespaceState:
+            state = super().state(reference)
+            return replace(state, forwarding=None) if reference == router else state
+
+    catalog = UnreadableForwarding((client,))
+    try:
+        walk = Walk(catalog, client, None)
+        walk.run("10.1.2.2")
+    finally:
+        catalog.close()
+    (check,) = [check for check in walk.checks if check.name == "forwarding"]
+    assert check.namespace == router
+    assert "= 1" not in check.evidence and "could not be read" in check.evidence
+    assert check.ok and walk.reached and not walk.causes  # the verdict is as before
 
 
 def test_router_with_forwarding_and_fix_of_a_non_forwarding_one(

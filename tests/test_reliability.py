@@ -20,6 +20,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -424,6 +425,25 @@ probe:
 """
 
 
+def clash_then_go_on(
+    process: subprocess.Popen[str], namespace: str, interface: str, peer: str
+) -> dict[str, Any]:
+    """A run paused at "links": take ``interface``'s name in ``namespace`` (a veth whose
+    peer is ``peer``), let the run go on, and return its JSON (veth-pair failed, exit 1)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute(netns=namespace, flags=0) as handle:
+        handle.link("add", ifname=interface, kind="veth", peer={"ifname": peer})
+    process.send_signal(signal.SIGUSR1)  # go on
+    stdout, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert process.returncode == 1, stderr
+    document: dict[str, Any] = json.loads(stdout)
+    (veth_pair,) = [step for step in document["steps"] if step["id"] == "veth-pair"]
+    assert veth_pair["ok"] is False
+    return document
+
+
 def test_a_clash_on_the_third_link_rolls_back_the_first_two(
     runs: Runs,
     foreign: Callable[..., None],
@@ -442,23 +462,54 @@ def test_a_clash_on_the_third_link_rolls_back_the_first_two(
     record = json.loads(next(run_dir.glob("*.json")).read_text())
     assert [item["name"] for item in record["created"] if item["kind"] == "netns"] == ours
     # Someone takes the third link's name in the meantime: creating it will clash.
-    from pyroute2 import IPRoute
-
-    with IPRoute(netns=f"{prefix}ns3", flags=0) as handle:
-        handle.link("add", ifname=f"{prefix}veth4", kind="veth", peer={"ifname": f"{prefix}x"})
-    process.send_signal(signal.SIGUSR1)  # go on
-    stdout, stderr = process.communicate(timeout=60)
-    assert "Traceback" not in stderr
-    assert process.returncode == 1, stderr
-    document = json.loads(stdout)
+    document = clash_then_go_on(process, f"{prefix}ns3", f"{prefix}veth4", f"{prefix}x")
     steps = {step["id"]: step for step in document["steps"]}
-    assert steps["veth-pair"]["ok"] is False
     assert f"{prefix}veth4" in steps["veth-pair"]["detail"]
     assert steps["routes"]["detail"].startswith("not run")
     assert steps["teardown"]["ok"] is True, steps["teardown"]
     # The first two links and all three namespaces are gone; the look-alike is not.
     assert namespaces_with(prefix) == [f"{prefix}ns4"]
     assert list(run_dir.glob("*.json")) == []
+
+
+def test_keep_with_a_failed_setup_says_it_kept_nothing(
+    runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
+) -> None:
+    """--keep keeps only a topology whose setup held: an aborted one is removed, and the
+    result says so (not "kept", not "still up")."""
+    prefix = unique_prefix
+    process = runs.start(prefix, tmp_path / "out", "links", "--keep")
+    wait_until_paused(process, "links")
+    # Someone takes the veth's name in ns1 in the meantime: creating it will clash.
+    document = clash_then_go_on(process, f"{prefix}ns1", f"{prefix}veth0", f"{prefix}x")
+    steps = {step["id"]: step for step in document["steps"]}
+    assert steps["teardown"]["ok"] is True, steps["teardown"]
+    assert steps["teardown"]["title"] == "Remove everything the run created"
+    assert document["kept"] is False
+    assert namespaces_with(prefix) == []
+    assert list(run_dir.glob("*.json")) == []
+
+
+def test_a_sniffer_that_cannot_start_names_the_probes_capture_point(
+    runs: Runs, unique_prefix: str, run_dir: Path, tmp_path: Path
+) -> None:
+    """routed captures cli0 in client: the failed capture step says so, not veth0 in ns1."""
+    prefix, out = unique_prefix, tmp_path / "out"
+    process = runs.start(prefix, out, "routes", "--topology", "routed")
+    wait_until_paused(process, "routes")
+    (capture_dir,) = (out / "captures").iterdir()
+    (capture_dir / f"{prefix}cli0.pcap").mkdir()  # the pcap cannot be opened for writing
+    process.send_signal(signal.SIGUSR1)  # go on
+    stdout, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert process.returncode == 1, stderr
+    steps = {step["id"]: step for step in json.loads(stdout)["steps"]}
+    capture = steps["capture"]
+    assert capture["ok"] is False
+    assert capture["detail"].startswith("sniffer did not start"), capture
+    assert capture["title"] == f"Capture {prefix}cli0 inside {prefix}client to pcap"
+    assert steps["teardown"]["ok"] is True, steps["teardown"]
+    assert namespaces_with(prefix) == []
 
 
 def test_two_runs_overlapping_do_not_interfere(

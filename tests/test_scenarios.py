@@ -43,11 +43,12 @@ def test_scenario_is_diagnosed_live_and_from_the_capture(
     assert document["topology"] == scenario.topology
 
     # The fault had its effect: each step it breaks ran and failed (ok = "failed as expected").
-    for step_id in scenario.broken_steps:
+    broken = scenario.broken_step_ids(7096)
+    for step_id in broken:
         assert steps[step_id]["fault_expected"] is True
         assert steps[step_id]["ok"] is True
         assert "failed as the fault makes it" in steps[step_id]["detail"]
-    untouched = [s for s in document["steps"] if s["id"] not in scenario.broken_steps]
+    untouched = [s for s in document["steps"] if s["id"] not in broken]
     assert all("fault_expected" not in step for step in untouched)
 
     # Live: diagnose named the injected cause with the contract's code.
@@ -87,6 +88,24 @@ def test_large_pings_only_with_mtu_mismatch(
     assert "ping-large-ns1-ns2" not in ids
     (tcp,) = document["tcp"]
     assert tcp["connected"] is False and "refused" in tcp["error"]
+
+
+@pytest.mark.netns
+def test_scenario_on_another_port_marks_that_ports_step(
+    tmp_path: Path, no_leftovers: str, isolated_registry: Path
+) -> None:
+    """The TCP step is named after --port: the fault is expected on tcp-8080, not tcp-7096."""
+    result = netdiag(
+        "run", "--scenario", "closed-port", "--port", "8080", "--prefix", no_leftovers,
+        "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    document = json.loads(result.stdout)
+    assert result.returncode == 0, [step for step in document["steps"] if not step["ok"]]
+    steps = {step["id"]: step for step in document["steps"]}
+    assert "tcp-7096" not in steps
+    assert steps["tcp-8080"]["fault_expected"] is True and steps["tcp-8080"]["ok"] is True
+    assert "failed as the fault makes it" in steps["tcp-8080"]["detail"]
 
 
 # ---- how each fault is written into the topology (no root needed) --------------------------

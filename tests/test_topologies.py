@@ -192,6 +192,15 @@ def test_run_on_each_topology(
     steps = {step["id"]: step for step in document["steps"]}
     # The routers (or the hub) are configured in their own step.
     assert steps["other-namespaces"]["ok"] is True
+    if topology == "star":
+        # The bridge is made with the links (veth-pair), then set up with its namespace.
+        hub, bridge = f"{no_leftovers}hub", f"{no_leftovers}hubbr"
+        made = [c for c in steps["veth-pair"]["commands"] if "bridge" in c or "master" in c]
+        assert made[0] == f"ip -n {hub} link add {bridge} type bridge"
+        assert len(made) == 1 + length and all(" master " in c for c in made[1:])
+        configured = steps["other-namespaces"]["commands"]
+        assert f"ip -n {hub} link set {bridge} up" in configured
+        assert not [c for c in configured if "type bridge" in c or "master" in c]
     assert len(steps["teardown"]["commands"]) == namespaces
     assert all(ping["received"] == 2 for ping in document["icmp"])
     (tcp,) = document["tcp"]

@@ -265,12 +265,10 @@ def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str
                 time.sleep(0.05)  # waiting for the bound socket's file header, not timing it
             listener = Listener(f"{prefix}ns1", "10.0.1.0", 7096)
             try:
-                received, verified, _rate, error = bulk_transfer(
-                    listener, f"{prefix}ns2", "10.0.1.0", 7096, 1_000_000
-                )
+                bulk = bulk_transfer(listener, f"{prefix}ns2", "10.0.1.0", 7096, 1_000_000)
             finally:
                 listener.close()
-            assert verified, error  # the traffic itself is fine; only the disk is full
+            assert bulk.verified, bulk.error  # the traffic itself is fine; only the disk is full
             result_stdout, result_stderr = capture.communicate(timeout=60)
         finally:
             if capture.poll() is None:
@@ -281,4 +279,4 @@ def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str
     )
     (first, *_advice) = one_line_error(result, 2)
     assert "No space left on device" in first and str(pcap) in first
-    assert pcap.stat().st_size > 24 and received == 1_000_000
+    assert pcap.stat().st_size > 24 and bulk.received == 1_000_000

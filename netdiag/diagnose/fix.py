@@ -33,15 +33,19 @@ class FixError(NetdiagError):
     """The kernel refused a change ``--fix`` asked for (the message names the command)."""
 
 
+def _already_applied(applied: list[str]) -> str:
+    """The tail of a refusal: the fixes made before it, which stay applied."""
+    return f" (already applied: {'; '.join(applied)})" if applied else ""
+
+
 def ensure_fixable(remedy: Remedy, applied: list[str]) -> None:
     """Raise unless netdiag created the namespace the remedy would change."""
     namespace = remedy.namespace
     if registry.owner_of_namespace(namespace) is not None:
         return
-    done = f" (already applied: {'; '.join(applied)})" if applied else ""
     raise ResourceConflictError(
         f"--fix refused: namespace {namespace} was not created by netdiag, "
-        f"so netdiag does not change it{done}",
+        f"so netdiag does not change it{_already_applied(applied)}",
         advice=f"if you mean it, apply the fix yourself: {remedy.command}",
     )
 
@@ -106,6 +110,16 @@ def apply_remedy(remedy: Remedy) -> None:
         route_socket.close()
 
 
+def _apply(remedy: Remedy, applied: list[str]) -> None:
+    """Apply one fix and add it to ``applied``; a refusal names those applied before it."""
+    ensure_fixable(remedy, applied)
+    try:
+        apply_remedy(remedy)
+    except FixError as error:
+        raise FixError(error.message + _already_applied(applied), error.advice) from error
+    applied.append(remedy.command)
+
+
 def diagnose_and_fix(source: str, target: str, port: int | None) -> Diagnosis:
     """Fix cause after cause (netdiag's namespaces only), then diagnose with probes."""
     applied: list[str] = []
@@ -116,17 +130,13 @@ def diagnose_and_fix(source: str, target: str, port: int | None) -> Diagnosis:
         if not diagnosis.causes or not fixable or fixable[0] in seen:
             break
         remedy = fixable[0]
-        ensure_fixable(remedy, applied)
-        apply_remedy(remedy)
+        _apply(remedy, applied)
         seen.add(remedy)
-        applied.append(remedy.command)
     final = diagnose(source, target, port)
     if not final.reachable and final.causes:
         last_remedy = final.causes[0].remedy
         # A cause the probes revealed (a FAILED neighbour entry) gets one more round.
         if last_remedy is not None and last_remedy not in seen:
-            ensure_fixable(last_remedy, applied)
-            apply_remedy(last_remedy)
-            applied.append(last_remedy.command)
+            _apply(last_remedy, applied)
             final = diagnose(source, target, port)
     return replace(final, fixes_applied=tuple(applied))

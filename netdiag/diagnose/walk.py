@@ -676,7 +676,12 @@ class Walk:
                 remedy=Remedy("forwarding-on", reference),
             )
             return None
-        self.check("forwarding", reference, True, "net.ipv4.ip_forward = 1")
+        if state.forwarding is None:
+            # Unknown is not a cause: the walk goes on and the probes tell.
+            evidence = "net.ipv4.ip_forward unknown (it could not be read)"
+        else:
+            evidence = "net.ipv4.ip_forward = 1"
+        self.check("forwarding", reference, True, evidence)
         answer = self.catalog.reader(reference).route_get(self.destination)
         if not self.check("route", reference, answer.ok, f"route get {answer.describe()}"):
             self.route_cause(

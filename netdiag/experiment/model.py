@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from netdiag.analysis.model import Finding, RttStats
@@ -109,7 +109,6 @@ class RunResult:
     kept: bool = False  # --keep: topology left up
     # `run --scenario`: the analyzer's findings on the run's capture (also in report.json).
     capture_findings: tuple[Finding, ...] = ()
-    artifacts_extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {

@@ -3,7 +3,8 @@
 This is where the stages meet: a ``TopologySpec`` is built by ``LiveTopology``
 step by step (so the transcript can show each change and its ``ip``
 equivalent), traffic runs from inside the namespaces while the sniffer records
-veth0 in ns1, everything is torn down, and only then (no root needed any more)
+the probe's capture interface (veth0 in ns1 for the seed, cli0 in client for
+``routed``), everything is torn down, and only then (no root needed any more)
 the pcap is analyzed and a report written.
 
 A step whose *expected outcome* does not hold is recorded ``ok=False`` and the
@@ -39,23 +40,11 @@ if TYPE_CHECKING:
     from netdiag.capture.sniffer import CaptureResult, Sniffer
     from netdiag.live.topology import LiveTopology
     from netdiag.traffic.icmp import EchoOutcome
-    from netdiag.traffic.tcp import Listener
 
-# The contract's step ids, in order, for the default experiment (port 7096);
-# after them come "capture-complete" and "report", which work from the pcap.
-STEP_IDS = (
-    "veth-pair",
-    "ns1",
-    "isolation",
-    "ns2",
-    "unreachable-before-routes",
-    "routes",
-    "ping-ns2-ns1",
-    "ping-ns1-ns2",
-    "tcp-7096",
-    "capture",
-    "teardown",
-)
+
+def tcp_step_id(port: int) -> str:
+    """The TCP step's id, named after the port: ``tcp-7096`` by default (the contract's)."""
+    return f"tcp-{port}"
 
 
 # ---- test hook: stop at a named moment (issue 7) --------------------------------------------
@@ -163,7 +152,6 @@ class ExperimentRunner:
         self.result: RunResult | None = None
         self._sniffer: Sniffer | None = None
         self._interrupted = False
-        self._listener: Listener | None = None
 
     # ---- names ------------------------------------------------------------------------
 
@@ -185,6 +173,12 @@ class ExperimentRunner:
 
     def _pcap_path(self) -> Path:
         return self.options.capture_dir / f"{self.probe.capture_interface}.pcap"
+
+    def _capture_title(self) -> str:
+        """The capture step's title, whether its sniffer started or not."""
+        return (
+            f"Capture {self.probe.capture_interface} inside {self.probe.capture_namespace} to pcap"
+        )
 
     # ---- step plumbing ----------------------------------------------------------------
 
@@ -404,6 +398,18 @@ class ExperimentRunner:
                     f"peer name {lk.ends[1].interface} netns {lk.ends[1].namespace}"
                     for lk in spec.links
                 ),
+                # create_links() makes the bridges too; each is set up with its namespace.
+                *(
+                    command
+                    for bridge in spec.bridges
+                    for command in (
+                        f"ip -n {bridge.namespace} link add {bridge.name} type bridge",
+                        *(
+                            f"ip -n {bridge.namespace} link set {member} master {bridge.name}"
+                            for member in bridge.members
+                        ),
+                    )
+                ),
             ),
             "both ends exist, each in its own namespace",
             veth_pair,
@@ -451,21 +457,7 @@ class ExperimentRunner:
             self._step(
                 "other-namespaces",
                 f"Configure {', '.join(others)}: addresses, links (and bridges) up, forwarding",
-                (
-                    *(command for name in others for command in _configure_commands(spec, name)),
-                    *(
-                        command
-                        for bridge in spec.bridges
-                        for command in (
-                            f"ip -n {bridge.namespace} link add {bridge.name} type bridge",
-                            *(
-                                f"ip -n {bridge.namespace} link set {member} master {bridge.name}"
-                                for member in bridge.members
-                            ),
-                            f"ip -n {bridge.namespace} link set {bridge.name} up",
-                        )
-                    ),
-                ),
+                tuple(command for name in others for command in _configure_commands(spec, name)),
                 "every interface is up with its addresses",
                 partial(self._configure_all, live, others),
                 setup=True,
@@ -633,7 +625,7 @@ class ExperimentRunner:
                         False,
                         f"sniffer did not start: {error.message}",
                         0.0,
-                        "Capture veth0 inside ns1 to pcap",
+                        self._capture_title(),
                     )
                 )
                 self.progress.aborted_at = "capture"
@@ -653,7 +645,7 @@ class ExperimentRunner:
             )
         port = self.options.port
         self._step(
-            f"tcp-{port}",
+            tcp_step_id(port),
             f"TCP: {self.client} connects to {self.server_address}:{port} and sends a message",
             (
                 f"ip netns exec {self.server} nc -l {self.server_address} {port} &",
@@ -696,18 +688,18 @@ class ExperimentRunner:
 
         message = self.options.message.encode("utf-8")
         listener = Listener(self.server, self.server_address, self.options.port)
-        self._listener = listener
         live.on_teardown("the TCP listener", listener.close)
         try:
             outcome = exchange_message(
                 listener, self.client, self.server_address, self.options.port, message
             )
-            bulk: tuple[int, bool | None, float | None, str | None] = (0, None, None, None)
-            if self.options.bulk and outcome.connected:
-                received, verified, throughput, bulk_error = bulk_transfer(
+            bulk = (
+                bulk_transfer(
                     listener, self.client, self.server_address, self.options.port, self.options.bulk
                 )
-                bulk = (received, verified, throughput, bulk_error)
+                if self.options.bulk and outcome.connected
+                else None
+            )
         finally:
             listener.close()
         received_text = (
@@ -721,10 +713,14 @@ class ExperimentRunner:
             connected=outcome.connected,
             message_sent=self.options.message,
             message_received=received_text,
-            error=outcome.error or bulk[3],
+            error=outcome.error or (None if bulk is None else bulk.error),
             bulk_bytes=self.options.bulk,
-            bulk_verified=bulk[1],
-            bulk_throughput_mbps=None if bulk[2] is None else round(bulk[2], 1),
+            bulk_verified=None if bulk is None else bulk.verified,
+            bulk_throughput_mbps=(
+                None
+                if bulk is None or bulk.throughput_mbps is None
+                else round(bulk.throughput_mbps, 1)
+            ),
         )
         self.progress.tcp.append(exchange)
         if not outcome.connected:
@@ -739,12 +735,13 @@ class ExperimentRunner:
         ]
         ok = exact and clean
         if self.options.bulk:
-            verified = bulk[1] is True
-            ok = ok and verified
-            throughput_text = f", {bulk[2]:.0f} Mbit/s" if bulk[2] else ""
+            assert bulk is not None  # connected: the bulk transfer ran
+            ok = ok and bulk.verified
+            throughput = bulk.throughput_mbps
+            throughput_text = f", {throughput:.0f} Mbit/s" if throughput else ""
             parts.append(
-                f"bulk {bulk[0]}/{self.options.bulk} bytes "
-                + ("verified" if verified else f"NOT verified ({bulk[3] or 'mismatch'})")
+                f"bulk {bulk.received}/{self.options.bulk} bytes "
+                + ("verified" if bulk.verified else f"NOT verified ({bulk.error or 'mismatch'})")
                 + throughput_text
             )
         return ok, "; ".join(parts)
@@ -752,7 +749,8 @@ class ExperimentRunner:
     def _capture_step(self) -> None:
         sniffer = self._sniffer
         assert sniffer is not None
-        self.progress.aborted_at = None if self.progress.aborted_at != "capture" else "capture"
+        # The sniffer runs (one that failed to start is None): its step must stop it.
+        self.progress.aborted_at = None
 
         def stop() -> tuple[bool, str]:
             result = sniffer.stop()
@@ -774,7 +772,7 @@ class ExperimentRunner:
 
         self._step(
             "capture",
-            f"Capture {self.probe.capture_interface} inside {self.probe.capture_namespace} to pcap",
+            self._capture_title(),
             (
                 f"ip netns exec {self.probe.capture_namespace} tcpdump -i "
                 f"{self.probe.capture_interface} -w {_display_path(self._pcap_path())}",
@@ -798,7 +796,9 @@ class ExperimentRunner:
                 pcaps=tuple(progress.pcaps),
                 reports=tuple(progress.reports),
                 kernel_drops=None if progress.capture is None else progress.capture.kernel_drops,
-                kept=self.options.keep and all(s.ok for s in progress.steps if s.id == "teardown"),
+                # What happened, not what was asked: --keep with an aborted setup (or an
+                # interrupt) takes the teardown branch, whose step is "teardown" too.
+                kept=self.live is not None and self.live.kept,
             )
         )
 
@@ -806,10 +806,8 @@ class ExperimentRunner:
         capture = self.progress.capture
         if capture is None or self.result is None:
             return
-        try:
-            from netdiag.analysis.analyze import analyze_file
-        except ImportError:
-            return  # the analyzer has not landed: RTTs stay empty
+        from netdiag.analysis.analyze import analyze_file
+
         pause_point("analysis")
         try:
             analysis = analyze_file(Path(capture.path))
@@ -950,7 +948,7 @@ def _addresses(end: LinkEndSpec) -> str:
 
 def _configure_commands(spec: TopologySpec, namespace: str) -> tuple[str, ...]:
     commands: list[str] = []
-    for end in spec.interfaces_of(namespace):
+    for end in spec.configured_interfaces_of(namespace):
         commands.extend(
             f"ip -n {namespace} addr add {address} dev {end.interface}" for address in end.addresses
         )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from netdiag.errors import UsageError
 from netdiag.experiment.model import RunResult, StepResult, TcpExchange
-from netdiag.experiment.runner import ExperimentRunner, RunOptions
+from netdiag.experiment.runner import ExperimentRunner, RunOptions, tcp_step_id
 from netdiag.topology.spec import AddressSpec, LinkEndSpec, ProbeSpec, TopologySpec
 
 if TYPE_CHECKING:
@@ -59,8 +59,11 @@ class Scenario:
     topology: str  # the built-in it runs on unless --topology says otherwise
     live_code: str  # the contract's live finding code diagnose must report
     capture_codes: tuple[str, ...]  # any one must be in the capture's findings; () if none
-    broken_steps: frozenset[str]  # step ids the fault makes fail
+    # Step ids the fault makes fail, besides the TCP step (``breaks_tcp``), whose id
+    # depends on --port: ``broken_step_ids`` gives them all.
+    broken_steps: frozenset[str]
     change: SpecChange
+    breaks_tcp: bool = True
     listener: bool = True  # closed-port: no TCP listener on the server
     large_pings: bool = False  # mtu-mismatch: also ping with full-size DF packets
     no_capture_reason: str = ""  # why the capture cannot show this fault
@@ -70,6 +73,12 @@ class Scenario:
     # link-down: the client's end is set down once the capture runs (a sniffer cannot
     # start on a link without carrier), not in the spec.
     client_link_down_live: bool = False
+
+    def broken_step_ids(self, port: int) -> frozenset[str]:
+        """Every step id the fault makes fail in a run on ``port``."""
+        if self.breaks_tcp:
+            return self.broken_steps | {tcp_step_id(port)}
+        return self.broken_steps
 
 
 def _client_end(spec: TopologySpec) -> LinkEndSpec:
@@ -162,7 +171,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seed",
             "route.missing",
             (),
-            frozenset({"routes", *_PINGS, "tcp-7096"}),
+            frozenset({"routes", *_PINGS}),
             _without_routes,
             no_capture_reason="without a route the kernel refuses to send: nothing reaches "
             "the wire",
@@ -173,7 +182,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seed",
             "route.return-missing",
             ("icmp.echo-unanswered",),
-            frozenset({"routes", *_PINGS, "tcp-7096"}),
+            frozenset({"routes", *_PINGS}),
             _server_routes_only,
         ),
         Scenario(
@@ -182,7 +191,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seed",
             "port.closed",
             ("tcp.rejected",),
-            frozenset({"tcp-7096"}),
+            frozenset(),
             _unchanged,
             listener=False,
         ),
@@ -195,7 +204,7 @@ SCENARIOS: dict[str, Scenario] = {
             ("arp.unanswered",),
             # Without carrier the sniffer's end marker cannot pass (capture not drained),
             # and the server's echo requests wait for ARP, never reaching the wire.
-            frozenset({*_PINGS, "tcp-7096", "capture", "capture-complete"}),
+            frozenset({*_PINGS, "capture", "capture-complete"}),
             _unchanged,
             client_link_down_live=True,
             # The kernel applies the peer's carrier loss through linkwatch, which runs
@@ -212,6 +221,7 @@ SCENARIOS: dict[str, Scenario] = {
             ("icmp.echo-unanswered",),
             frozenset({"ping-large-ns1-ns2"}),
             _client_mtu_lowered,
+            breaks_tcp=False,  # the short message fits the lowered MTU
             large_pings=True,
         ),
         Scenario(
@@ -221,7 +231,7 @@ SCENARIOS: dict[str, Scenario] = {
             "forwarding.disabled",
             ("icmp.echo-unanswered", "tcp.syn-unanswered"),
             # The capture is on the client's side: the server's requests die in the router.
-            frozenset({*_PINGS, "tcp-7096", "capture-complete"}),
+            frozenset({*_PINGS, "capture-complete"}),
             _forwarding_off,
         ),
         Scenario(
@@ -230,7 +240,7 @@ SCENARIOS: dict[str, Scenario] = {
             "seed",
             "addr.missing",
             ("icmp.echo-unanswered", "tcp.syn-unanswered"),
-            frozenset({"routes", *_PINGS, "tcp-7096"}),
+            frozenset({"routes", *_PINGS}),
             _client_address_outside,
         ),
     )
@@ -273,13 +283,14 @@ class ScenarioRunner(ExperimentRunner):
     ) -> None:
         super().__init__(spec, options, on_step)
         self.scenario = scenario
+        self.broken_steps = scenario.broken_step_ids(options.port)
         self.diagnosis: tuple[Finding, ...] = ()
 
     # ---- expected failures ------------------------------------------------------------
 
     def adjust_step(self, step: StepResult) -> StepResult:
         # A step that did not run (setup aborted) shows nothing about the fault.
-        if step.id in self.scenario.broken_steps and not step.detail.startswith("not run"):
+        if step.id in self.broken_steps and not step.detail.startswith("not run"):
             held = "failed as the fault makes it" if not step.ok else "held despite the fault"
             step = replace(
                 step,

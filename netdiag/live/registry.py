@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,15 +159,27 @@ def new_record(run_id: str, command: str, topology: str, prefix: str) -> RunReco
     )
 
 
+# Records are written to a temporary of this prefix, then renamed: the name no record has.
+TEMPORARY_PREFIX = ".tmp-"
+
+
 def save(record: RunRecord) -> None:
     """Write the record atomically (a crash never leaves half a record)."""
     folder = registry_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(record.to_json(), handle, indent=1)
-        os.replace(temporary, record.path)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=folder, prefix=TEMPORARY_PREFIX, suffix=".json"
+        )
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(record.to_json(), handle, indent=1)
+            os.replace(temporary, record.path)
+        except BaseException:
+            # Removed now: nothing (not forget(), not clean) would remove it later.
+            with suppress(OSError):
+                os.unlink(temporary)
+            raise
     except OSError as error:
         raise OutputError(f"cannot write netdiag's run record in {folder}: {error}") from error
 
@@ -182,6 +195,8 @@ def load_records() -> list[RunRecord]:
         return []
     records = []
     for path in sorted(folder.glob("*.json")):
+        if path.name.startswith(TEMPORARY_PREFIX):
+            continue  # a save that died before its rename: not a record (pathlib globs dot-files)
         try:
             records.append(RunRecord.from_json(json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError, KeyError, TypeError):

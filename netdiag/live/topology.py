@@ -1,15 +1,22 @@
 """LiveTopology: a TopologySpec made real in the kernel, and removed again.
 
 This module (with ``namespaces`` and ``registry``) is the only code that
-creates or deletes namespaces, links, addresses and routes. It uses pyroute2's
-netlink API, never the ``ip`` binary, with one IPRoute socket per namespace
-opened *inside* that namespace and reused for every operation (a new IPRoute
-per operation costs a fork and tens of milliseconds). A namespace is created
-in this thread (``namespaces.created_and_inside``, no helper process), and its
-socket is opened, ``lo`` set up and forwarding written while still inside it.
-Interface indexes are looked up once and remembered: an interface netdiag made
-keeps its index until teardown (a chain of 50 namespaces has over a thousand
-routes, each naming its device).
+creates or deletes namespaces and links, and it builds a topology's addresses
+and routes. It uses pyroute2's netlink API, never the ``ip`` binary, with one
+IPRoute socket per namespace opened *inside* that namespace and reused for
+every operation (a new IPRoute per operation costs a fork and tens of
+milliseconds). A namespace is created in this thread
+(``namespaces.created_and_inside``, no helper process), and its socket is
+opened, ``lo`` set up and forwarding written while still inside it. Interface
+indexes are looked up once and remembered: an interface netdiag made keeps its
+index until teardown (a chain of 50 namespaces has over a thousand routes, each
+naming its device).
+
+Besides it, only ``diagnose/fix.py`` (``diagnose --fix``) changes the kernel's
+network state: it adds addresses and routes, sets links up or their MTU, turns
+forwarding on and deletes neighbour entries, and only in namespaces that
+netdiag's record says netdiag created. (``run --scenario link-down`` sets a
+link down too, through this module's socket of a namespace it built.)
 
 Invariants:
 - Each namespace is written into the run's record (``registry``) the moment it
@@ -342,15 +349,8 @@ class LiveTopology:
             ) from error
 
     def configure_namespace(self, namespace: str) -> None:
-        from netdiag.topology.spec import LinkEndSpec
-
-        for end in self.spec.interfaces_of(namespace):
+        for end in self.spec.configured_interfaces_of(namespace):
             self.configure_end(end)
-        for bridge in self.spec.bridges_of(namespace):
-            # A bridge is an interface like a link end: addresses, then up.
-            self.configure_end(
-                LinkEndSpec(namespace=namespace, interface=bridge.name, addresses=bridge.addresses)
-            )
 
     def set_forwarding(self, namespace: str, enabled: bool) -> None:
         with inside(namespace):

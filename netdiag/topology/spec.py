@@ -438,6 +438,17 @@ class TopologySpec:
     def bridges_of(self, namespace: str) -> tuple[BridgeSpec, ...]:
         return tuple(bridge for bridge in self.bridges if bridge.namespace == namespace)
 
+    def configured_interfaces_of(self, namespace: str) -> tuple[LinkEndSpec, ...]:
+        """What configuring ``namespace`` sets up: its link ends, then its bridges (a
+        bridge is configured like a link end: addresses, then up)."""
+        return (
+            *self.interfaces_of(namespace),
+            *(
+                LinkEndSpec(namespace=namespace, interface=bridge.name, addresses=bridge.addresses)
+                for bridge in self.bridges_of(namespace)
+            ),
+        )
+
     def routes_of(self, namespace: str) -> tuple[RouteSpec, ...]:
         return tuple(route for route in self.routes if route.namespace == namespace)
 

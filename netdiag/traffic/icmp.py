@@ -34,10 +34,8 @@ class EchoOutcome:
     destination: str
     identifier: int
     sent: int
-    received: int
-    answered: tuple[int, ...]  # sequence numbers that got a reply
+    received: int  # requests that got a reply (each sequence number counted once)
     error: str | None = None
-    error_code: int | None = None
 
 
 def _route_error(namespace: str, destination: str) -> int | None:
@@ -89,21 +87,11 @@ def echo(
         unreachable = _route_error(namespace, destination)
         if unreachable is not None:
             return EchoOutcome(
-                namespace,
-                source,
-                destination,
-                identifier,
-                0,
-                0,
-                (),
-                error=os.strerror(unreachable),
-                error_code=unreachable,
+                namespace, source, destination, identifier, 0, 0, error=os.strerror(unreachable)
             )
         answers = sock.sr(requests, timeout=timeout, inter=interval, verbose=0, chainCC=True)[0]
-        sequences = sorted({int(query[ICMP].seq) for query, _reply in answers})
-        return EchoOutcome(
-            namespace, source, destination, identifier, count, len(sequences), tuple(sequences)
-        )
+        sequences = {int(query[ICMP].seq) for query, _reply in answers}
+        return EchoOutcome(namespace, source, destination, identifier, count, len(sequences))
     finally:
         sock.close()
 

@@ -46,10 +46,16 @@ class TcpOutcome:
     fin_from_server: bool  # the client read end-of-stream
     error: str | None = None
     client_port: int | None = None
-    bulk_bytes: int = 0
-    bulk_verified: bool | None = None
-    bulk_received: int = 0
-    bulk_throughput_mbps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """``--bulk``: what the server received of the stream, and whether it was the pattern."""
+
+    received: int  # bytes
+    verified: bool
+    throughput_mbps: float | None  # at the server, accept to end-of-stream
+    error: str | None = None
 
 
 class Listener:
@@ -232,8 +238,8 @@ def bulk_transfer(
     port: int,
     total: int,
     timeout: float = 30.0,
-) -> tuple[int, bool, float | None, str | None]:
-    """Stream ``total`` bytes client -> server; (received, verified, Mbit/s, error)."""
+) -> BulkOutcome:
+    """Stream ``total`` bytes client -> server."""
     base = os.urandom(BLOCK_BYTES)
     views: list[_BulkView] = []
     give_up = threading.Event()
@@ -264,4 +270,4 @@ def bulk_transfer(
     throughput = (
         view.received * 8 / view.seconds / 1e6 if view.seconds > 0 and view.received else None
     )
-    return view.received, view.verified, throughput, error or view.error
+    return BulkOutcome(view.received, view.verified, throughput, error or view.error)
