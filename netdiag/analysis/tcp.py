@@ -456,6 +456,7 @@ class _Conversation:
         "rst_seen",
         "rtt_samples",
         "stream",
+        "syn_count",
         "syn_frame",
         "syn_frames",
         "syn_ts",
@@ -488,7 +489,8 @@ class _Conversation:
         self.roles_from = "first_packet"
         self.syn_frame: int | None = None
         self.syn_ts = 0
-        self.syn_frames: list[int] = []
+        self.syn_frames: list[int] = []  # the first MAX_SYN_FRAMES
+        self.syn_count = 0  # every SYN (without ACK), however many
         self.synack_frame: int | None = None
         self.synack_ts = 0
         self.ack_frame: int | None = None
@@ -1138,6 +1140,7 @@ class TcpTracker:
                 conversation.synack_frame = None
                 conversation.ack_frame = None
                 conversation.established = False
+            conversation.syn_count += 1
             if len(conversation.syn_frames) < MAX_SYN_FRAMES:
                 conversation.syn_frames.append(frame)
         elif syn_ack_bits == SYN_ACK:
@@ -1390,6 +1393,7 @@ def _build_stream(conversation: _Conversation) -> TcpStream:
         history=_zeek_history(conversation, client),
         syn_frame=conversation.syn_frame,
         syn_frames=tuple(conversation.syn_frames),
+        syn_count=conversation.syn_count,
         synack_frame=conversation.synack_frame,
         ack_frame=conversation.ack_frame,
         irtt_ms=conversation.first_rtt / 1e6 if conversation.irtt_shown else None,
