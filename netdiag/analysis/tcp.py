@@ -134,6 +134,9 @@ MAX_TIMELINE_TEARDOWN: Final = 24
 MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
 MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
+# Karn RTT samples a stream keeps for its median (a uniform reservoir past
+# this; count, min and max stay exact): BoundedSamples' limit.
+MAX_KARN_SAMPLES_PER_STREAM: Final = 20000
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
 # Retiring idle conversations (see conversation_state): a conversation whose
 # last packet is this much older than the current one is retired, checked
@@ -207,7 +210,7 @@ def flag_letters(flags: int) -> str:
 
 def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
     """The values at ``ranks`` (0-based) of ``values`` in sorted order (a stream's
-    Karn samples: at most MAX_POINTS_PER_STREAM of them)."""
+    Karn samples: at most MAX_KARN_SAMPLES_PER_STREAM of them)."""
     ordered = sorted(values)
     return [ordered[rank] for rank in ranks]
 
@@ -504,7 +507,7 @@ class _Conversation:
         self.history: list[tuple[int, str]] = []  # (flow, letter) in order of first use
         self.analysis: dict[int, int] = {}  # analysis bitmask -> frames with exactly it
         self.flagged: dict[str, list[int]] = {}
-        self.karn = BoundedSamples(MAX_POINTS_PER_STREAM)
+        self.karn = BoundedSamples(MAX_KARN_SAMPLES_PER_STREAM)
         self.karn_excluded = 0
         # Plot data as (frame, ts, flow, value...) tuples: directions are
         # resolved when the stream is built, once the roles are final.
