@@ -260,10 +260,6 @@ class BoundedSamples:
     def count(self) -> int:
         return len(self.values) + self._extra
 
-    @property
-    def exact(self) -> bool:
-        return self._extra == 0
-
     def median_ns(self) -> float | None:
         if not self.values:
             return None
