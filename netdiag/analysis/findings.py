@@ -773,11 +773,13 @@ def build_findings(
     judged_streams: Iterable[StreamFindings | None] | None = None,
     more_unmatched_replies: MoreUnmatchedReplies | None = None,
 ) -> Sequence[Finding]:
-    """Every finding of one file, worst first (then by first frame).
+    """Every finding of one file, worst first, then by first frame (0 when it
+    names none), then by code; findings equal in all three keep the order they
+    were made in.
 
     The records may be ``SpilledRecords``: each is read once. Findings go to a
     ``RecordStore`` (a tuple for a small capture) and only their sort keys
-    stay in memory; ties keep the order they were made in, as a stable sort.
+    (severity, first frame, code, creation index) stay in memory.
     Refused / unanswered attempts from one client to one server on more than
     SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``), and so do
     those from one client to one port on more than SCAN_MIN_HOSTS - 1 hosts:

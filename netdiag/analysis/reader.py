@@ -18,10 +18,13 @@ later sections, and end silently at a cut-short record. Here:
   10 or 2) and ``if_tsoffset``; enhanced, simple and obsolete packet blocks;
   custom blocks become frames without a packet (tshark 4.0 lists them, and
   frame numbers must agree with it); every other block is skipped.
-* Damage never raises: a file cut inside a record, trailing garbage, an
-  implausible length or a malformed block ends the reading with a warning
-  saying where, and ``FileInfo.complete`` false. Only a file that is not a
-  capture at all (or cannot be opened) raises, before any frame is yielded.
+* Damage in the file never raises: a file cut inside a record, trailing
+  garbage, an implausible length or a malformed block ends the reading with
+  a warning saying where, and ``FileInfo.complete`` false. A file that is not
+  a capture at all (or cannot be opened) raises before any frame is yielded;
+  a read that fails (an I/O error) raises ``InputError`` where it happens,
+  mid-iteration too, and so does iterating again over a pipe (it cannot be
+  read twice).
 """
 
 from __future__ import annotations
