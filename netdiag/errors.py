@@ -105,6 +105,8 @@ class CaptureError(NetdiagError):
 
 
 class AnalysisProcessError(NetdiagError):
-    """A process analysing part of a capture (analyze --jobs) ended without a result."""
+    """A child process of ``analyze --jobs`` (analysing a file or a share of one,
+    writing a report.json: analysis/forked.py) ended without a result, or could
+    not send it back."""
 
     exit_status = ExitStatus.ENVIRONMENT

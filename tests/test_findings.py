@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,23 @@ from netdiag.analysis.icmp import ArpTracker, IcmpTracker, summarize
 from netdiag.analysis.model import FileInfo, Finding
 from netdiag.analysis.packet import ACK, FIN, PSH, RST, SYN
 from netdiag.analysis.store import SPILL_AFTER_VARIABLE
-from netdiag.analysis.tcp import TcpTracker
+from netdiag.analysis.tcp import MAX_SYN_FRAMES, TcpTracker
 from netdiag.errors import NetdiagError
 from tests.conftest import corpus_files
 from tests.test_icmp import A, B, arp, echo, icmp_error
-from tests.test_tcp import C_ISN, CLIENT, HANDSHAKE, S_ISN, SERVER, T0_NS, tcp_packet, track
+from tests.test_tcp import (
+    C_ISN,
+    CLIENT,
+    HANDSHAKE,
+    S_ISN,
+    SERVER,
+    T0_NS,
+    TSHARK,
+    ipv4_tcp,
+    tcp_packet,
+    track,
+    write_pcap,
+)
 
 FILE = FileInfo(
     path="x.pcap",
@@ -54,6 +67,37 @@ def test_unanswered_syn_reports_tries_backoff_and_where_to_look() -> None:
     assert "no SYN-ACK came back" in finding.hint
     assert "ss -ltn 'sport = :7096'" in finding.hint
     assert "ip route get 10.0.2.1" in finding.hint  # the route back to the client
+
+
+@pytest.mark.parametrize("spill_after", ["0", "1000000"])
+def test_more_syns_than_syn_frames_lists_are_still_an_unanswered_syn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spill_after: str
+) -> None:
+    """A client retrying its SYN (same ISN) more times than ``syn_frames`` lists
+    (MAX_SYN_FRAMES) sent only SYNs: ``tcp.syn-unanswered`` with every try counted,
+    not ``tcp.one-sided``. With spill_after 0 the count also survives the
+    conversation being retired and revived before every packet."""
+    tries = MAX_SYN_FRAMES + 10
+    path = tmp_path / "syn-retries.pcap"
+    syn = ipv4_tcp((CLIENT, 40000), (SERVER, 7096), SYN, C_ISN, 0, 64240, b"")
+    write_pcap(path, [(T0_NS + index * 10**9, syn) for index in range(tries)])
+    if TSHARK is not None:  # one conversation of SYNs only, as tshark sees it
+        command = [TSHARK, "-n", "-r", str(path), "-T", "fields", "-e", "tcp.stream"]
+        command += ["-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0"]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        assert output.split() == ["0"] * tries
+    monkeypatch.setenv(SPILL_AFTER_VARIABLE, spill_after)
+    analysis = analyze_file(path)
+    (stream,) = analysis.tcp
+    assert (stream.packets_c2s, stream.syn_count, len(stream.syn_frames)) == (
+        tries,
+        tries,
+        MAX_SYN_FRAMES,
+    )
+    finding = only(tuple(analysis.findings), "tcp.syn-unanswered")
+    assert finding.severity == "error"
+    assert f"sent {tries} SYNs" in finding.message
+    assert not [f for f in analysis.findings if f.code == "tcp.one-sided"]
 
 
 def test_refused_port_names_port_and_address() -> None:

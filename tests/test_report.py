@@ -74,6 +74,7 @@ def make_stream(number: int = 0, client: str = "10.0.2.0:40000") -> TcpStream:
         history="ShADadFf",
         syn_frame=1,
         syn_frames=(1,),
+        syn_count=1,
         synack_frame=2,
         ack_frame=3,
         irtt_ms=0.09,

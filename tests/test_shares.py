@@ -271,7 +271,7 @@ def test_an_error_in_a_share_is_raised_by_the_first_process(
 
     monkeypatch.setattr(shares_module, "follow_share", fails)  # the forked child's too
     with pytest.raises(OutputError) as raised:
-        analyze_in_shares(path, 2)
+        analyze_in_shares(path, 2, plot_data=False)
     assert (raised.value.message, raised.value.advice) == (
         "share 1 of 2 cannot spill",
         "free some space",
@@ -289,4 +289,4 @@ def test_a_share_process_that_dies_is_an_environment_error(
 
     monkeypatch.setattr(shares_module, "follow_share", dies)
     with pytest.raises(AnalysisProcessError, match="exit code 9"):
-        analyze_in_shares(path, 2)
+        analyze_in_shares(path, 2, plot_data=False)

@@ -13,10 +13,12 @@ import ast
 import dataclasses
 import gc
 import io
+import marshal
 import os
 import pickle
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,19 +30,25 @@ from netdiag.analysis.icmp import IcmpTracker, ping_stats, summarize
 from netdiag.analysis.model import (
     Analysis,
     FileInfo,
+    Finding,
     IcmpEcho,
     IcmpError,
     RttSample,
     RttSampleStats,
     SeqPoint,
+    StreamFindings,
     TcpStream,
     TimelineEntry,
 )
 from netdiag.analysis.store import (
     SPILL_AFTER_VARIABLE,
     Codec,
+    FindingCodec,
+    IcmpErrorCodec,
     RecordStore,
     SpilledRecords,
+    StreamFindingsCodec,
+    TcpStreamCodec,
     _record_builder,
 )
 from netdiag.errors import NetdiagError
@@ -180,6 +188,46 @@ def test_record_builder_makes_what_the_constructor_makes(record_class: type) -> 
         assert getattr(built, name) is value
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(built, names[0], 0)
+
+
+def _distinct(record_class: type, tag: str, nested: dict[str, object]) -> object:
+    """A ``record_class`` whose every field holds a value of its own (``nested``
+    gives the fields that hold records): no field equals its default or another."""
+    values = {
+        field.name: nested.get(field.name, f"{tag}.{field.name}")
+        for field in dataclasses.fields(record_class)
+    }
+    return record_class(**values)
+
+
+def test_codecs_carry_every_field_of_every_record() -> None:
+    """Each codec's encoding and decoding agree on every field (marshal in between,
+    as in the file): a field added to or moved in a model record that one side
+    missed would come back swapped or defaulted, only on the spilled path."""
+    findings = tuple(_distinct(Finding, f"finding{index}", {}) for index in range(2))
+    stream = _distinct(
+        TcpStream,
+        "stream",
+        {
+            "timeline": tuple(_distinct(TimelineEntry, f"entry{index}", {}) for index in range(2)),
+            "rtt_ms": _distinct(RttSampleStats, "stats", {}),
+            "rtt_samples": tuple(_distinct(RttSample, f"sample{index}", {}) for index in range(2)),
+            "seq_points": tuple(_distinct(SeqPoint, f"point{index}", {}) for index in range(2)),
+        },
+    )
+    cases: list[tuple[Codec[Any], object]] = [
+        (TcpStreamCodec(), stream),
+        (FindingCodec(), findings[0]),
+        (StreamFindingsCodec(), _distinct(StreamFindings, "judged", {"findings": findings})),
+        (StreamFindingsCodec(), None),
+        (IcmpErrorCodec(), _distinct(IcmpError, "error", {})),
+    ]
+    for codec, record in cases:
+        row = marshal.loads(marshal.dumps(codec.encode(record)))
+        decoded = codec.decode(row)
+        assert decoded == record, type(codec).__name__
+        # A store's codec travels with its pickled records (--jobs).
+        assert pickle.loads(pickle.dumps(codec)).decode(row) == record
 
 
 def test_record_store_orders_drops_and_looks_back() -> None:

@@ -574,15 +574,27 @@ def test_unique_bytes_memory_is_bounded_by_settling_the_oldest_ranges() -> None:
 
 
 def test_plot_points_are_capped_per_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plot cap bounds the points and RTT samples kept for plots, not the Karn
+    samples the stream's RTT median comes from (a reservoir of its own size)."""
     import netdiag.analysis.tcp as tcp_module
 
     monkeypatch.setattr(tcp_module, "MAX_POINTS_PER_STREAM", 5)
-    rows = [*HANDSHAKE] + [
-        (10.0 + i, "c>s", PSH | ACK, C_ISN + 1 + i, S_ISN + 1, 1) for i in range(20)
-    ]
-    (stream,) = track(rows)
-    assert len(stream.seq_points) == 5
-    assert stream.packets == 23
+    rows = [*HANDSHAKE]
+    for i in range(20):  # each segment ACKed, RTT 0.05 ms * (i + 1)
+        rows.append((10.0 + 2 * i, "c>s", PSH | ACK, C_ISN + 1 + i, S_ISN + 1, 1))
+        rows.append((10.0 + 2 * i + 0.05 * (i + 1), "s>c", ACK, S_ISN + 1, C_ISN + 2 + i))
+    tracker = TcpTracker()
+    for frame, (t_ms, direction, flags, seq, ack, *length) in enumerate(rows, start=1):
+        tracker.process(tcp_packet(frame, t_ms, direction, flags, seq, ack, *length))
+    (conversation,) = tracker._conversations.values()
+    assert conversation.karn.limit == tcp_module.MAX_KARN_SAMPLES_PER_STREAM
+    (stream,) = tracker.finish()
+    assert (len(stream.seq_points), len(stream.rtt_samples)) == (5, 5)
+    assert stream.packets == 43
+    # Every Karn sample kept: the exact median of the handshake's two (1 ms each)
+    # and 0.05, 0.10, ..., 1.00 ms; a reservoir of 5 would give one of the values.
+    assert stream.rtt_ms.samples == 22
+    assert stream.rtt_ms.median == pytest.approx(0.575)
 
 
 # -- options and helpers ---------------------------------------------------------------

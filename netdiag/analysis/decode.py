@@ -1,11 +1,18 @@
-"""The decode boundary: one ``RawFrame`` in, one ``DecodedPacket`` out.
+"""The decode boundary: a frame's bytes in, its header fields out.
 
-The decoder reads only the header fields the analysis needs, with
-precompiled ``struct`` objects straight from the frame's bytes: building dpkt
-objects for every packet is four times slower and would dominate the run
-time of a large capture. The common path (Ethernet, IPv4, TCP) is written
-out in ``Decoder.decode`` itself; everything else goes through small
-functions that are cheap to follow.
+The decoder reads only the header fields the analysis needs, straight from
+the frame's bytes (byte by byte on the hot path, precompiled ``struct``
+objects elsewhere): building dpkt objects for every packet is four times
+slower and would dominate the run time of a large capture. The common case,
+an Ethernet frame carrying IPv4 without options or IPv6 without extension
+headers and an unfragmented TCP segment, is read by
+``Decoder.fast_tcp_fields`` (with ``_fast_ipv6_tcp_fields`` and
+``_fast_tcp``) into a plain ``TcpFields`` tuple that the analysis pass
+(scan.py, fed the reader's plain record tuples) hands straight to the TCP
+tracker, no ``DecodedPacket`` built. Every other frame goes through
+``decode_general`` and small functions that are cheap to follow, into a
+``DecodedPacket``; ``decode`` (one ``RawFrame`` in, one ``DecodedPacket``
+out) tries both, for the callers that want a packet (hex dumps).
 
 It opens what Wireshark opens: VLAN tags (802.1Q, 802.1ad, QinQ), LLC/SNAP,
 Linux cooked captures (SLL, SLL2), BSD and OpenBSD loopback, raw IP, Cisco
@@ -521,7 +528,8 @@ class Decoder:
         if depth == 0:
             packet.link_header_len = offset
         if ethertype == ETH_IPV4:
-            # The hot path: Ethernet/IPv4 straight into the IPv4 decoder.
+            # Tested first, the most common ethertype here too (IPv4 frames the
+            # fast path left: UDP, ICMP, options, fragments), straight to IPv4.
             return self._ipv4(packet, data, offset, depth)
         if ethertype < 0x0600:
             # 802.3 length field: LLC. IP only behind a SNAP header with a zero

@@ -113,12 +113,13 @@ def _stream_findings(stream: TcpStream) -> list[Finding]:
     # A SYN the client followed with ACKs or data was answered: the SYN-ACK
     # just is not in the capture. Otherwise an unanswered SYN is a failure.
     only_client = stream.packets_s2c == 0
-    only_syns = stream.packets_c2s == len(stream.syn_frames)
+    # syn_count, not len(syn_frames): that list stops at MAX_SYN_FRAMES.
+    only_syns = stream.packets_c2s == stream.syn_count
     one_sided = stream.packets >= 2 and (only_client or stream.packets_c2s == 0)
 
     if stream.state == "S0" and stream.syn_frame is not None and only_client and only_syns:
         one_sided = False
-        tries = len(stream.syn_frames)
+        tries = stream.syn_count
         times = [entry.t_ms for entry in stream.timeline if entry.frame in stream.syn_frames]
         intervals = [later - earlier for earlier, later in itertools.pairwise(times)]
         backoff = ""
@@ -772,11 +773,13 @@ def build_findings(
     judged_streams: Iterable[StreamFindings | None] | None = None,
     more_unmatched_replies: MoreUnmatchedReplies | None = None,
 ) -> Sequence[Finding]:
-    """Every finding of one file, worst first (then by first frame).
+    """Every finding of one file, worst first, then by first frame (0 when it
+    names none), then by code; findings equal in all three keep the order they
+    were made in.
 
     The records may be ``SpilledRecords``: each is read once. Findings go to a
     ``RecordStore`` (a tuple for a small capture) and only their sort keys
-    stay in memory; ties keep the order they were made in, as a stable sort.
+    (severity, first frame, code, creation index) stay in memory.
     Refused / unanswered attempts from one client to one server on more than
     SCAN_MIN_PORTS - 1 ports become one finding (``_ScanGroup``), and so do
     those from one client to one port on more than SCAN_MIN_HOSTS - 1 hosts:

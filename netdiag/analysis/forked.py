@@ -1,8 +1,12 @@
 """One call made in a forked child process, its result sent back to the parent.
 
 ``netdiag analyze --jobs N`` analyses several files each in a child of its
-own (analyze.py, ``analyses_in_order``), a few at a time, and one big file's
-shares of conversations in children too (shares.py). Not a
+own (analyze.py, ``analyses_in_order``), a few at a time (files under
+``PROCESS_MIN_BYTES`` are analysed in the parent), and one big file's shares
+of conversations in children too (shares.py); a big capture's report writes
+its ``report.json`` in a child while the parent draws the pages
+(report/output.py, ``TextWrittenInChild``). Only ``--jobs`` above 1 forks:
+with ``--jobs 1`` all of it is done in one process. Not a
 ``ProcessPoolExecutor``: the child must ignore SIGINT (netdiag/children.py:
 the parent answers Ctrl-C and ends its children by pid, SIGTERM), and
 nothing may run beside the analysis in the parent (a pool runs a management
@@ -16,14 +20,22 @@ references to the child's anonymous files (store.py,
 child is told it may exit. A child whose result is ready waits in ``send``
 (the pipe is full) until the parent asks for it: what is finished early stays
 in the child, not in the parent.
+
+An error the call raises is raised in the parent, its traceback in the child
+attached as its cause (``ChildTracebackError``, as ``concurrent.futures`` does), so
+that ``--debug`` shows where in the child it failed. A result (or error) that
+does not pickle comes back as an ``AnalysisProcessError`` saying so, with the
+child's traceback, instead of a child that dies without a word.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Generic, TypeVar
 
 from netdiag.analysis.store import spilled_by_reference
@@ -32,13 +44,32 @@ from netdiag.errors import AnalysisProcessError
 
 R = TypeVar("R")
 
+# The one advice for a child that failed: every ForkedCall exists only with
+# --jobs above 1, and --jobs 1 does the same work in one process.
+ONE_PROCESS_ADVICE = (
+    "run again with --jobs 1 (no child processes); if that fails too, "
+    "the machine may be out of memory"
+)
+
+
+class ChildTracebackError(Exception):
+    """The traceback of a failure in a child, as text: the cause of the error
+    raised for it in the parent (``--debug`` prints it above the parent's)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
 
 class ForkedCall(Generic[R]):
     """``function(*arguments)`` in a forked child; ``result`` waits for its value.
 
-    ``what`` says what the child does ("analysing a.pcap"), for the error
-    raised when it ends without a result (killed, out of memory). Always
-    ``end`` it, in a ``finally``.
+    ``what`` says what the child does ("analysing a.pcap", "writing
+    report.json"), for the error raised when it ends without a result (killed,
+    out of memory) or cannot send it. Always ``end`` it, in a ``finally``.
     """
 
     def __init__(self, function: Callable[..., R], arguments: tuple[Any, ...], what: str) -> None:
@@ -61,19 +92,23 @@ class ForkedCall(Generic[R]):
         self._sender.close()
 
     def result(self) -> R:
-        """The child's return value, or the exception it raised, raised here."""
+        """The child's return value, or the exception it raised, raised here
+        (caused by a ``ChildTracebackError``: where in the child it was raised)."""
         try:
-            outcome, value = self._receiver.recv()
+            outcome, value, child_traceback = self._receiver.recv()
         except EOFError:
             self._process.join()
             raise AnalysisProcessError(
                 f"a process {self._what} ended "
                 f"(exit code {self._process.exitcode}) without a result",
-                "run again with --jobs 1 (one process); if it ends too, the "
-                "machine may be out of memory",
+                ONE_PROCESS_ADVICE,
             ) from None
         if outcome == "error":
-            raise value
+            raise value from ChildTracebackError(child_traceback)
+        if outcome == "unsent":
+            raise AnalysisProcessError(
+                f"a process {self._what} could not send back {value}", ONE_PROCESS_ADVICE
+            ) from ChildTracebackError(child_traceback)
         # The child's spilled records came as references to its files, opened
         # here as they were unpickled: now it may go (if it is gone already,
         # killed after sending, there is no one to tell and nothing is lost).
@@ -107,21 +142,53 @@ def _forked_main(
     function: Callable[..., object],
     arguments: tuple[Any, ...],
 ) -> None:
-    """The child: the call, its result (or error) sent to the parent."""
+    """The child: the call, its result (or error) sent to the parent as
+    (outcome, value, traceback text): ("result", value, ""), ("error", the
+    exception, its traceback) or ("unsent", what did not pickle and why, the
+    traceback of the pickling)."""
     ignore_interrupts()  # the parent answers Ctrl-C
     # The parent's end, inherited: closed, so that sending fails (instead of
     # waiting forever) should the parent be gone.
     receiver.close()
-    outcome: tuple[str, object]
+    outcome: tuple[str, object, str]
     try:
-        outcome = ("result", function(*arguments))
+        outcome = ("result", function(*arguments), "")
     except Exception as error:  # sent to the parent, raised there at the edge
-        outcome = ("error", error)
+        outcome = ("error", error, "".join(traceback.format_exception(error)))
+    # Pickled here, apart from the sending: a value that does not pickle is
+    # told to the parent (the pipe is still clean), not a child dying with it.
+    with spilled_by_reference():
+        try:
+            data = ForkingPickler.dumps(outcome)
+        except Exception as failure:
+            data = ForkingPickler.dumps(_unsent(outcome, failure))
     try:
-        with spilled_by_reference():
-            sender.send(outcome)
+        sender.send_bytes(data)
         sender.recv()  # until the parent has opened the files (or is gone: EOFError)
     except (OSError, EOFError):
         pass  # the parent stopped listening (interrupted): no one to tell
     finally:
         sender.close()
+
+
+def _unsent(outcome: tuple[str, object, str], failure: Exception) -> tuple[str, str, str]:
+    """The message that replaces an ``outcome`` that does not pickle: plain text."""
+    kind, value, child_traceback = outcome
+    why = _described(failure)
+    if kind == "error":
+        # The error the call raised matters more than why it could not travel.
+        return (
+            "unsent",
+            f"its error ({_described(value)}), which does not pickle ({why})",
+            child_traceback,
+        )
+    failure_traceback = "".join(traceback.format_exception(failure))
+    return (
+        "unsent",
+        f"its result ({type(value).__name__}): it does not pickle ({why})",
+        failure_traceback,
+    )
+
+
+def _described(error: object) -> str:
+    return f"{type(error).__name__}: {error}"

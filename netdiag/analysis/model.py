@@ -299,7 +299,10 @@ class TcpStream:
     state: str  # Zeek conn_state
     history: str  # Zeek history
     syn_frame: int | None
-    syn_frames: tuple[int, ...]
+    syn_frames: tuple[int, ...]  # the first MAX_SYN_FRAMES (tcp.py) SYNs without ACK
+    # Every SYN without ACK, however many (the findings count the tries with
+    # it); not in the JSON, whose syn_frames says as much up to its cap.
+    syn_count: int
     synack_frame: int | None
     ack_frame: int | None
     irtt_ms: float | None

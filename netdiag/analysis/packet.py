@@ -5,8 +5,12 @@
 ``DecodedPacket`` holding only the header fields the analysis needs; the
 original bytes stay in ``RawFrame`` for hex dumps (dpkt's ``bytes(pkt)``
 re-serialises, so dumps must never come from a decoded object). The analysis
-pass itself builds neither for an Ethernet/IPv4/TCP frame (``scan.py``,
-``TcpFields`` below).
+pass itself builds no ``RawFrame``: it reads the reader's plain tuples
+(``Record``, ``PcapRecord``: scan.py). Nor, for an Ethernet frame carrying an
+IPv4 or IPv6 TCP segment that the decoder's hot path takes
+(``Decoder.fast_tcp_fields``, ``_fast_ipv6_tcp_fields``, ``_fast_tcp``), a
+``DecodedPacket``: the fields go to the TCP tracker as a ``TcpFields`` tuple
+(below).
 
 A ``DecodedPacket`` lives for one packet: conversation trackers copy what they
 keep into their own compact state, so memory grows with live conversations,

@@ -21,10 +21,13 @@ later sections, and end silently at a cut-short record. Here:
 * gzip: either format compressed (Wireshark's "compress with gzip", a
   downloaded .pcap.gz) is read through ``gzip`` front to back, as a pipe is;
   a compressed stream cut short or damaged ends the reading like damage below.
-* Damage never raises: a file cut inside a record, trailing garbage, an
-  implausible length or a malformed block ends the reading with a warning
-  saying where, and ``FileInfo.complete`` false. Only a file that is not a
-  capture at all (or cannot be opened) raises, before any frame is yielded.
+* Damage in the file never raises: a file cut inside a record, trailing
+  garbage, an implausible length or a malformed block ends the reading with
+  a warning saying where, and ``FileInfo.complete`` false. A file that is not
+  a capture at all (or cannot be opened) raises before any frame is yielded;
+  a read that fails (an I/O error) raises ``InputError`` where it happens,
+  mid-iteration too, and so does iterating again over a pipe (it cannot be
+  read twice).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ from netdiag.analysis.model import (
     TcpStream,
 )
 from netdiag.analysis.store import Interleaved, field_replacer, open_file_of
-from netdiag.analysis.tcp import MAX_POINTS_TOTAL, AckRttTotals
+from netdiag.analysis.tcp import MAX_POINTS_TOTAL
 
 # Below this a second process costs more than it saves (fork, a second read
 # of the file, sending the records back): one process analyses the file.
@@ -142,9 +142,7 @@ def _share_result(file_pass: FilePass, for_parent: bool) -> ShareResult:
     )
 
 
-def analyze_in_shares(
-    path: str | os.PathLike[str], shares: int, plot_data: bool = False
-) -> Analysis:
+def analyze_in_shares(path: str | os.PathLike[str], shares: int, plot_data: bool) -> Analysis:
     """``analyze_file(path, plot_data)``, the conversations split ``shares`` ways."""
     name = os.fspath(path)
     children: list[ForkedCall[ShareResult]] = []
@@ -171,7 +169,6 @@ def analyze_in_shares(
         samples = other.ack_rtt
         if samples is not None and samples.file is not None:
             tcp.ack_rtt.extend_from(samples.file, samples.count, other.ack_rtt_histogram)
-    minimum, median, maximum = tcp.ack_rtt.stats_ms()
     results = [own, *others]
     picks, numbers = file_order(results)
     cut = plot_cut(results)
@@ -183,7 +180,7 @@ def analyze_in_shares(
         streams,
         judged,
         sum_totals([share.totals for share in [own, *others]]),
-        AckRttTotals(tcp.ack_rtt.count, minimum, median, maximum),
+        tcp.ack_rtt_totals(),  # over every share's samples, joined above
         renumber_errors(errors, [None, *[other.error_streams for other in others]], numbers),
     )
 

@@ -473,9 +473,10 @@ def _record_builder(cls: type[T]) -> Callable[[Sequence[Any]], T]:
     Their generated ``__init__`` stores each field through ``object.__setattr__``
     by name; this straight-line function calls each slot's member descriptor
     instead, about half the time per record (0.67 -> 0.37 µs for a
-    ``TimelineEntry``). Reading spilled streams back, for the findings and
-    again for the JSON, builds tens of thousands of records per million
-    packets. The object is the same either way (tests/test_store.py).
+    ``TimelineEntry``). Reading spilled streams back for the JSON (and the
+    reports) builds tens of thousands of records per million packets; the
+    findings never read them back (they are made as each stream is finished).
+    The object is the same either way (tests/test_store.py).
     """
     names: tuple[str, ...] = vars(cls)["__slots__"]  # the fields, in __init__ order
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
@@ -505,6 +506,24 @@ def field_replacer(cls: type[T], name: str) -> Callable[[T, Any], T]:
     return replace
 
 
+def _slot_values(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a record's field values in slot order, the order
+    ``_record_builder(cls)`` reads them back in: one C call for every field
+    (a getattr per field was most of encode's time)."""
+    names: tuple[str, ...] = vars(cls)["__slots__"]
+    # attrgetter of one name gives the value, not a 1-tuple: no record has one field.
+    assert len(names) > 1, cls
+    return operator.attrgetter(*names)
+
+
+# Each codec encodes with ``_slot_values`` and decodes with ``_record_builder``
+# of the same class: both follow ``__slots__``, so a field added to or moved
+# in a model record is carried, never swapped or left to its default.
+_stream_values = _slot_values(TcpStream)
+_timeline_values = _slot_values(TimelineEntry)
+_rtt_stats_values = _slot_values(RttSampleStats)
+_rtt_sample_values = _slot_values(RttSample)
+_seq_point_values = _slot_values(SeqPoint)
 _build_stream = _record_builder(TcpStream)
 _build_timeline_entry = _record_builder(TimelineEntry)
 _build_rtt_stats = _record_builder(RttSampleStats)
@@ -516,8 +535,6 @@ _TIMELINE = _STREAM_FIELDS.index("timeline")
 _RTT_STATS = _STREAM_FIELDS.index("rtt_ms")
 _RTT_SAMPLES = _STREAM_FIELDS.index("rtt_samples")
 _SEQ_POINTS = _STREAM_FIELDS.index("seq_points")
-# One C call reads every field (a getattr per field was most of encode's time).
-_stream_values = operator.attrgetter(*_STREAM_FIELDS)
 
 
 class TcpStreamCodec(Codec[TcpStream]):
@@ -525,19 +542,10 @@ class TcpStreamCodec(Codec[TcpStream]):
 
     def encode(self, record: TcpStream) -> Any:
         row = list(_stream_values(record))
-        row[_TIMELINE] = tuple(
-            (entry.frame, entry.t_ms, entry.dir, entry.flags, entry.seq, entry.ack, entry.len)
-            for entry in record.timeline
-        )
-        stats = record.rtt_ms
-        row[_RTT_STATS] = (stats.samples, stats.min, stats.median, stats.max, stats.karn_excluded)
-        row[_RTT_SAMPLES] = tuple(
-            (sample.frame, sample.t_ms, sample.rtt_ms, sample.dir) for sample in record.rtt_samples
-        )
-        row[_SEQ_POINTS] = tuple(
-            (point.frame, point.t_ms, point.dir, point.seq, point.len, point.kind)
-            for point in record.seq_points
-        )
+        row[_TIMELINE] = tuple(map(_timeline_values, record.timeline))
+        row[_RTT_STATS] = _rtt_stats_values(record.rtt_ms)
+        row[_RTT_SAMPLES] = tuple(map(_rtt_sample_values, record.rtt_samples))
+        row[_SEQ_POINTS] = tuple(map(_seq_point_values, record.seq_points))
         return tuple(row)
 
     def decode(self, row: Any) -> TcpStream:
@@ -549,39 +557,41 @@ class TcpStreamCodec(Codec[TcpStream]):
         return _build_stream(values)
 
 
+_finding_values = _slot_values(Finding)
+_build_finding = _record_builder(Finding)
+
+
 class FindingCodec(Codec[Finding]):
+    """A ``Finding`` as the tuple of its fields in slot order (all plain values)."""
+
     def encode(self, record: Finding) -> Any:
-        return (
-            record.severity,
-            record.code,
-            record.message,
-            record.hint,
-            record.stream,
-            record.frames,
-        )
+        return _finding_values(record)
 
     def decode(self, row: Any) -> Finding:
-        return Finding(*row)
+        return _build_finding(row)
+
+
+_stream_findings_values = _slot_values(StreamFindings)
+_build_stream_findings = _record_builder(StreamFindings)
+_FINDINGS = StreamFindings.__slots__.index("findings")
 
 
 class StreamFindingsCodec(Codec["StreamFindings | None"]):
-    """A stream's findings (or None, for most streams: none) as nested tuples."""
-
-    def __init__(self) -> None:
-        self._findings = FindingCodec()
+    """A stream's findings (or None, for most streams: none) as nested tuples in slot order."""
 
     def encode(self, record: StreamFindings | None) -> Any:
         if record is None:
             return None
-        encode = self._findings.encode
-        return (record.client, record.server, tuple([encode(found) for found in record.findings]))
+        row = list(_stream_findings_values(record))
+        row[_FINDINGS] = tuple(map(_finding_values, record.findings))
+        return tuple(row)
 
     def decode(self, row: Any) -> StreamFindings | None:
         if row is None:
             return None
-        client, server, findings = row
-        decode = self._findings.decode
-        return StreamFindings(client, server, tuple([decode(found) for found in findings]))
+        values = list(row)
+        values[_FINDINGS] = tuple([_build_finding(found) for found in values[_FINDINGS]])
+        return _build_stream_findings(values)
 
 
 # An ICMP echo request as the tracker leaves it: family, request frame, reply
@@ -611,14 +621,15 @@ class EchoRowCodec(Codec[IcmpEcho]):
         )
 
 
-_error_values = operator.attrgetter(*IcmpError.__slots__)
+_error_values = _slot_values(IcmpError)
+_build_error = _record_builder(IcmpError)
 
 
 class IcmpErrorCodec(Codec[IcmpError]):
-    """An ``IcmpError`` as the tuple of its fields (all plain values)."""
+    """An ``IcmpError`` as the tuple of its fields in slot order (all plain values)."""
 
     def encode(self, record: IcmpError) -> Any:
         return _error_values(record)
 
     def decode(self, row: Any) -> IcmpError:
-        return IcmpError(*row)
+        return _build_error(row)

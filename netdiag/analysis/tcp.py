@@ -134,6 +134,9 @@ MAX_TIMELINE_TEARDOWN: Final = 24
 MAX_FLAGGED_FRAMES: Final = 1000  # per flag per stream
 MAX_COVERED_RANGES: Final = 64  # holes remembered per flow for unique bytes
 MAX_POINTS_PER_STREAM = 20000  # SeqPoint and RttSample lists each
+# Karn RTT samples a stream keeps for its median (a uniform reservoir past
+# this; count, min and max stay exact): BoundedSamples' limit.
+MAX_KARN_SAMPLES_PER_STREAM: Final = 20000
 MAX_POINTS_TOTAL: Final = 100_000  # plot points and RTT samples over the whole file
 # Retiring idle conversations (see conversation_state): a conversation whose
 # last packet is this much older than the current one is retired, checked
@@ -207,7 +210,7 @@ def flag_letters(flags: int) -> str:
 
 def _order_statistics(values: array[int], ranks: tuple[int, ...]) -> list[int]:
     """The values at ``ranks`` (0-based) of ``values`` in sorted order (a stream's
-    Karn samples: at most MAX_POINTS_PER_STREAM of them)."""
+    Karn samples: at most MAX_KARN_SAMPLES_PER_STREAM of them)."""
     ordered = sorted(values)
     return [ordered[rank] for rank in ranks]
 
@@ -256,10 +259,6 @@ class BoundedSamples:
     @property
     def count(self) -> int:
         return len(self.values) + self._extra
-
-    @property
-    def exact(self) -> bool:
-        return self._extra == 0
 
     def median_ns(self) -> float | None:
         if not self.values:
@@ -456,6 +455,7 @@ class _Conversation:
         "rst_seen",
         "rtt_samples",
         "stream",
+        "syn_count",
         "syn_frame",
         "syn_frames",
         "syn_ts",
@@ -488,7 +488,8 @@ class _Conversation:
         self.roles_from = "first_packet"
         self.syn_frame: int | None = None
         self.syn_ts = 0
-        self.syn_frames: list[int] = []
+        self.syn_frames: list[int] = []  # the first MAX_SYN_FRAMES
+        self.syn_count = 0  # every SYN (without ACK), however many
         self.synack_frame: int | None = None
         self.synack_ts = 0
         self.ack_frame: int | None = None
@@ -502,7 +503,7 @@ class _Conversation:
         self.history: list[tuple[int, str]] = []  # (flow, letter) in order of first use
         self.analysis: dict[int, int] = {}  # analysis bitmask -> frames with exactly it
         self.flagged: dict[str, list[int]] = {}
-        self.karn = BoundedSamples(MAX_POINTS_PER_STREAM)
+        self.karn = BoundedSamples(MAX_KARN_SAMPLES_PER_STREAM)
         self.karn_excluded = 0
         # Plot data as (frame, ts, flow, value...) tuples: directions are
         # resolved when the stream is built, once the roles are final.
@@ -1138,6 +1139,7 @@ class TcpTracker:
                 conversation.synack_frame = None
                 conversation.ack_frame = None
                 conversation.established = False
+            conversation.syn_count += 1
             if len(conversation.syn_frames) < MAX_SYN_FRAMES:
                 conversation.syn_frames.append(frame)
         elif syn_ack_bits == SYN_ACK:
@@ -1390,6 +1392,7 @@ def _build_stream(conversation: _Conversation) -> TcpStream:
         history=_zeek_history(conversation, client),
         syn_frame=conversation.syn_frame,
         syn_frames=tuple(conversation.syn_frames),
+        syn_count=conversation.syn_count,
         synack_frame=conversation.synack_frame,
         ack_frame=conversation.ack_frame,
         irtt_ms=conversation.first_rtt / 1e6 if conversation.irtt_shown else None,
