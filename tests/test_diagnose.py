@@ -240,20 +240,51 @@ def test_fix_adds_both_routes_and_recheck_says_reachable(
 def test_a_fix_the_kernel_refuses_names_the_fixes_already_applied(
     build: Build, unique_prefix: str
 ) -> None:
-    """veth0 is down and ns1's route to ns2 is `unreachable`: the link is fixed first, then
-    the route the fix adds clashes with that one (File exists). The refusal names both."""
-    from netdiag.diagnose.fix import FixError, diagnose_and_fix
+    """Two fixes in a row, the second refused by the kernel (a route added where one
+    to the same destination exists: File exists): the refusal names the first,
+    which stays applied."""
+    import ipaddress
+
+    from netdiag.diagnose.fix import FixError, _apply
+    from netdiag.diagnose.model import Remedy
 
     live = build(routes=("ns2",))
     ns1, veth0 = unique_prefix + "ns1", unique_prefix + "veth0"
     _set_link(live, ns1, veth0, state="down")
     live.handle(ns1).route("add", dst="10.0.2.0/24", type="unreachable")
+    link_up = Remedy("link-up", ns1, veth0)
+    route_add = Remedy("route-add", ns1, veth0, network=ipaddress.IPv4Network("10.0.2.0/24"))
+    applied: list[str] = []
+    _apply(link_up, applied)
     with pytest.raises(FixError) as caught:
-        diagnose_and_fix(ns1, "10.0.2.0", None)
+        _apply(route_add, applied)
     message = caught.value.message
     assert f"`ip -n {ns1} route add 10.0.2.0/24 dev {veth0}`" in message
+    assert "File exists" in message
     assert f"already applied: ip -n {ns1} link set {veth0} up" in message
     assert live.interface_state(ns1, veth0)[0] is True  # the applied fix stays applied
+
+
+@pytest.mark.parametrize(("kind", "error"), [("unreachable", 113), ("blackhole", 22)])
+def test_a_route_that_drops_is_named_and_replaced(
+    build: Build, unique_prefix: str, kind: str, error: int
+) -> None:
+    """An unreachable or blackhole route to the far subnet: the diagnosis names it
+    (not "no route") and its fix is `ip route replace` (add would say File exists)."""
+    from netdiag.diagnose.fix import diagnose_and_fix
+
+    live = build(routes=("ns2",))
+    ns1, veth0 = unique_prefix + "ns1", unique_prefix + "veth0"
+    live.handle(ns1).route("add", dst="10.0.2.0/24", type=kind)
+    diagnosis = diagnose(ns1, "10.0.2.0", None, probe=False)
+    assert _codes(diagnosis) == ["route.missing"]
+    finding = diagnosis.findings[0]
+    assert f"{ns1}'s route to 10.0.2.0 is `{kind} 10.0.2.0/24` ({os.strerror(error)})" in (
+        finding.message
+    )
+    assert finding.hint == f"ip -n {ns1} route replace 10.0.2.0/24 dev {veth0}"
+    fixed = diagnose_and_fix(ns1, "10.0.2.0", None)
+    assert fixed.reachable and fixed.fixes_applied == (finding.hint,)
 
 
 @pytest.fixture

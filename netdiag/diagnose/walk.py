@@ -197,14 +197,25 @@ def route_remedy(
             return remedy, f"no namespace netdiag can see holds {address}"
         return None, f"no namespace netdiag can see holds {address}"
     gateway = None if path.hops == 1 else _gateway_on(path.first_link, path.first_peer)
+    network = path.owner_address.network
+    why = f"{address} is in {path.owner}, reached through {path.first_link.name}"
+    # A route to the same destination already there (an unreachable or blackhole
+    # one, say): `ip route add` would say File exists; replace it.
+    in_the_way = next(
+        (route for route in catalog.state(namespace).routes if route.destination == network),
+        None,
+    )
+    if in_the_way is not None:
+        why += f" (the fix replaces `{in_the_way}`)"
     remedy = Remedy(
         "route-add",
         namespace,
         path.first_link.name,
-        network=path.owner_address.network,
+        network=network,
         gateway=gateway,
+        replace=in_the_way is not None,
     )
-    return remedy, f"{address} is in {path.owner}, reached through {path.first_link.name}"
+    return remedy, why
 
 
 def _longest_route(state: NamespaceState, address: IPv4Address) -> RouteEntry | None:
@@ -294,12 +305,13 @@ class Walk:
         if not self._source_address(source_state, route):
             return
         if not self.check("route", self.source, route.ok, f"route get {route.describe()}"):
-            self.route_cause(
-                "route.missing",
-                self.source,
-                destination,
-                f"{self.source} has no route to {destination} ({route.error})",
-            )
+            chosen = _longest_route(source_state, destination)
+            if chosen is not None and chosen.route_type != "unicast":
+                # The kernel has a route, one that sends nothing anywhere.
+                what = f"{self.source}'s route to {destination} is `{chosen}` ({route.error})"
+            else:
+                what = f"{self.source} has no route to {destination} ({route.error})"
+            self.route_cause("route.missing", self.source, destination, what)
             return
         self._walk_hops(route)
 
