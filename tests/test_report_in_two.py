@@ -10,7 +10,6 @@ happens, no temporary file is left in the report folder and no child lives on.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 from pathlib import Path
@@ -147,98 +146,3 @@ def test_ended_before_it_finishes_the_child_is_stopped_and_its_file_removed(
     assert [entry.name for entry in tmp_path.iterdir()] == ["report.json"]
     assert path.read_text() == "old\n"
     assert_gone(writer.pid)
-
-
-FORK_REFUSED = """
-import io, os, resource, sys
-from netdiag.analysis.analyze import analyze_file
-from netdiag.report import jsonstream
-
-analysis = analyze_file(sys.argv[1])
-jsonstream.PARALLEL_RECORDS = 10  # a small capture takes the two-process path
-# No process to spare, enforced by the kernel: an unprivileged user allowed none.
-os.setgid(65534)
-os.setuid(65534)
-resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-try:
-    os.fork()
-except BlockingIOError:
-    pass
-else:
-    raise SystemExit("fork was not refused")
-text = io.StringIO()
-jsonstream.write_analyses_json([analysis], text, jobs=2)
-sys.stdout.write(text.getvalue())
-"""
-
-
-def test_without_a_process_to_spare_the_json_is_written_by_one(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become an unprivileged user with no process to spare")
-    capture = tmp_path / "bench.pcap"
-    load_bench_generator("bench_gen_for_fork").generate(capture, 3000, seed=4)
-    capture.chmod(0o644)
-    result = subprocess.run(
-        [sys.executable, "-B", "-c", FORK_REFUSED, str(capture)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    expected = io.StringIO()
-    jsonstream.write_analyses_json([analyze_file(capture)], expected, jobs=1)
-    assert result.stdout == expected.getvalue()
-
-
-REPORT_FORK_REFUSED = """
-import os, resource, sys
-from pathlib import Path
-from netdiag.analysis.analyze import analyze_file
-from netdiag.report import jsonstream, write_report
-
-analysis = analyze_file(sys.argv[1], plot_data=True)
-jsonstream.PARALLEL_RECORDS = 10  # a small capture takes the two-process path
-# Loaded while still root: the interpreter's own library may be root's alone.
-import multiprocessing.popen_fork, multiprocessing.connection  # noqa
-import netdiag.analysis.forked, netdiag.report.output  # noqa
-import netdiag.report.content, netdiag.report.markdown, netdiag.report.html  # noqa
-import netdiag.report.hexdump, netdiag.report.plots, matplotlib.pyplot  # noqa
-os.setgid(65534)
-os.setuid(65534)
-resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-write_report(Path(sys.argv[2]), [analysis], jobs=2)
-"""
-
-
-def test_without_a_process_to_spare_the_report_is_written_by_one(tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become an unprivileged user with no process to spare")
-    # pytest's own folders are root's alone: the unprivileged user works in its own.
-    shared = Path(tempfile.mkdtemp(prefix="netdiag-test-nproc-"))
-    try:
-        shared.chmod(0o777)
-        capture = shared / "bench.pcap"
-        load_bench_generator("bench_gen_for_fork").generate(capture, 3000, seed=4)
-        capture.chmod(0o644)
-        result = subprocess.run(
-            [sys.executable, "-B", "-c", REPORT_FORK_REFUSED, str(capture), str(shared / "two")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env={**os.environ, "MPLCONFIGDIR": str(shared / "mpl")},
-        )
-        assert result.returncode == 0, result.stderr
-        write_report(tmp_path / "one", [analyze_file(capture, plot_data=True)], jobs=1)
-        assert files_in(shared / "two") == files_in(tmp_path / "one")
-    finally:
-        shutil.rmtree(shared)

@@ -62,9 +62,13 @@ def analyze_file(path: str | os.PathLike[str], plot_data: bool = True, shares: i
     (analysis/shares.py); the result is the same.
     """
     if shares > 1:
+        from netdiag.analysis.forked import NoProcessToSpare
         from netdiag.analysis.shares import analyze_in_shares
 
-        return analyze_in_shares(path, shares, plot_data)
+        try:
+            return analyze_in_shares(path, shares, plot_data)
+        except NoProcessToSpare:
+            pass  # the kernel would not fork: the same analysis in this one process
     with collection_paused():
         file_pass = FilePass(path, plot_data)
         streams = file_pass.tcp.finish()
@@ -218,7 +222,7 @@ def _in_child_processes(
     work on the bigger ones after it: a child costs a fork and sending the
     result back (a few ms), more than it saves on a file that small.
     """
-    from netdiag.analysis.forked import ForkedCall
+    from netdiag.analysis.forked import ForkedCall, NoProcessToSpare
 
     waiting = deque(paths)  # not queued yet
     # In file order: a child analysing the file, or the path of one analysed here.
@@ -230,10 +234,21 @@ def _in_child_processes(
         while waiting and children < jobs:
             path = waiting.popleft()
             if _worth_a_process(path):
-                child = ForkedCall(analyze_file, (path, plot_data), f"analysing {os.fspath(path)}")
+                try:
+                    child = ForkedCall(
+                        analyze_file, (path, plot_data), f"analysing {os.fspath(path)}"
+                    )
+                except NoProcessToSpare:
+                    queue.append(path)  # analysed here in its turn
+                    continue
                 queue.append(child)  # ended in the finally below, started or not
                 children += 1
-                child.start()
+                try:
+                    child.start()
+                except NoProcessToSpare:
+                    queue[-1] = path  # analysed here in its turn, as a small file is
+                    children -= 1
+                    child.end()
             else:
                 queue.append(path)
 

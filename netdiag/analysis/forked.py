@@ -52,6 +52,11 @@ ONE_PROCESS_ADVICE = (
 )
 
 
+class NoProcessToSpare(Exception):  # noqa: N818 (a condition the callers handle, not an error)
+    """The kernel would not make the child (EAGAIN: a process limit; ENOMEM), or
+    its pipe (EMFILE). Every caller then does the same work in its own process."""
+
+
 class ChildTracebackError(Exception):
     """The traceback of a failure in a child, as text: the cause of the error
     raised for it in the parent (``--debug`` prints it above the parent's)."""
@@ -76,7 +81,10 @@ class ForkedCall(Generic[R]):
         # fork: the child starts with every module this process has loaded.
         context = multiprocessing.get_context("fork")
         # Duplex: the child waits for the parent's word before it exits (below).
-        self._receiver, sender = context.Pipe(duplex=True)
+        try:
+            self._receiver, sender = context.Pipe(duplex=True)
+        except OSError as error:
+            raise NoProcessToSpare(str(error)) from error
         self._sender = sender
         self._what = what
         self._answered = False
@@ -88,7 +96,10 @@ class ForkedCall(Generic[R]):
         # Known before it starts (the caller holds this object in its
         # try/finally): a Ctrl-C delivered as it starts still ends it.
         with interrupts_held():
-            self._process.start()
+            try:
+                self._process.start()
+            except OSError as error:
+                raise NoProcessToSpare(str(error)) from error
         self._sender.close()
 
     def result(self) -> R:

@@ -162,6 +162,7 @@ def write_report(
     plots and pages, or, when JSON is the only form, encode half of it
     (jsonstream.py). The files are the same whatever ``jobs`` is.
     """
+    from netdiag.analysis.forked import NoProcessToSpare
     from netdiag.report.jsonstream import write_analyses_json
     from netdiag.report.output import (
         TextWrittenInChild,
@@ -188,7 +189,7 @@ def write_report(
             )
             try:
                 json_child.start()  # held above first: a Ctrl-C as it forks still ends it
-            except OSError:  # no process to spare (EAGAIN, ENOMEM): written here below
+            except NoProcessToSpare:  # the kernel would not fork: written here below
                 json_child.end()
                 json_child = None
         written: list[Path] = []
