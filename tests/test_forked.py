@@ -111,3 +111,23 @@ def test_a_child_that_dies_is_told_in_words_that_fit_what_it_did(what: str) -> N
         "the machine may be out of memory"
     )
     assert error.__cause__ is None  # no traceback: the child said nothing
+
+
+class NeedsTwoArgumentsError(Exception):
+    """Pickles (as its args) but does not unpickle: its __init__ wants two."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} {second}")
+
+
+def raises_an_error_that_does_not_unpickle() -> None:
+    raise NeedsTwoArgumentsError("half", "way")
+
+
+def test_an_error_that_does_not_unpickle_here_is_an_error_not_a_traceback() -> None:
+    error = outcome_of(raises_an_error_that_does_not_unpickle, "analysing a.pcap")
+    assert isinstance(error, AnalysisProcessError)
+    assert error.message.startswith(
+        "a process analysing a.pcap sent back what cannot be read here: "
+    )
+    assert isinstance(error.__cause__, TypeError)

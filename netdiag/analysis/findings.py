@@ -125,6 +125,8 @@ def _stream_findings(stream: TcpStream) -> list[Finding]:
         backoff = ""
         if intervals:
             backoff = ", retried after " + ", ".join(_ms(value) for value in intervals)
+            if len(intervals) < tries - 1:  # the timeline keeps the first entries only
+                backoff += ", …"
         # One SYN may be a scan or still in flight when the capture stopped;
         # a retried SYN is a connection that really failed.
         syn_severity: Severity = "error" if tries > 1 else "warn"

@@ -114,6 +114,11 @@ class ForkedCall(Generic[R]):
                 f"(exit code {self._process.exitcode}) without a result",
                 ONE_PROCESS_ADVICE,
             ) from None
+        except Exception as error:  # it pickled there but does not unpickle here
+            raise AnalysisProcessError(
+                f"a process {self._what} sent back what cannot be read here: {error}",
+                ONE_PROCESS_ADVICE,
+            ) from error
         if outcome == "error":
             raise value from ChildTracebackError(child_traceback)
         if outcome == "unsent":
