@@ -542,3 +542,34 @@ def test_two_runs_overlapping_do_not_interfere(
         pcap = pcap if pcap.is_absolute() else Path.cwd() / pcap
         assert answered_echoes(pcap) == 2 * COUNT
     assert namespaces_with(unique_prefix) == []
+
+
+def test_a_signal_whose_exception_was_swallowed_is_raised_at_the_next_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Ctrl-C whose KeyboardInterrupt Python raised inside a weakref callback
+    (printed as "Exception ignored in", then lost: a CI run once went on to the
+    end and exited 0) is raised again by raise_if_signalled, where the run
+    checks between steps. Real signals, in this process."""
+    import weakref
+
+    from netdiag.live.signals import Terminated, raise_if_signalled, terminate_as_exception
+
+    class Collected:
+        pass
+
+    def on_collect(_reference: object) -> None:
+        signal.raise_signal(signal.SIGINT)  # its handler runs here, inside the callback
+
+    with terminate_as_exception():
+        thing = Collected()
+        reference = weakref.ref(thing, on_collect)
+        del thing  # the callback runs; the KeyboardInterrupt raised in it is swallowed
+        assert reference() is None
+        assert "Traceback" not in capsys.readouterr().err  # not printed: raised below
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_signalled()
+        raise_if_signalled()  # raised once: nothing more
+        with pytest.raises(Terminated):
+            signal.raise_signal(signal.SIGTERM)  # delivered normally, as usual
+    raise_if_signalled()  # leaving the context forgets what was noted in it

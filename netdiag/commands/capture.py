@@ -34,7 +34,7 @@ def execute(
 ) -> int:
     from netdiag.capture.sniffer import Sniffer
     from netdiag.live.namespaces import check_environment, namespace_path
-    from netdiag.live.signals import Terminated, terminate_as_exception
+    from netdiag.live.signals import Terminated, raise_if_signalled, terminate_as_exception
 
     namespace_path(ns)  # a clear error for a missing namespace before anything else
     check_environment()
@@ -47,6 +47,7 @@ def execute(
             sniffer.start()
             with console.status(f"capturing on {escape(iface)} in {escape(ns)}…") as status:
                 while not sniffer.wait(0.2):
+                    raise_if_signalled()  # one whose exception was swallowed
                     elapsed = time.monotonic() - started
                     status.update(
                         f"capturing on {escape(iface)} in {escape(ns)}: "

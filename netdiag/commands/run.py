@@ -144,7 +144,7 @@ def execute(
 
     from netdiag.experiment.runner import ExperimentRunner, RunOptions
     from netdiag.live import registry
-    from netdiag.live.signals import Terminated, terminate_as_exception
+    from netdiag.live.signals import Terminated, raise_if_signalled, terminate_as_exception
 
     console = PipeConsole(stderr=json_output, quiet=json_output, highlight=False, soft_wrap=True)
     # soft_wrap: the leftovers note is one line however long (issue 7: one-line messages).
@@ -194,6 +194,9 @@ def execute(
             import scapy.layers.inet  # noqa: F401
 
             result = runner.run()
+            # A signal whose exception was swallowed after the last step's check
+            # (in the analysis, say): the run is still interrupted.
+            raise_if_signalled()
     except KeyboardInterrupt:
         print(f"netdiag: interrupted; {_teardown_outcome(runner)}", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)

@@ -33,6 +33,7 @@ from netdiag.analysis.icmp import ping_stats
 from netdiag.errors import NetdiagError, OutputError
 from netdiag.experiment.model import PingResult, RunResult, StepResult, TcpExchange
 from netdiag.live.registry import new_run_id
+from netdiag.live.signals import raise_if_signalled
 from netdiag.topology.spec import LinkEndSpec, TopologySpec
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class ExperimentRunner:
         self.result: RunResult | None = None
         self._sniffer: Sniffer | None = None
         self._interrupted = False
+        self._finishing = False  # tearing down: no signal may cut it short (_finish)
 
     # ---- names ------------------------------------------------------------------------
 
@@ -245,6 +247,8 @@ class ExperimentRunner:
                 )
             )
             return False
+        if not self._finishing:
+            raise_if_signalled()  # a Ctrl-C whose exception was swallowed stops the run here
         started = time.perf_counter()
         try:
             pause_point(step_id)
@@ -319,6 +323,7 @@ class ExperimentRunner:
             return
         from netdiag.live.signals import deferred_signals
 
+        self._finishing = True
         with deferred_signals():
             self._finish_held(live)
 

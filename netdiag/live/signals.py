@@ -7,6 +7,14 @@ both. Only the process that installed the handler raises: a forked helper
 (pyroute2 forks some) that inherited it just exits, never unwinding through
 the parent's ``finally`` blocks into a second teardown.
 
+Python raises a handler's exception wherever the main thread happens to be,
+and one raised inside a weakref callback or a ``__del__`` (the garbage
+collector runs them at any allocation) is printed as "Exception ignored in"
+and lost: the run went on to the end and exited 0 (seen in CI, one Ctrl-C in
+a few hundred). So the handlers also note the signal, and
+``raise_if_signalled`` raises it again where the run can take it: between
+steps, and in waiting loops.
+
 ``deferred_signals`` holds SIGINT/SIGTERM back while teardown runs (a second
 Ctrl-C must not leave half the namespaces behind) and re-delivers them after.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,23 +35,59 @@ class Terminated(BaseException):  # named like KeyboardInterrupt, its sibling
     """SIGTERM arrived; raised in the main thread of the process that asked for it."""
 
 
+# Signals taken by terminate_as_exception's handlers and not yet raised by
+# raise_if_signalled: each one's exception may have been swallowed.
+_signalled: list[int] = []
+
+
+def _exception_for(number: int) -> BaseException:
+    return KeyboardInterrupt() if number == signal.SIGINT else Terminated()
+
+
+def raise_if_signalled() -> None:
+    """Raise the exception of a signal that arrived since the last call, in case
+    it was swallowed where it was first raised (nothing happens otherwise: a
+    run that took the exception has left its steps for teardown)."""
+    if _signalled:
+        number = _signalled[0]
+        _signalled.clear()
+        raise _exception_for(number)
+
+
 @contextmanager
 def terminate_as_exception() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` and SIGINT ``KeyboardInterrupt``, each noted
+    for ``raise_if_signalled`` too."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     owner = os.getpid()
 
-    def on_terminate(_signal: int, _frame: FrameType | None) -> None:
+    def on_signal(number: int, _frame: FrameType | None) -> None:
         if os.getpid() != owner:
-            os._exit(128 + signal.SIGTERM)
-        raise Terminated
+            os._exit(128 + number)
+        _signalled.append(number)
+        raise _exception_for(number)
 
-    previous = signal.signal(signal.SIGTERM, on_terminate)
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_noted(unraisable: Any) -> None:
+        # The swallowed exception of a noted signal: raised again later, not
+        # printed now as "Exception ignored in ... Traceback".
+        if not (_signalled and isinstance(unraisable.exc_value, KeyboardInterrupt | Terminated)):
+            previous_hook(unraisable)
+
+    previous = {
+        handled: signal.signal(handled, on_signal) for handled in (signal.SIGINT, signal.SIGTERM)
+    }
+    sys.unraisablehook = quiet_when_noted
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
+        _signalled.clear()
 
 
 @contextmanager
