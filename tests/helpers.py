@@ -82,6 +82,22 @@ def reading(pid: int, path: Path) -> bool:
     return False
 
 
+def wait_until_capturing(process: subprocess.Popen[str], pcap: Path) -> None:
+    """Return once ``netdiag capture`` (``process``) is sure to see what is sent next.
+
+    The sniffer opens its file only after binding its socket, and the kernel queues
+    every frame for a bound socket: once the file exists nothing sent can be missed.
+    A fixed sleep instead missed the traffic when the command's start-up (imports,
+    entering the namespace) was slow on a loaded machine."""
+    deadline = time.monotonic() + 60
+    while not pcap.exists():
+        if process.poll() is not None:
+            _stdout, stderr = process.communicate()
+            raise AssertionError(f"the capture ended (code {process.returncode}): {stderr}")
+        assert time.monotonic() < deadline, "the capture never opened its file"
+        time.sleep(0.01)
+
+
 def interrupt_at_moments(
     arguments: Sequence[str],
     begun: Callable[[int], bool],

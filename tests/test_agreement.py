@@ -23,6 +23,7 @@ Where netdiag deliberately differs, the test says so:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,17 @@ def _listen(namespace: str, family: int, address: str, port: int, receive_buffer
     return server
 
 
+def _retransmitted_and_acknowledged(client: Any) -> tuple[int, int]:
+    """tcpi_total_retrans and tcpi_bytes_acked of a socket's TCP_INFO (linux/tcp.h)."""
+    import socket
+    import struct
+
+    info = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 128)
+    (retransmitted,) = struct.unpack_from("=I", info, 100)
+    (acknowledged,) = struct.unpack_from("=Q", info, 120)
+    return int(retransmitted), int(acknowledged)
+
+
 def _kernel_scenarios(prefix: str, pcap: Path) -> None:
     """Refused port, zero window, IPv6 transfer, unanswered SYN; captured on ns1/veth0."""
     import socket
@@ -363,22 +375,27 @@ def test_transfer_through_a_router_that_stops_forwarding_for_a_while(
             reader = threading.Thread(target=drain)
             reader.start()
             client.setblocking(False)
-            started = time.monotonic()
-            outage = (0.2, 0.9)  # seconds after the start: the router drops everything
-            forwarding = True
-            while time.monotonic() - started < 1.6:
-                elapsed = time.monotonic() - started
-                if forwarding and outage[0] <= elapsed < outage[1]:
-                    live.set_forwarding(router, False)
-                    forwarding = False
-                elif not forwarding and elapsed >= outage[1]:
-                    live.set_forwarding(router, True)
-                    forwarding = True
-                with contextlib.suppress(BlockingIOError):  # the outage fills the buffer
-                    client.send(b"d" * 4096)
-                time.sleep(0.005)
-            if not forwarding:
+
+            def send_until(done: Callable[[], bool], what: str) -> None:
+                # Phases end on events, not at set times: with a fixed outage window,
+                # a loop stalled on a loaded machine could step over it (no loss at all).
+                deadline = time.monotonic() + 60
+                while not done():
+                    assert time.monotonic() < deadline, f"never {what}"
+                    with contextlib.suppress(BlockingIOError):  # the outage fills the buffer
+                        client.send(b"d" * 4096)
+                    time.sleep(0.005)
+
+            # Before the loss: data acknowledged (the ACKs, captured here, give RTT samples).
+            send_until(lambda: _retransmitted_and_acknowledged(client)[1] > 0, "acknowledged")
+            live.set_forwarding(router, False)  # the router drops everything
+            try:
+                send_until(lambda: _retransmitted_and_acknowledged(client)[0] > 0, "retransmitted")
+            finally:
                 live.set_forwarding(router, True)
+            # After the loss: the retransmissions get through and the transfer goes on.
+            delivered = len(received)
+            send_until(lambda: len(received) > delivered, "delivered after the outage")
             client.setblocking(True)
             client.shutdown(socket.SHUT_WR)
             reader.join(timeout=10)

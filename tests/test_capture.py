@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from netdiag.errors import InputError
+from tests.helpers import wait_until_capturing
 
 pytestmark = pytest.mark.netns
 
@@ -47,6 +49,32 @@ def read_frames(path: Path) -> list[tuple[float, bytes]]:
 
     with open(path, "rb") as handle:
         return [(float(ts), bytes(data)) for ts, data in dpkt.pcap.Reader(handle)]
+
+
+def complete_frames(path: Path) -> list[bytes]:
+    """The frames of a pcap file still being written (its last record may be partial)."""
+    data = path.read_bytes()
+    frames = []
+    offset = 24  # the file header
+    while offset + 16 <= len(data):
+        (length,) = struct.unpack_from("=I", data, offset + 8)  # the captured length
+        if offset + 16 + length > len(data):
+            break
+        frames.append(data[offset + 16 : offset + 16 + length])
+        offset += 16 + length
+    return frames
+
+
+def wait_until_written(pcap: Path) -> None:
+    """Until the capture has written a frame, so that its reader thread runs: a signal
+    from then on ends a capture that first writes all the kernel queued for it. The
+    file appears at the bind, a moment before that thread starts; a signal inside
+    that moment (a loaded machine can stretch it past the traffic) ends the capture
+    with nothing read, which is not the Ctrl-C of a running capture these tests mean."""
+    deadline = time.monotonic() + 60
+    while not complete_frames(pcap):
+        assert time.monotonic() < deadline, "the capture never wrote a frame"
+        time.sleep(0.01)
 
 
 def start_capture_command(
@@ -145,16 +173,23 @@ def test_capture_matches_tcpdump(seed_up: tuple[str, str, str], tmp_path: Path) 
         ours = tmp_path / "netdiag.pcap"
         with Sniffer(namespace, interface, ours):
             ping_and_talk(prefix, 5)
-        time.sleep(0.2)  # tcpdump has no drain proof: give it a moment
+        our_frames = read_frames(ours)
+        # IPv6 neighbour/router chatter may fall outside our capture window: compare IPv4 + ARP.
+        wanted = (b"\x08\x00", b"\x08\x06")
+        # tcpdump has no drain proof, and on SIGINT it drops what it has not read yet:
+        # wait until its file (flushed per frame, -U) holds as many frames as ours.
+        expected = sum(1 for _t, d in our_frames if d[12:14] in wanted)
+        deadline = time.monotonic() + 60
+        while sum(1 for d in complete_frames(reference) if d[12:14] in wanted) < expected:
+            if tcpdump.poll() is not None or time.monotonic() > deadline:
+                break  # the comparison below says what is missing
+            time.sleep(0.01)
     finally:
         tcpdump.send_signal(signal.SIGINT)
         tcpdump.wait(timeout=10)
     reference_frames = [
         (ts, data) for ts, data in read_frames(reference) if data[12:14] != MARKER_ETHERTYPE
     ]
-    our_frames = read_frames(ours)
-    # IPv6 neighbour/router chatter may fall outside our capture window: compare IPv4 + ARP.
-    wanted = (b"\x08\x00", b"\x08\x06")
     assert [d for _t, d in our_frames if d[12:14] in wanted] == [
         d for _t, d in reference_frames if d[12:14] in wanted
     ]
@@ -178,7 +213,7 @@ def test_capture_command_with_count(seed_up: tuple[str, str, str], tmp_path: Pat
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "count.pcap"
     process = start_capture_command(namespace, interface, pcap, "--count", "6")
-    time.sleep(1.5)  # the command's own start-up; its socket queues from the bind on
+    wait_until_capturing(process, pcap)
     ping_and_talk(prefix, 5)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
@@ -193,9 +228,9 @@ def test_capture_command_ctrl_c_writes_what_it_had(
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "interrupted.pcap"
     process = start_capture_command(namespace, interface, pcap)
-    time.sleep(1.5)
+    wait_until_capturing(process, pcap)
     ping_and_talk(prefix, 3)
-    time.sleep(0.3)
+    wait_until_written(pcap)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
@@ -205,6 +240,21 @@ def test_capture_command_ctrl_c_writes_what_it_had(
     assert len(frames) == document["packets"] >= 6 + 5  # 3 echoes each way + the TCP exchange
 
 
+def wait_until_in_namespace(pid: int, namespace: str) -> None:
+    """Until process ``pid`` (``ip netns exec``) has entered ``namespace``: before its
+    setns, ``pid:N`` names the root namespace, where the interface does not exist."""
+    from netdiag.live.namespaces import namespace_path
+
+    wanted = namespace_path(namespace).stat()
+    deadline = time.monotonic() + 60
+    while True:
+        current = namespace_path(f"pid:{pid}").stat()
+        if (current.st_dev, current.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return
+        assert time.monotonic() < deadline, f"process {pid} never entered {namespace}"
+        time.sleep(0.01)
+
+
 def test_capture_in_a_process_namespace(seed_up: tuple[str, str, str], tmp_path: Path) -> None:
     """`pid:N` reaches the namespace a process lives in (as for a container)."""
     from netdiag.capture.sniffer import Sniffer
@@ -212,7 +262,7 @@ def test_capture_in_a_process_namespace(seed_up: tuple[str, str, str], tmp_path:
     prefix, namespace, interface = seed_up
     sleeper = subprocess.Popen(["ip", "netns", "exec", namespace, "sleep", "30"])
     try:
-        time.sleep(0.3)
+        wait_until_in_namespace(sleeper.pid, namespace)
         pcap = tmp_path / "pid.pcap"
         with Sniffer(f"pid:{sleeper.pid}", interface, pcap, prove_with_marker=False) as sniffer:
             ping_and_talk(prefix, 2)
@@ -233,7 +283,7 @@ def test_capture_command_whose_interface_goes_away_is_an_error(
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "gone.pcap"
     process = start_capture_command(namespace, interface, pcap)
-    time.sleep(1.5)
+    wait_until_capturing(process, pcap)
     ping_and_talk(prefix, 2)
     with IPRoute(netns=namespace) as ipr:
         ipr.link("del", index=ipr.link_lookup(ifname=interface)[0])
@@ -251,8 +301,9 @@ def test_capture_command_stopped_by_sigterm_says_so(
     prefix, namespace, interface = seed_up
     pcap = tmp_path / "terminated.pcap"
     process = start_capture_command(namespace, interface, pcap)
-    time.sleep(1.5)
+    wait_until_capturing(process, pcap)
     ping_and_talk(prefix, 1)
+    wait_until_written(pcap)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 143, stderr

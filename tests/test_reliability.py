@@ -573,3 +573,33 @@ def test_a_signal_whose_exception_was_swallowed_is_raised_at_the_next_check(
         with pytest.raises(Terminated):
             signal.raise_signal(signal.SIGTERM)  # delivered normally, as usual
     raise_if_signalled()  # leaving the context forgets what was noted in it
+
+
+def test_a_signal_inside_an_event_loop_lets_the_loop_finish_and_is_raised_after() -> None:
+    """pyroute2 runs each netlink request in an asyncio loop. SIGTERM's exception,
+    raised inside one of the loop's callbacks, was taken by asyncio for the
+    callback's own error ("Exception in callback"), and the request was never
+    resumed: a run stopped after "isolation" hung until killed. Now the request
+    finishes and raise_if_signalled raises it. Real signals, in this process."""
+    import asyncio
+
+    from netdiag.live.signals import Terminated, raise_if_signalled, terminate_as_exception
+
+    async def request() -> str:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str] = loop.create_future()
+
+        def on_answer() -> None:
+            signal.raise_signal(signal.SIGTERM)  # its handler runs here, inside the callback
+            answer.set_result("answered")
+
+        loop.call_soon(on_answer)
+        return await asyncio.wait_for(answer, 30)  # bounded: it hung before
+
+    with terminate_as_exception():
+        assert asyncio.run(request()) == "answered"
+        with pytest.raises(Terminated):
+            raise_if_signalled()
+        raise_if_signalled()  # raised once: nothing more
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # outside a loop: raised at once, as usual

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netdiag.topology.loader import builtin_text
-from tests.helpers import netdiag, one_line_error
+from tests.helpers import netdiag, one_line_error, wait_until_capturing
 
 SEED = builtin_text("seed")
 
@@ -240,7 +240,6 @@ def test_disk_full_while_capturing(tiny_disk: Path, isolated_run: tuple[str, Pat
 
 @pytest.mark.netns
 def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str, Path]) -> None:
-    import time
 
     from netdiag.live.topology import LiveTopology
     from netdiag.topology.loader import load_topology
@@ -260,9 +259,7 @@ def test_capture_command_on_a_full_disk(tiny_disk: Path, isolated_run: tuple[str
             text=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while not pcap.exists() and capture.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)  # waiting for the bound socket's file header, not timing it
+            wait_until_capturing(capture, pcap)
             listener = Listener(f"{prefix}ns1", "10.0.1.0", 7096)
             try:
                 bulk = bulk_transfer(listener, f"{prefix}ns2", "10.0.1.0", 7096, 1_000_000)

@@ -15,12 +15,22 @@ a few hundred). So the handlers also note the signal, and
 ``raise_if_signalled`` raises it again where the run can take it: between
 steps, and in waiting loops.
 
+pyroute2 runs each netlink request in an asyncio event loop, and asyncio takes
+an exception other than KeyboardInterrupt raised in one of its callbacks for
+that callback's own error: it logs "Exception in callback", never resumes the
+request, and the run hung (SIGTERM, seen in repeated runs on a loaded
+machine); raised in the loop's poll, the exception left pyroute2's generators
+half-run, printing tracebacks when the loop closed. So while an event loop
+runs, a signal is only noted, and raised by ``raise_if_signalled`` once the
+request is done.
+
 ``deferred_signals`` holds SIGINT/SIGTERM back while teardown runs (a second
 Ctrl-C must not leave half the namespaces behind) and re-delivers them after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -42,6 +52,14 @@ _signalled: list[int] = []
 
 def _exception_for(number: int) -> BaseException:
     return KeyboardInterrupt() if number == signal.SIGINT else Terminated()
+
+
+def _inside_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def raise_if_signalled() -> None:
@@ -67,6 +85,8 @@ def terminate_as_exception() -> Iterator[None]:
         if os.getpid() != owner:
             os._exit(128 + number)
         _signalled.append(number)
+        if _inside_event_loop():
+            return  # raised by raise_if_signalled, outside the loop (module docstring)
         raise _exception_for(number)
 
     previous_hook = sys.unraisablehook
