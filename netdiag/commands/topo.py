@@ -33,13 +33,16 @@ def up(*, topology: str | None, prefix: str, length: int, json_output: bool) -> 
 
     check_environment()
     from netdiag.live.registry import new_run_id
-    from netdiag.live.signals import terminate_as_exception
+    from netdiag.live.signals import raise_if_signalled, terminate_as_exception
     from netdiag.live.topology import LiveTopology
 
     console = _console(json_output)
     run_id = new_run_id()
     with terminate_as_exception(), LiveTopology(spec, run_id, command="up") as live:
         live.build()  # an error or interrupt here tears down what was made
+        # A signal only noted during a netlink request (live/signals.py): raised
+        # here, before the topology is kept, so it is torn down as for the others.
+        raise_if_signalled()
         live.keep()
         record = live.record
     document = {

@@ -54,7 +54,7 @@ from netdiag.live.namespaces import (
     namespace_exists,
     remove_namespace,
 )
-from netdiag.live.signals import deferred_signals
+from netdiag.live.signals import deferred_signals, raise_if_signalled
 
 if TYPE_CHECKING:  # at run time only where needed: `netdiag down` never loads the spec model
     from netdiag.topology.spec import BridgeSpec, LinkEndSpec, LinkSpec, RouteSpec, TopologySpec
@@ -379,9 +379,12 @@ class LiveTopology:
         """Everything at once (``netdiag up``): namespaces, links, addresses, routes."""
         self.preflight()
         self.create_namespaces()
+        raise_if_signalled()  # one noted during a netlink request stops the build here
         self.create_links()
         for namespace in self.spec.namespace_names():
+            raise_if_signalled()
             self.configure_namespace(namespace)
+        raise_if_signalled()
         self.add_routes()
 
     # ---- reading ------------------------------------------------------------------------
