@@ -310,3 +310,28 @@ def test_capture_command_stopped_by_sigterm_says_so(
     document = json.loads(stdout)
     assert document["stopped_by"] == "terminated"
     assert document["packets"] == len(read_frames(pcap)) >= 2 + 5
+
+
+@pytest.mark.parametrize("thread_made", [False, True], ids=["before-thread", "thread-not-started"])
+def test_a_capture_stopped_before_its_reader_ran_keeps_what_the_kernel_queued(
+    seed_up: tuple[str, str, str], tmp_path: Path, thread_made: bool
+) -> None:
+    """A Ctrl-C inside ``start()``, after the bind and before the reader thread runs
+    (made here by opening the socket and the file as ``start()`` does, then
+    stopping): ``stop()`` reads what the kernel queued since the bind, instead of
+    losing it (or failing to join a thread that never started)."""
+    import threading
+
+    from netdiag.capture.sniffer import Sniffer
+
+    prefix, namespace, interface = seed_up
+    pcap = tmp_path / "early.pcap"
+    sniffer = Sniffer(namespace, interface, pcap, prove_with_marker=False)
+    sniffer._open_socket()
+    sniffer._open_file()
+    if thread_made:
+        sniffer._thread = threading.Thread(target=sniffer._read_loop)
+    ping_and_talk(prefix, 2)
+    result = sniffer.stop(settle=False)
+    assert result.error is None
+    assert result.packets == len(read_frames(pcap)) >= 4 + 5  # the echoes, the TCP exchange

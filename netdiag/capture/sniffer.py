@@ -334,6 +334,16 @@ class Sniffer:
                 break
         self._file.flush()
 
+    def _drain_here(self) -> None:
+        try:
+            self._read_available()
+        except OSError as error:  # as the reader's loop files them
+            if error.errno in _WRITE_ERRNOS:
+                self._note_write_error(error)
+            else:
+                self._error = str(error)
+                self._stopped_by = "error"
+
     def _note_write_error(self, error: OSError) -> None:
         if self._write_error is None:
             self._write_error = f"cannot write capture file {self.path}: {error.strerror or error}"
@@ -380,7 +390,8 @@ class Sniffer:
         if self.result is not None:
             return self.result
         drained = False
-        if self._thread is not None and not self._finished.is_set():
+        reader_started = self._thread is not None and self._thread.ident is not None
+        if self._thread is not None and reader_started and not self._finished.is_set():
             if settle:
                 self.settle()
             if self._ready_proven:
@@ -390,6 +401,11 @@ class Sniffer:
             self._thread.join()
         elif self._finished.is_set():
             drained = self._stopped_by == "count"
+        elif self._socket is not None and self._file is not None:
+            # Stopped between the bind and the reader's start (a Ctrl-C inside
+            # start()): what the kernel queued since the bind is read here, as
+            # the reader would have, instead of being lost with the socket.
+            self._drain_here()
         with contextlib.suppress(OSError):
             self._read_statistics()
         self._close_socket()
