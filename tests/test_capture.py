@@ -222,18 +222,27 @@ def test_capture_command_with_count(seed_up: tuple[str, str, str], tmp_path: Pat
     assert len(read_frames(pcap)) == 6
 
 
+def signalled_capture(
+    seed_up: tuple[str, str, str], pcap: Path, echoes: int, which: signal.Signals
+) -> tuple[int, str, str]:
+    """``netdiag capture`` during ``echoes`` pings each way and a TCP exchange, then
+    ``which`` once a frame is written; (exit code, stdout, stderr)."""
+    prefix, namespace, interface = seed_up
+    process = start_capture_command(namespace, interface, pcap)
+    wait_until_capturing(process, pcap)
+    ping_and_talk(prefix, echoes)
+    wait_until_written(pcap)
+    process.send_signal(which)
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout, stderr
+
+
 def test_capture_command_ctrl_c_writes_what_it_had(
     seed_up: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    prefix, namespace, interface = seed_up
     pcap = tmp_path / "interrupted.pcap"
-    process = start_capture_command(namespace, interface, pcap)
-    wait_until_capturing(process, pcap)
-    ping_and_talk(prefix, 3)
-    wait_until_written(pcap)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    code, stdout, stderr = signalled_capture(seed_up, pcap, 3, signal.SIGINT)
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     document = json.loads(stdout)
     frames = read_frames(pcap)
@@ -298,15 +307,9 @@ def test_capture_command_whose_interface_goes_away_is_an_error(
 def test_capture_command_stopped_by_sigterm_says_so(
     seed_up: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    prefix, namespace, interface = seed_up
     pcap = tmp_path / "terminated.pcap"
-    process = start_capture_command(namespace, interface, pcap)
-    wait_until_capturing(process, pcap)
-    ping_and_talk(prefix, 1)
-    wait_until_written(pcap)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 143, stderr
+    code, stdout, stderr = signalled_capture(seed_up, pcap, 1, signal.SIGTERM)
+    assert code == 143, stderr
     document = json.loads(stdout)
     assert document["stopped_by"] == "terminated"
     assert document["packets"] == len(read_frames(pcap)) >= 2 + 5
