@@ -192,11 +192,11 @@ def write_report(
             except NoProcessToSpare:  # the kernel would not fork: written here below
                 json_child.end()
                 json_child = None
-        written: list[Path] = []
         reports: list[Path] = []
+        written: list[Path] = []
         if want_pages:
-            written = _write_pages(
-                out_dir, analyses, run, formats, hexdump_frames, hexdump_link_layer, reports
+            reports, written = _write_pages(
+                out_dir, analyses, run, formats, hexdump_frames, hexdump_link_layer
             )
         if json_child is not None:
             json_child.finish()
@@ -235,9 +235,8 @@ def _write_pages(
     formats: set[str] | frozenset[str],
     hexdump_frames: list[int] | None,
     hexdump_link_layer: bool,
-    reports: list[Path],
-) -> list[Path]:
-    """report.md and/or report.html (appended to ``reports``); returns the plots drawn."""
+) -> tuple[list[Path], list[Path]]:
+    """report.md and/or report.html: (the pages written, the plots drawn)."""
     from dataclasses import replace
 
     from netdiag.report.content import (
@@ -293,6 +292,7 @@ def _write_pages(
         run=run,
         captures=tuple(sections),
     )
+    reports: list[Path] = []
     if "md" in formats:
         from netdiag.report.markdown import render_markdown
 
@@ -303,7 +303,7 @@ def _write_pages(
 
         reports.append(out_dir / "report.html")
         atomic_write_text(reports[-1], render_html(content))
-    return written
+    return reports, written
 
 
 def _remove_stale_plots(out_dir: Path, current: set[Path]) -> None:
