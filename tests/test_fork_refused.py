@@ -102,11 +102,13 @@ from pathlib import Path
 from netdiag.analysis.analyze import analyze_file
 from netdiag.report import jsonstream, write_report
 import multiprocessing.popen_fork, multiprocessing.connection  # noqa
-import netdiag.analysis.forked, netdiag.report.output  # noqa
-import netdiag.report.content, netdiag.report.markdown, netdiag.report.html  # noqa
-import netdiag.report.hexdump, netdiag.report.plots, matplotlib.pyplot  # noqa
+import netdiag.analysis.forked  # noqa
 
 analysis = analyze_file(sys.argv[1], plot_data=True)
+# Once as root, in one process: every module the report loads lazily (matplotlib's
+# backend, its fonts) is loaded before the unprivileged user, who may not read the
+# interpreter's or the virtualenv's files, takes over.
+write_report(Path(sys.argv[2]).parent / "warm-up", [analysis], jobs=1)
 jsonstream.PARALLEL_RECORDS = 10  # a small capture takes the two-process path
 """
     work = "write_report(Path(sys.argv[2]), [analysis], jobs=2)\n"
